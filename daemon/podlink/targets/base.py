@@ -1,0 +1,94 @@
+"""The one seam between podlink and an outside system that runs code.
+
+A target can run a command with byte streams (``exec``), open a TCP connection to a port as
+seen from inside it (``tunnel``), report lifecycle events, and describe itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, Protocol
+
+import msgspec
+
+
+class TargetUnavailable(Exception):
+    """The target cannot be reached or used. The message says what was tried and what to do."""
+
+
+class TargetEventKind(enum.Enum):
+    STARTED = "started"
+    RESTARTED = "restarted"
+    REPLACED = "replaced"
+    GONE = "gone"
+
+
+class TargetEvent(msgspec.Struct, frozen=True):
+    kind: TargetEventKind
+    reason: str = ""
+
+
+class TargetDescription(msgspec.Struct, frozen=True):
+    kind: str
+    name: str
+    detail: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class ExecStream(Protocol):
+    """A running command in the target.
+
+    ``stdin`` is None unless the exec was started with ``stdin=True``. ``stderr`` is None for
+    TTY execs (the terminal merges both).
+    """
+
+    stdin: asyncio.StreamWriter | None
+    stdout: asyncio.StreamReader
+    stderr: asyncio.StreamReader | None
+
+    async def close_stdin(self) -> None:
+        """Half-close stdin: the command sees end of input."""
+
+    async def wait(self) -> int:
+        """Wait for the command to end; its exit code (negative: killed by that signal)."""
+
+    async def terminate(self, grace_seconds: float = 3.0) -> int:
+        """Stop the command and everything it started: SIGTERM, then SIGKILL after grace."""
+
+
+class Target(Protocol):
+    async def connect(self) -> None:
+        """Reach the target (create it if configured to). Raises TargetUnavailable."""
+
+    async def exec(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bool = False,
+        tty: bool = False,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+    ) -> ExecStream:
+        """Start ``argv`` in the target. ``cwd`` is a target path (see ``target_path``)."""
+
+    async def tunnel(self, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Connect to ``127.0.0.1:port`` as seen from inside the target."""
+
+    def events(self) -> AsyncIterator[TargetEvent]:
+        """Lifecycle events, for as long as the target is open."""
+
+    def describe(self) -> TargetDescription: ...
+
+    @property
+    def python(self) -> str:
+        """The interpreter command that runs podlink's agent in the target."""
+
+    def target_path(self, remote: str) -> str:
+        """The path processes in the target use for the configured remote path ``remote``.
+
+        Container targets return it unchanged; the local target places it under its root.
+        """
+
+    async def close(self) -> None:
+        """Stop everything this target object started and release its connections."""
