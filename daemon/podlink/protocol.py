@@ -1,0 +1,634 @@
+# Generated from protocol/schema.json by protocol/generate.py; do not edit.
+"""The podlink protocol: the messages between the daemon and its clients, as types.
+
+Structs are frozen msgspec structs. Their snake_case attributes travel as the camelCase
+names of the protocol (``last_latency_ms`` is ``lastLatencyMs``), absent optional fields
+are left out of the JSON, and arrays decode to tuples. String unions are ``Literal``
+aliases. ``REQUESTS`` and ``NOTIFICATIONS`` map each method to its params and result
+types; ``ErrorCode`` and ``ERROR_REASONS`` give the errors. The reference is
+protocol/README.md; the source is protocol/schema.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Any, Literal
+
+import msgspec
+
+PROTOCOL_VERSION = 1
+"""The version clients find under capabilities.experimental.podlink.protocolVersion."""
+
+DocumentUri = str
+"""A URI as LSP writes it; for paths on this machine, a `file:` URI."""
+
+SessionState = Literal["starting", "syncing", "ready", "degraded", "stopped"]
+"""Where a session is in its life; degraded means running with a part (sync, a port, the app)
+failing.
+"""
+
+TargetKind = Literal["local", "docker", "kubernetes"]
+"""What kind of target a session syncs into."""
+
+SyncState = Literal["idle", "scanning", "syncing", "conflict", "error", "paused"]
+"""What the sync is doing; paused means halted for safety until podlink/resumeSync."""
+
+PortForwardState = Literal["active", "reconnecting", "error"]
+"""Whether a port forward is carrying connections."""
+
+AppState = Literal["running", "exited", "restarting", "stopped"]
+"""Whether the app process is up; stopped means stopped on request, exited means it ended by itself.
+"""
+
+TestOutcome = Literal["passed", "failed", "skipped", "errored"]
+"""How one test ended; errored means it could not run to a verdict."""
+
+LogSource = Literal["app", "sync", "build", "test", "daemon"]
+"""Which part of a session produced a log line."""
+
+DiagnosticSource = Literal["podlink-test", "podlink-build"]
+"""The `source` of the diagnostics podlink publishes: test failures and build errors."""
+
+ErrorReason = Literal[
+    "invalidParams",
+    "configInvalid",
+    "targetUnavailable",
+    "sessionNotFound",
+    "timeout",
+    "conflict",
+    "notImplemented",
+]
+"""The reason in the data of a podlink error; one per error code."""
+
+
+class Session(msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True):
+    """A workspace folder kept in sync with a target, with its port forwards and app."""
+
+    id: str
+    """The session's id, which other requests take as sessionId."""
+    folder: DocumentUri
+    """The local workspace folder."""
+    state: SessionState
+    """Where the session is in its life."""
+    target: TargetInfo
+    """The target the folder is synced into."""
+    sync: SyncStatus
+    """The state of the sync."""
+    ports: tuple[PortForward, ...]
+    """The port forwards."""
+    app: AppProcess | None = None
+    """The app process, when the session runs one."""
+    error: str | None = None
+    """Why the session is degraded or stopped, when it is."""
+
+
+class TargetInfo(msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True):
+    """The target a session syncs into."""
+
+    kind: TargetKind
+    """The kind of target."""
+    name: str
+    """The target's name, for showing to the user."""
+    detail: dict[str, Any] | None = None
+    """Facts that depend on the kind of target, such as a context, namespace or image."""
+
+
+class SyncStatus(msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True):
+    """The state of a session's sync."""
+
+    state: SyncState
+    """What the sync is doing."""
+    pending: int
+    """Changes seen but not yet applied."""
+    files_synced: int
+    """Files copied since the session started."""
+    bytes_synced: int
+    """Bytes copied since the session started."""
+    last_latency_ms: float | None = None
+    """Milliseconds from the last change being seen to it being applied."""
+    conflicts: tuple[SyncIssue, ...]
+    """Paths changed on both sides that the sync will not resolve by itself."""
+    problems: tuple[SyncIssue, ...]
+    """Paths that could not be synced."""
+
+
+class SyncIssue(msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True):
+    """A path the sync has something to say about."""
+
+    path: str
+    """The path, relative to the sync root."""
+    message: str
+    """What is wrong, for showing to the user."""
+
+
+class PortForward(msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True):
+    """A forward from a local port to a port in the target."""
+
+    local_port: int
+    """The port on 127.0.0.1."""
+    remote_port: int
+    """The port in the target."""
+    state: PortForwardState
+    """Whether the forward is carrying connections."""
+    connections: int
+    """Connections open through the forward now."""
+    error: str | None = None
+    """Why the forward is reconnecting or failed, when it is."""
+
+
+class AppProcess(msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True):
+    """The app a session runs in its target."""
+
+    state: AppState
+    """Whether the app is up."""
+    command: tuple[str, ...]
+    """The command line the app runs, one argument per item."""
+    exit_code: int | None = None
+    """The exit code of the last run, once it has ended."""
+
+
+class TestItem(msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True):
+    """A test or a group of tests, as a tree."""
+
+    id: str
+    """The runner's own id with file paths relative to the workspace folder; for pytest, the node id
+    such as `tests/test_api.py::test_create`.
+    """
+    label: str
+    """The name to show."""
+    uri: DocumentUri | None = None
+    """The local file defining the test."""
+    range: Range | None = None
+    """Where in that file the test is defined."""
+    children: tuple[TestItem, ...] | None = None
+    """The tests inside this group."""
+
+
+class PodlinkCapabilities(
+    msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True
+):
+    """What the daemon puts under `capabilities.experimental.podlink` in its initialize result."""
+
+    protocol_version: int
+    """The protocol version the daemon speaks."""
+
+
+class ErrorData(msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True):
+    """The `data` of every JSON-RPC error the daemon returns for a podlink request."""
+
+    reason: ErrorReason
+    """The reason, one per error code."""
+    detail: dict[str, Any] | None = None
+    """What was tried or where, as fields: `{file, line, key}` for configInvalid, `{sessionId}` for
+    sessionNotFound.
+    """
+
+
+class Position(msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True):
+    """An LSP position in a text document."""
+
+    line: int
+    """Zero-based line."""
+    character: int
+    """Zero-based offset in the line, in UTF-16 code units as LSP counts by default."""
+
+
+class Range(msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True):
+    """An LSP range in a text document."""
+
+    start: Position
+    """The first position in the range."""
+    end: Position
+    """The position just after the range."""
+
+
+class Location(msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True):
+    """An LSP location: a range in a document."""
+
+    uri: DocumentUri
+    """The document, a local `file:` URI."""
+    range: Range
+    """The range in that document."""
+
+
+class StartSessionParams(
+    msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True
+):
+    """The params of podlink/startSession."""
+
+    folder: DocumentUri
+    """The local workspace folder to sync."""
+    config_file: str | None = None
+    """The podlink config file to use instead of the folder's default one."""
+
+
+class StopSessionParams(
+    msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True
+):
+    """The params of podlink/stopSession."""
+
+    session_id: str
+    """The session to stop."""
+
+
+class ListSessionsParams(
+    msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True
+):
+    """The params of podlink/listSessions: none."""
+
+
+class FlushSyncParams(
+    msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True
+):
+    """The params of podlink/flushSync."""
+
+    session_id: str
+    """The session whose sync to flush."""
+    timeout_ms: float | None = None
+    """How long to wait, in milliseconds, before failing with timeout."""
+
+
+class AddPortParams(msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True):
+    """The params of podlink/addPort."""
+
+    session_id: str
+    """The session whose target to forward from."""
+    remote_port: int
+    """The port in the target."""
+    local_port: int | None = None
+    """The port on 127.0.0.1; a free one is picked when absent."""
+
+
+class RemovePortParams(
+    msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True
+):
+    """The params of podlink/removePort."""
+
+    session_id: str
+    """The session holding the forward."""
+    local_port: int
+    """The local port of the forward to remove."""
+
+
+class RestartAppParams(
+    msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True
+):
+    """The params of podlink/restartApp."""
+
+    session_id: str
+    """The session whose app to restart."""
+
+
+class StopAppParams(msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True):
+    """The params of podlink/stopApp."""
+
+    session_id: str
+    """The session whose app to stop."""
+
+
+class StartDebugParams(
+    msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True
+):
+    """The params of podlink/startDebug."""
+
+    session_id: str
+    """The session whose app to debug."""
+
+
+class StartDebugResult(
+    msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True
+):
+    """The result of podlink/startDebug."""
+
+    configuration: dict[str, Any]
+    """A ready VS Code `debugpy` attach configuration: `{"type": "debugpy", "request": "attach",
+    "name": ..., "connect": {"host": "127.0.0.1", "port": N}, "pathMappings": [{"localRoot": ...,
+    "remoteRoot": ...}], "justMyCode": ...}`.
+    """
+
+
+class DiscoverTestsParams(
+    msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True
+):
+    """The params of podlink/discoverTests."""
+
+    session_id: str
+    """The session whose tests to collect."""
+
+
+class DiscoverTestsResult(
+    msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True
+):
+    """The result of podlink/discoverTests."""
+
+    tests: tuple[TestItem, ...]
+    """The top-level test items."""
+
+
+class RunTestsParams(msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True):
+    """The params of podlink/runTests."""
+
+    session_id: str
+    """The session whose tests to run."""
+    ids: tuple[str, ...] | None = None
+    """The TestItem ids to run, groups included; every test when absent."""
+    run_id: str | None = None
+    """The id for this run, so podlink/cancelTests can name it before the result arrives; picked by
+    the daemon when absent.
+    """
+
+
+class RunTestsResult(msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True):
+    """The result of podlink/runTests: the totals of the run."""
+
+    run_id: str
+    """The id of the run, as in its podlink/testResult notifications."""
+    passed: int
+    """Tests that passed."""
+    failed: int
+    """Tests that failed."""
+    skipped: int
+    """Tests that were skipped."""
+    errored: int
+    """Tests that could not run to a verdict."""
+    duration_ms: float
+    """How long the run took, in milliseconds."""
+
+
+class CancelTestsParams(
+    msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True
+):
+    """The params of podlink/cancelTests."""
+
+    run_id: str
+    """The run to cancel."""
+
+
+class BuildParams(msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True):
+    """The params of podlink/build."""
+
+    session_id: str
+    """The session to build in."""
+
+
+class BuildResult(msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True):
+    """The result of podlink/build."""
+
+    exit_code: int
+    """The build command's exit code."""
+    duration_ms: float
+    """How long the build took, in milliseconds."""
+    diagnostics: int
+    """How many diagnostics the build published."""
+
+
+class ResumeSyncParams(
+    msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True
+):
+    """The params of podlink/resumeSync."""
+
+    session_id: str
+    """The session whose sync to resume."""
+
+
+class ResetSyncParams(
+    msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True
+):
+    """The params of podlink/resetSync."""
+
+    session_id: str
+    """The session whose sync to reset."""
+
+
+class LogParams(msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True):
+    """The params of podlink/log."""
+
+    session_id: str
+    """The session the output belongs to."""
+    source: LogSource
+    """The part of the session that produced it."""
+    text: str
+    """The output, one or more lines."""
+
+
+class TestResultParams(
+    msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True
+):
+    """The params of podlink/testResult."""
+
+    run_id: str
+    """The run the test belongs to."""
+    id: str
+    """The TestItem id of the test."""
+    outcome: TestOutcome
+    """How the test ended."""
+    duration_ms: float | None = None
+    """How long the test took, in milliseconds."""
+    message: str | None = None
+    """Why the test failed, errored or was skipped."""
+    location: Location | None = None
+    """Where the test failed, in the local file."""
+    output: str | None = None
+    """What the test printed."""
+
+
+START_SESSION = "podlink/startSession"
+STOP_SESSION = "podlink/stopSession"
+LIST_SESSIONS = "podlink/listSessions"
+FLUSH_SYNC = "podlink/flushSync"
+ADD_PORT = "podlink/addPort"
+REMOVE_PORT = "podlink/removePort"
+RESTART_APP = "podlink/restartApp"
+STOP_APP = "podlink/stopApp"
+START_DEBUG = "podlink/startDebug"
+DISCOVER_TESTS = "podlink/discoverTests"
+RUN_TESTS = "podlink/runTests"
+CANCEL_TESTS = "podlink/cancelTests"
+BUILD = "podlink/build"
+RESUME_SYNC = "podlink/resumeSync"
+RESET_SYNC = "podlink/resetSync"
+SESSION_CHANGED = "podlink/sessionChanged"
+LOG = "podlink/log"
+TEST_RESULT = "podlink/testResult"
+PUBLISH_DIAGNOSTICS = "textDocument/publishDiagnostics"
+PROGRESS = "$/progress"
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestSpec:
+    """A request a client sends and the daemon answers."""
+
+    method: str
+    params: type[msgspec.Struct]
+    result: type | None
+    """The type msgspec decodes the result into; None when the result is JSON null."""
+    doc: str
+
+
+@dataclasses.dataclass(frozen=True)
+class NotificationSpec:
+    """A notification the daemon sends to its clients."""
+
+    method: str
+    params: type[msgspec.Struct] | None
+    """None for standard LSP notifications, whose params types LSP itself defines."""
+    doc: str
+
+
+REQUESTS: dict[str, RequestSpec] = {
+    START_SESSION: RequestSpec(
+        method=START_SESSION,
+        params=StartSessionParams,
+        result=Session,
+        doc="Start a session for a workspace folder; returns once the initial sync is done or has "
+        "failed.",
+    ),
+    STOP_SESSION: RequestSpec(
+        method=STOP_SESSION,
+        params=StopSessionParams,
+        result=None,
+        doc="Stop the app, port forwards and watchers, leaving nothing running in the target that "
+        "podlink started.",
+    ),
+    LIST_SESSIONS: RequestSpec(
+        method=LIST_SESSIONS,
+        params=ListSessionsParams,
+        result=tuple[Session, ...],
+        doc="List the daemon's sessions.",
+    ),
+    FLUSH_SYNC: RequestSpec(
+        method=FLUSH_SYNC,
+        params=FlushSyncParams,
+        result=SyncStatus,
+        doc="Return once every local change made before the request is in the target.",
+    ),
+    ADD_PORT: RequestSpec(
+        method=ADD_PORT,
+        params=AddPortParams,
+        result=PortForward,
+        doc="Forward a port of the target to a local port, bound to 127.0.0.1 only.",
+    ),
+    REMOVE_PORT: RequestSpec(
+        method=REMOVE_PORT,
+        params=RemovePortParams,
+        result=None,
+        doc="Remove a port forward.",
+    ),
+    RESTART_APP: RequestSpec(
+        method=RESTART_APP,
+        params=RestartAppParams,
+        result=AppProcess,
+        doc="Restart the app, or start it when it is not running.",
+    ),
+    STOP_APP: RequestSpec(
+        method=STOP_APP,
+        params=StopAppParams,
+        result=None,
+        doc="Stop the app.",
+    ),
+    START_DEBUG: RequestSpec(
+        method=START_DEBUG,
+        params=StartDebugParams,
+        result=StartDebugResult,
+        doc="Get the app ready for a debugger and return the configuration that attaches VS Code "
+        "to it.",
+    ),
+    DISCOVER_TESTS: RequestSpec(
+        method=DISCOVER_TESTS,
+        params=DiscoverTestsParams,
+        result=DiscoverTestsResult,
+        doc="Collect the session's tests.",
+    ),
+    RUN_TESTS: RequestSpec(
+        method=RUN_TESTS,
+        params=RunTestsParams,
+        result=RunTestsResult,
+        doc="Flush the sync, then run tests, reporting each through podlink/testResult.",
+    ),
+    CANCEL_TESTS: RequestSpec(
+        method=CANCEL_TESTS,
+        params=CancelTestsParams,
+        result=None,
+        doc="Cancel a test run.",
+    ),
+    BUILD: RequestSpec(
+        method=BUILD,
+        params=BuildParams,
+        result=BuildResult,
+        doc="Flush the sync, then run the build, publishing its errors as diagnostics.",
+    ),
+    RESUME_SYNC: RequestSpec(
+        method=RESUME_SYNC,
+        params=ResumeSyncParams,
+        result=SyncStatus,
+        doc="Resume a sync paused by a safety halt.",
+    ),
+    RESET_SYNC: RequestSpec(
+        method=RESET_SYNC,
+        params=ResetSyncParams,
+        result=SyncStatus,
+        doc="Forget the state both sides last agreed on and rescan them, as on a first sync.",
+    ),
+}
+
+NOTIFICATIONS: dict[str, NotificationSpec] = {
+    SESSION_CHANGED: NotificationSpec(
+        method=SESSION_CHANGED,
+        params=Session,
+        doc="A session's state, sync, ports or app changed; coalesced to at most about ten a "
+        "second.",
+    ),
+    LOG: NotificationSpec(
+        method=LOG,
+        params=LogParams,
+        doc="Output from a session's app, sync, build or tests, or from the daemon about it.",
+    ),
+    TEST_RESULT: NotificationSpec(
+        method=TEST_RESULT,
+        params=TestResultParams,
+        doc="One test of a run has ended.",
+    ),
+    PUBLISH_DIAGNOSTICS: NotificationSpec(
+        method=PUBLISH_DIAGNOSTICS,
+        params=None,
+        doc="Test failures (source `podlink-test`) at the failing line of the local file and build "
+        "errors (source `podlink-build`); cleared when fixed.",
+    ),
+    PROGRESS: NotificationSpec(
+        method=PROGRESS,
+        params=None,
+        doc="Progress of the initial sync and of long builds, when the client offered a work-done "
+        "token.",
+    ),
+}
+
+
+class ErrorCode(enum.IntEnum):
+    """The JSON-RPC error codes of podlink requests; every error carries an ErrorData."""
+
+    INVALID_PARAMS = -32602
+    """The params do not have the shape the method takes."""
+    CONFIG_INVALID = -32001
+    """The podlink config is invalid; detail names the file, line and key."""
+    TARGET_UNAVAILABLE = -32002
+    """The target cannot be reached; detail says what was tried: context, container, pod."""
+    SESSION_NOT_FOUND = -32003
+    """No session has the given id."""
+    TIMEOUT = -32004
+    """The operation did not finish in time."""
+    CONFLICT = -32005
+    """Two-way sync holds unresolved conflicts."""
+    NOT_IMPLEMENTED = -32006
+    """The method is part of the protocol but this daemon does not implement it yet."""
+
+
+ERROR_REASONS: dict[ErrorCode, ErrorReason] = {
+    ErrorCode.INVALID_PARAMS: "invalidParams",
+    ErrorCode.CONFIG_INVALID: "configInvalid",
+    ErrorCode.TARGET_UNAVAILABLE: "targetUnavailable",
+    ErrorCode.SESSION_NOT_FOUND: "sessionNotFound",
+    ErrorCode.TIMEOUT: "timeout",
+    ErrorCode.CONFLICT: "conflict",
+    ErrorCode.NOT_IMPLEMENTED: "notImplemented",
+}

@@ -1,0 +1,458 @@
+// Generated from protocol/schema.json by protocol/generate.py; do not edit.
+
+/**
+ * The podlink protocol: the messages between the daemon and its clients, as types.
+ *
+ * Interfaces use the protocol's own camelCase names. `Methods` holds every method name,
+ * `RequestMap` and `NotificationMap` tie each podlink method to its types, and
+ * `ErrorCodes` gives the JSON-RPC error code of each error reason. The reference is
+ * protocol/README.md; the source is protocol/schema.json.
+ */
+
+/** The version clients find under capabilities.experimental.podlink.protocolVersion. */
+export const PROTOCOL_VERSION = 1;
+
+/** A URI as LSP writes it; for paths on this machine, a `file:` URI. */
+export type DocumentUri = string;
+
+/**
+ * Where a session is in its life; degraded means running with a part (sync, a port, the app)
+ * failing.
+ */
+export type SessionState = "starting" | "syncing" | "ready" | "degraded" | "stopped";
+
+/** What kind of target a session syncs into. */
+export type TargetKind = "local" | "docker" | "kubernetes";
+
+/** What the sync is doing; paused means halted for safety until podlink/resumeSync. */
+export type SyncState = "idle" | "scanning" | "syncing" | "conflict" | "error" | "paused";
+
+/** Whether a port forward is carrying connections. */
+export type PortForwardState = "active" | "reconnecting" | "error";
+
+/**
+ * Whether the app process is up; stopped means stopped on request, exited means it ended by itself.
+ */
+export type AppState = "running" | "exited" | "restarting" | "stopped";
+
+/** How one test ended; errored means it could not run to a verdict. */
+export type TestOutcome = "passed" | "failed" | "skipped" | "errored";
+
+/** Which part of a session produced a log line. */
+export type LogSource = "app" | "sync" | "build" | "test" | "daemon";
+
+/** The `source` of the diagnostics podlink publishes: test failures and build errors. */
+export type DiagnosticSource = "podlink-test" | "podlink-build";
+
+/** The reason in the data of a podlink error; one per error code. */
+export type ErrorReason =
+  | "invalidParams"
+  | "configInvalid"
+  | "targetUnavailable"
+  | "sessionNotFound"
+  | "timeout"
+  | "conflict"
+  | "notImplemented";
+
+/** A workspace folder kept in sync with a target, with its port forwards and app. */
+export interface Session {
+  /** The session's id, which other requests take as sessionId. */
+  id: string;
+  /** The local workspace folder. */
+  folder: DocumentUri;
+  /** Where the session is in its life. */
+  state: SessionState;
+  /** The target the folder is synced into. */
+  target: TargetInfo;
+  /** The state of the sync. */
+  sync: SyncStatus;
+  /** The port forwards. */
+  ports: PortForward[];
+  /** The app process, when the session runs one. */
+  app?: AppProcess;
+  /** Why the session is degraded or stopped, when it is. */
+  error?: string;
+}
+
+/** The target a session syncs into. */
+export interface TargetInfo {
+  /** The kind of target. */
+  kind: TargetKind;
+  /** The target's name, for showing to the user. */
+  name: string;
+  /** Facts that depend on the kind of target, such as a context, namespace or image. */
+  detail?: Record<string, unknown>;
+}
+
+/** The state of a session's sync. */
+export interface SyncStatus {
+  /** What the sync is doing. */
+  state: SyncState;
+  /** Changes seen but not yet applied. */
+  pending: number;
+  /** Files copied since the session started. */
+  filesSynced: number;
+  /** Bytes copied since the session started. */
+  bytesSynced: number;
+  /** Milliseconds from the last change being seen to it being applied. */
+  lastLatencyMs?: number;
+  /** Paths changed on both sides that the sync will not resolve by itself. */
+  conflicts: SyncIssue[];
+  /** Paths that could not be synced. */
+  problems: SyncIssue[];
+}
+
+/** A path the sync has something to say about. */
+export interface SyncIssue {
+  /** The path, relative to the sync root. */
+  path: string;
+  /** What is wrong, for showing to the user. */
+  message: string;
+}
+
+/** A forward from a local port to a port in the target. */
+export interface PortForward {
+  /** The port on 127.0.0.1. */
+  localPort: number;
+  /** The port in the target. */
+  remotePort: number;
+  /** Whether the forward is carrying connections. */
+  state: PortForwardState;
+  /** Connections open through the forward now. */
+  connections: number;
+  /** Why the forward is reconnecting or failed, when it is. */
+  error?: string;
+}
+
+/** The app a session runs in its target. */
+export interface AppProcess {
+  /** Whether the app is up. */
+  state: AppState;
+  /** The command line the app runs, one argument per item. */
+  command: string[];
+  /** The exit code of the last run, once it has ended. */
+  exitCode?: number;
+}
+
+/** A test or a group of tests, as a tree. */
+export interface TestItem {
+  /**
+   * The runner's own id with file paths relative to the workspace folder; for pytest, the node id
+   * such as `tests/test_api.py::test_create`.
+   */
+  id: string;
+  /** The name to show. */
+  label: string;
+  /** The local file defining the test. */
+  uri?: DocumentUri;
+  /** Where in that file the test is defined. */
+  range?: Range;
+  /** The tests inside this group. */
+  children?: TestItem[];
+}
+
+/** What the daemon puts under `capabilities.experimental.podlink` in its initialize result. */
+export interface PodlinkCapabilities {
+  /** The protocol version the daemon speaks. */
+  protocolVersion: number;
+}
+
+/** The `data` of every JSON-RPC error the daemon returns for a podlink request. */
+export interface ErrorData {
+  /** The reason, one per error code. */
+  reason: ErrorReason;
+  /**
+   * What was tried or where, as fields: `{file, line, key}` for configInvalid, `{sessionId}` for
+   * sessionNotFound.
+   */
+  detail?: Record<string, unknown>;
+}
+
+/** An LSP position in a text document. */
+export interface Position {
+  /** Zero-based line. */
+  line: number;
+  /** Zero-based offset in the line, in UTF-16 code units as LSP counts by default. */
+  character: number;
+}
+
+/** An LSP range in a text document. */
+export interface Range {
+  /** The first position in the range. */
+  start: Position;
+  /** The position just after the range. */
+  end: Position;
+}
+
+/** An LSP location: a range in a document. */
+export interface Location {
+  /** The document, a local `file:` URI. */
+  uri: DocumentUri;
+  /** The range in that document. */
+  range: Range;
+}
+
+/** The params of podlink/startSession. */
+export interface StartSessionParams {
+  /** The local workspace folder to sync. */
+  folder: DocumentUri;
+  /** The podlink config file to use instead of the folder's default one. */
+  configFile?: string;
+}
+
+/** The params of podlink/stopSession. */
+export interface StopSessionParams {
+  /** The session to stop. */
+  sessionId: string;
+}
+
+/** The params of podlink/listSessions: none. */
+export type ListSessionsParams = Record<string, never>;
+
+/** The params of podlink/flushSync. */
+export interface FlushSyncParams {
+  /** The session whose sync to flush. */
+  sessionId: string;
+  /** How long to wait, in milliseconds, before failing with timeout. */
+  timeoutMs?: number;
+}
+
+/** The params of podlink/addPort. */
+export interface AddPortParams {
+  /** The session whose target to forward from. */
+  sessionId: string;
+  /** The port in the target. */
+  remotePort: number;
+  /** The port on 127.0.0.1; a free one is picked when absent. */
+  localPort?: number;
+}
+
+/** The params of podlink/removePort. */
+export interface RemovePortParams {
+  /** The session holding the forward. */
+  sessionId: string;
+  /** The local port of the forward to remove. */
+  localPort: number;
+}
+
+/** The params of podlink/restartApp. */
+export interface RestartAppParams {
+  /** The session whose app to restart. */
+  sessionId: string;
+}
+
+/** The params of podlink/stopApp. */
+export interface StopAppParams {
+  /** The session whose app to stop. */
+  sessionId: string;
+}
+
+/** The params of podlink/startDebug. */
+export interface StartDebugParams {
+  /** The session whose app to debug. */
+  sessionId: string;
+}
+
+/** The result of podlink/startDebug. */
+export interface StartDebugResult {
+  /**
+   * A ready VS Code `debugpy` attach configuration: `{"type": "debugpy", "request": "attach",
+   * "name": ..., "connect": {"host": "127.0.0.1", "port": N}, "pathMappings": [{"localRoot": ...,
+   * "remoteRoot": ...}], "justMyCode": ...}`.
+   */
+  configuration: Record<string, unknown>;
+}
+
+/** The params of podlink/discoverTests. */
+export interface DiscoverTestsParams {
+  /** The session whose tests to collect. */
+  sessionId: string;
+}
+
+/** The result of podlink/discoverTests. */
+export interface DiscoverTestsResult {
+  /** The top-level test items. */
+  tests: TestItem[];
+}
+
+/** The params of podlink/runTests. */
+export interface RunTestsParams {
+  /** The session whose tests to run. */
+  sessionId: string;
+  /** The TestItem ids to run, groups included; every test when absent. */
+  ids?: string[];
+  /**
+   * The id for this run, so podlink/cancelTests can name it before the result arrives; picked by
+   * the daemon when absent.
+   */
+  runId?: string;
+}
+
+/** The result of podlink/runTests: the totals of the run. */
+export interface RunTestsResult {
+  /** The id of the run, as in its podlink/testResult notifications. */
+  runId: string;
+  /** Tests that passed. */
+  passed: number;
+  /** Tests that failed. */
+  failed: number;
+  /** Tests that were skipped. */
+  skipped: number;
+  /** Tests that could not run to a verdict. */
+  errored: number;
+  /** How long the run took, in milliseconds. */
+  durationMs: number;
+}
+
+/** The params of podlink/cancelTests. */
+export interface CancelTestsParams {
+  /** The run to cancel. */
+  runId: string;
+}
+
+/** The params of podlink/build. */
+export interface BuildParams {
+  /** The session to build in. */
+  sessionId: string;
+}
+
+/** The result of podlink/build. */
+export interface BuildResult {
+  /** The build command's exit code. */
+  exitCode: number;
+  /** How long the build took, in milliseconds. */
+  durationMs: number;
+  /** How many diagnostics the build published. */
+  diagnostics: number;
+}
+
+/** The params of podlink/resumeSync. */
+export interface ResumeSyncParams {
+  /** The session whose sync to resume. */
+  sessionId: string;
+}
+
+/** The params of podlink/resetSync. */
+export interface ResetSyncParams {
+  /** The session whose sync to reset. */
+  sessionId: string;
+}
+
+/** The params of podlink/log. */
+export interface LogParams {
+  /** The session the output belongs to. */
+  sessionId: string;
+  /** The part of the session that produced it. */
+  source: LogSource;
+  /** The output, one or more lines. */
+  text: string;
+}
+
+/** The params of podlink/testResult. */
+export interface TestResultParams {
+  /** The run the test belongs to. */
+  runId: string;
+  /** The TestItem id of the test. */
+  id: string;
+  /** How the test ended. */
+  outcome: TestOutcome;
+  /** How long the test took, in milliseconds. */
+  durationMs?: number;
+  /** Why the test failed, errored or was skipped. */
+  message?: string;
+  /** Where the test failed, in the local file. */
+  location?: Location;
+  /** What the test printed. */
+  output?: string;
+}
+
+/** Every method name, keyed by its last segment. */
+export const Methods = {
+  startSession: "podlink/startSession",
+  stopSession: "podlink/stopSession",
+  listSessions: "podlink/listSessions",
+  flushSync: "podlink/flushSync",
+  addPort: "podlink/addPort",
+  removePort: "podlink/removePort",
+  restartApp: "podlink/restartApp",
+  stopApp: "podlink/stopApp",
+  startDebug: "podlink/startDebug",
+  discoverTests: "podlink/discoverTests",
+  runTests: "podlink/runTests",
+  cancelTests: "podlink/cancelTests",
+  build: "podlink/build",
+  resumeSync: "podlink/resumeSync",
+  resetSync: "podlink/resetSync",
+  sessionChanged: "podlink/sessionChanged",
+  log: "podlink/log",
+  testResult: "podlink/testResult",
+  publishDiagnostics: "textDocument/publishDiagnostics",
+  progress: "$/progress",
+} as const;
+
+/** The params and result type of each request. */
+export interface RequestMap {
+  /**
+   * Start a session for a workspace folder; returns once the initial sync is done or has failed.
+   */
+  "podlink/startSession": { params: StartSessionParams; result: Session };
+  /**
+   * Stop the app, port forwards and watchers, leaving nothing running in the target that podlink
+   * started.
+   */
+  "podlink/stopSession": { params: StopSessionParams; result: null };
+  /** List the daemon's sessions. */
+  "podlink/listSessions": { params: ListSessionsParams; result: Session[] };
+  /** Return once every local change made before the request is in the target. */
+  "podlink/flushSync": { params: FlushSyncParams; result: SyncStatus };
+  /** Forward a port of the target to a local port, bound to 127.0.0.1 only. */
+  "podlink/addPort": { params: AddPortParams; result: PortForward };
+  /** Remove a port forward. */
+  "podlink/removePort": { params: RemovePortParams; result: null };
+  /** Restart the app, or start it when it is not running. */
+  "podlink/restartApp": { params: RestartAppParams; result: AppProcess };
+  /** Stop the app. */
+  "podlink/stopApp": { params: StopAppParams; result: null };
+  /** Get the app ready for a debugger and return the configuration that attaches VS Code to it. */
+  "podlink/startDebug": { params: StartDebugParams; result: StartDebugResult };
+  /** Collect the session's tests. */
+  "podlink/discoverTests": { params: DiscoverTestsParams; result: DiscoverTestsResult };
+  /** Flush the sync, then run tests, reporting each through podlink/testResult. */
+  "podlink/runTests": { params: RunTestsParams; result: RunTestsResult };
+  /** Cancel a test run. */
+  "podlink/cancelTests": { params: CancelTestsParams; result: null };
+  /** Flush the sync, then run the build, publishing its errors as diagnostics. */
+  "podlink/build": { params: BuildParams; result: BuildResult };
+  /** Resume a sync paused by a safety halt. */
+  "podlink/resumeSync": { params: ResumeSyncParams; result: SyncStatus };
+  /** Forget the state both sides last agreed on and rescan them, as on a first sync. */
+  "podlink/resetSync": { params: ResetSyncParams; result: SyncStatus };
+}
+
+/** The params type of each podlink notification; LSP defines the standard ones. */
+export interface NotificationMap {
+  /** A session's state, sync, ports or app changed; coalesced to at most about ten a second. */
+  "podlink/sessionChanged": Session;
+  /** Output from a session's app, sync, build or tests, or from the daemon about it. */
+  "podlink/log": LogParams;
+  /** One test of a run has ended. */
+  "podlink/testResult": TestResultParams;
+}
+
+/** The JSON-RPC error code of each error reason; every error carries an ErrorData. */
+export const ErrorCodes = {
+  /** The params do not have the shape the method takes. */
+  invalidParams: -32602,
+  /** The podlink config is invalid; detail names the file, line and key. */
+  configInvalid: -32001,
+  /** The target cannot be reached; detail says what was tried: context, container, pod. */
+  targetUnavailable: -32002,
+  /** No session has the given id. */
+  sessionNotFound: -32003,
+  /** The operation did not finish in time. */
+  timeout: -32004,
+  /** Two-way sync holds unresolved conflicts. */
+  conflict: -32005,
+  /** The method is part of the protocol but this daemon does not implement it yet. */
+  notImplemented: -32006,
+} as const;
