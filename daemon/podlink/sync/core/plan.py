@@ -1,0 +1,160 @@
+"""Diff two snapshots into the operations that make the target mirror the source.
+
+Pure: no I/O. The engine fills in digests where sizes alone cannot decide (see
+``paths_needing_digests``) and applies the plan through the agent, which processes operations
+in order, so the order here is the order of effect.
+"""
+
+from __future__ import annotations
+
+import enum
+import posixpath
+from collections.abc import Iterable, Mapping
+
+import msgspec
+
+from podlink.sync.core.snapshot import Entry, Kind, Snapshot
+
+
+class OperationKind(enum.Enum):
+    MKDIR = "mkdir"
+    WRITE = "write"
+    SYMLINK = "symlink"
+    CHMOD = "chmod"
+    DELETE = "delete"
+
+
+class Operation(msgspec.Struct, frozen=True):
+    kind: OperationKind
+    path: str
+    mode: int = 0
+    link_target: str | None = None
+    size: int = 0
+
+
+class Plan(msgspec.Struct, frozen=True):
+    operations: tuple[Operation, ...] = ()
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.operations
+
+    def count(self, kind: OperationKind) -> int:
+        return sum(1 for operation in self.operations if operation.kind is kind)
+
+    @property
+    def bytes_to_send(self) -> int:
+        return sum(op.size for op in self.operations if op.kind is OperationKind.WRITE)
+
+
+def depth(path: str) -> int:
+    return path.count("/")
+
+
+def is_within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder + "/")
+
+
+def restrict(snapshot: Snapshot, roots: Iterable[str]) -> dict[str, Entry]:
+    """The entries at or below any of ``roots`` (relative paths)."""
+    root_set = set(roots)
+    if "" in root_set:
+        return dict(snapshot)
+    return {path: entry for path, entry in snapshot.items() if _ancestors_and_self(path) & root_set}
+
+
+def _ancestors_and_self(path: str) -> set[str]:
+    found = {path}
+    while (path := posixpath.dirname(path)) != "":
+        found.add(path)
+    return found
+
+
+def paths_needing_digests(source: Snapshot, target: Snapshot) -> list[str]:
+    """Files on both sides with equal sizes where a digest is missing on either side."""
+    return sorted(
+        path
+        for path, entry in source.items()
+        if entry.kind is Kind.FILE
+        and (other := target.get(path)) is not None
+        and other.kind is Kind.FILE
+        and other.size == entry.size
+        and (entry.digest is None or other.digest is None)
+    )
+
+
+def same_content(source: Entry, target: Entry) -> bool:
+    """Whether the target already holds what the source has (modes aside)."""
+    if source.kind is not target.kind:
+        return False
+    if source.kind is Kind.FILE:
+        if source.size != target.size:
+            return False
+        if source.digest is None or target.digest is None:
+            raise ValueError("equal sizes need digests on both sides to compare")
+        return source.digest == target.digest
+    if source.kind is Kind.SYMLINK:
+        return source.link_target == target.link_target
+    return True
+
+
+def plan_mirror(source: Snapshot, target: Snapshot) -> Plan:
+    """Operations that make ``target`` equal ``source``: the upload direction.
+
+    Order: paths whose type changes are removed first (deepest first), then folders are
+    created (shallowest first), then files and links written, then modes fixed, then what
+    the source no longer has is deleted, one recursive delete per removed subtree.
+    """
+    replaced: list[str] = []
+    created_dirs: list[Operation] = []
+    content: list[Operation] = []
+    modes: list[Operation] = []
+
+    for path in sorted(source, key=lambda p: (depth(p), p)):
+        entry = source[path]
+        existing = target.get(path)
+        if existing is not None and existing.kind is not entry.kind:
+            replaced.append(path)
+            existing = None
+        if existing is None or not same_content(entry, existing):
+            _create(path, entry, created_dirs, content)
+        elif entry.kind is not Kind.SYMLINK and entry.mode != existing.mode:
+            modes.append(Operation(OperationKind.CHMOD, path, mode=entry.mode))
+
+    removed = [path for path in target if path not in source]
+    deletions = [Operation(OperationKind.DELETE, path) for path in _topmost(removed + replaced)]
+    type_changes = sorted(
+        (op for op in deletions if op.path in source), key=lambda op: -depth(op.path)
+    )
+    gone = [op for op in deletions if op.path not in source]
+    return Plan((*type_changes, *created_dirs, *content, *modes, *gone))
+
+
+def _create(path: str, entry: Entry, dirs: list[Operation], content: list[Operation]) -> None:
+    if entry.kind is Kind.DIRECTORY:
+        dirs.append(Operation(OperationKind.MKDIR, path, mode=entry.mode))
+    elif entry.kind is Kind.SYMLINK:
+        content.append(Operation(OperationKind.SYMLINK, path, link_target=entry.link_target))
+    else:
+        content.append(Operation(OperationKind.WRITE, path, mode=entry.mode, size=entry.size))
+
+
+def _topmost(paths: Iterable[str]) -> list[str]:
+    """Drop every path that lies below another one in the list."""
+    chosen: set[str] = set()
+    for path in sorted(set(paths), key=lambda p: (depth(p), p)):
+        if not (_ancestors_and_self(path) - {path}) & chosen:
+            chosen.add(path)
+    return sorted(chosen)
+
+
+def apply_plan(snapshot: Mapping[str, Entry], plan: Plan, source: Snapshot) -> dict[str, Entry]:
+    """The target snapshot after ``plan`` succeeded, with entries taken from ``source``."""
+    result = dict(snapshot)
+    for operation in plan.operations:
+        if operation.kind is OperationKind.DELETE:
+            for path in [p for p in result if is_within(p, operation.path)]:
+                del result[path]
+        else:
+            result[operation.path] = source[operation.path]
+    return result

@@ -1,0 +1,106 @@
+"""Which paths are synced: ``.gitignore`` files (nested too), ``.podlinkignore`` and the
+config's ``exclude`` list, with gitignore semantics from pathspec.
+
+``.git/`` and ``.podlink/`` are never synced. Ignored paths are also left alone in the
+target: a mirror never deletes what it was told not to look at (``node_modules/`` installed in
+the container, caches).
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from pathspec import GitIgnoreSpec
+
+ALWAYS_EXCLUDED = (".git/", ".podlink/", ".podlink-tmp-*")
+IGNORE_FILE_NAMES = (".gitignore", ".podlinkignore")
+
+
+def _scoped_pattern(line: str, base: str) -> str | None:
+    """Rewrite one line of an ignore file found in folder ``base`` to apply from the root."""
+    stripped = line.rstrip("\n").rstrip("\r")
+    if not stripped.strip() or stripped.startswith("#"):
+        return None
+    if not base:
+        return stripped
+    negated = stripped.startswith("!")
+    body = stripped[1:] if negated else stripped
+    # A slash before the end anchors a pattern to its own folder; otherwise it matches at any
+    # depth below that folder (gitignore(5)).
+    anchored = "/" in body.rstrip("/")
+    body = body.lstrip("/")
+    scoped = f"/{base}/{body}" if anchored else f"/{base}/**/{body}"
+    return ("!" if negated else "") + scoped
+
+
+class IgnoreRules:
+    """Matches relative POSIX paths against every applicable ignore rule.
+
+    Rules from nested ignore files are added as the scanner discovers them, scoped to the
+    folder they were found in.
+    """
+
+    def __init__(self, excludes: Sequence[str] = (), extra_always: Sequence[str] = ()) -> None:
+        self._lines: list[str] = [*ALWAYS_EXCLUDED, *extra_always, *excludes]
+        self._spec = GitIgnoreSpec.from_lines(self._lines)
+        self._loaded_files: set[str] = set()
+        self._verdicts: dict[str, bool] = {}
+
+    @classmethod
+    def for_tree(
+        cls, root: Path, excludes: Sequence[str] = (), extra_always: Sequence[str] = ()
+    ) -> IgnoreRules:
+        """Rules with the ignore files at the top of ``root`` already loaded."""
+        rules = cls(excludes, extra_always)
+        rules.load_folder(root, "")
+        return rules
+
+    def load_folder(self, root: Path, folder: str) -> bool:
+        """Load the ignore files directly inside ``folder`` (relative to root). True if any."""
+        added: list[str] = []
+        for name in IGNORE_FILE_NAMES:
+            relative = posixpath.join(folder, name) if folder else name
+            if relative in self._loaded_files:
+                continue
+            try:
+                text = (root / relative).read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                continue
+            self._loaded_files.add(relative)
+            added.extend(p for line in text.splitlines() if (p := _scoped_pattern(line, folder)))
+        if added:
+            self._add_lines(added)
+        return bool(added)
+
+    def _add_lines(self, lines: Iterable[str]) -> None:
+        self._lines.extend(lines)
+        self._spec = GitIgnoreSpec.from_lines(self._lines)
+        self._verdicts.clear()
+
+    @property
+    def loaded_files(self) -> frozenset[str]:
+        return frozenset(self._loaded_files)
+
+    def is_ignored(self, path: str, *, is_dir: bool = False) -> bool:
+        """Whether ``path`` (relative, POSIX) or any folder above it is ignored."""
+        parent = posixpath.dirname(path)
+        if parent and self._folder_ignored(parent):
+            return True
+        return self._matches(path, is_dir)
+
+    def _folder_ignored(self, folder: str) -> bool:
+        verdict = self._verdicts.get(folder)
+        if verdict is None:
+            parent = posixpath.dirname(folder)
+            verdict = (bool(parent) and self._folder_ignored(parent)) or self._matches(folder, True)
+            self._verdicts[folder] = verdict
+        return verdict
+
+    def _matches(self, path: str, is_dir: bool) -> bool:
+        return self._spec.match_file(path + "/" if is_dir else path)
+
+
+def is_ignore_file(path: str) -> bool:
+    return posixpath.basename(path) in IGNORE_FILE_NAMES

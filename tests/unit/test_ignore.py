@@ -1,0 +1,74 @@
+"""Ignore rules: gitignore semantics, nested files scoped to their folder, fixed exclusions."""
+
+from pathlib import Path
+
+import pytest
+
+from podlink.sync.ignore import IgnoreRules
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    (tmp_path / ".gitignore").write_text("*.log\nbuild/\n/only-top.txt\n# comment\n\n")
+    (tmp_path / ".podlinkignore").write_text("secrets/\n")
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    (sub / ".gitignore").write_text("x.txt\n/anchored.txt\ndeep/z.txt\n!keep.log\n")
+    return tmp_path
+
+
+CASES = [
+    # path, is_dir, ignored
+    ("a.log", False, True),
+    ("src/a.log", False, True),
+    ("build", True, True),
+    ("build/out.py", False, True),
+    ("src/build/out.py", False, True),
+    ("only-top.txt", False, True),
+    ("src/only-top.txt", False, False),
+    ("secrets/key", False, True),
+    ("sub/x.txt", False, True),
+    ("sub/any/x.txt", False, True),
+    ("x.txt", False, False),
+    ("sub/anchored.txt", False, True),
+    ("sub/q/anchored.txt", False, False),
+    ("sub/deep/z.txt", False, True),
+    ("sub/q/deep/z.txt", False, False),
+    ("sub/keep.log", False, False),
+    (".git", True, True),
+    (".git/HEAD", False, True),
+    (".podlink/target/app/x.py", False, True),
+    ("src/.podlink-tmp-123-x", False, True),
+    ("src/app.py", False, False),
+    ("build.py", False, False),
+]
+
+
+@pytest.mark.parametrize(("path", "is_dir", "ignored"), CASES)
+def test_rules_from_nested_files(tree: Path, path: str, is_dir: bool, ignored: bool) -> None:
+    rules = IgnoreRules.for_tree(tree, excludes=[])
+    rules.load_folder(tree, "sub")
+    assert rules.is_ignored(path, is_dir=is_dir) is ignored
+
+
+def test_config_excludes_and_extra_always(tmp_path: Path) -> None:
+    rules = IgnoreRules.for_tree(tmp_path, excludes=["node_modules/", "*.tmp"], extra_always=["/t/"])
+    assert rules.is_ignored("web/node_modules/react/index.js")
+    assert rules.is_ignored("a.tmp")
+    assert rules.is_ignored("t/app/x")
+    assert not rules.is_ignored("web/t/app/x")
+    assert not rules.is_ignored("web/index.js")
+
+
+def test_children_of_an_ignored_folder_stay_ignored_despite_negation(tmp_path: Path) -> None:
+    (tmp_path / ".gitignore").write_text("cache/\n!cache/keep.txt\n")
+    rules = IgnoreRules.for_tree(tmp_path)
+    # git cannot re-include a file when its parent folder is excluded; neither do we.
+    assert rules.is_ignored("cache/keep.txt")
+
+
+def test_loading_a_folder_twice_adds_nothing(tree: Path) -> None:
+    rules = IgnoreRules.for_tree(tree)
+    assert rules.load_folder(tree, "sub") is True
+    assert rules.load_folder(tree, "sub") is False
+    assert rules.loaded_files == {".gitignore", ".podlinkignore", "sub/.gitignore"}

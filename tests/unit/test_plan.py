@@ -1,0 +1,128 @@
+"""The pure upload planner, table-driven: snapshots in, ordered operations out."""
+
+from __future__ import annotations
+
+import pytest
+
+from podlink.sync.core.plan import (
+    Operation,
+    OperationKind,
+    apply_plan,
+    paths_needing_digests,
+    plan_mirror,
+    restrict,
+)
+from podlink.sync.core.snapshot import Entry, Kind
+
+MKDIR, WRITE, SYMLINK, CHMOD, DELETE = (
+    OperationKind.MKDIR,
+    OperationKind.WRITE,
+    OperationKind.SYMLINK,
+    OperationKind.CHMOD,
+    OperationKind.DELETE,
+)
+
+
+def file(content: str = "x", mode: int = 0o644) -> Entry:
+    return Entry(kind=Kind.FILE, mode=mode, size=len(content), digest=f"sha:{content}")
+
+
+def folder(mode: int = 0o755) -> Entry:
+    return Entry(kind=Kind.DIRECTORY, mode=mode)
+
+
+def link(target: str) -> Entry:
+    return Entry(kind=Kind.SYMLINK, mode=0o777, link_target=target)
+
+
+def ops(*items: tuple[OperationKind, str]) -> list[tuple[OperationKind, str]]:
+    return list(items)
+
+
+PLAN_CASES = {
+    "nothing on either side": ({}, {}, ops()),
+    "identical trees": ({"a": file(), "d": folder()}, {"a": file(), "d": folder()}, ops()),
+    "new file in new folder": (
+        {"d": folder(), "d/a.py": file()},
+        {},
+        ops((MKDIR, "d"), (WRITE, "d/a.py")),
+    ),
+    "nested folders are created shallowest first": (
+        {"a": folder(), "a/b": folder(), "a/b/c": folder()},
+        {},
+        ops((MKDIR, "a"), (MKDIR, "a/b"), (MKDIR, "a/b/c")),
+    ),
+    "changed content": ({"a": file("new")}, {"a": file("old")}, ops((WRITE, "a"))),
+    "same size, different digest": ({"a": file("abc")}, {"a": file("xyz")}, ops((WRITE, "a"))),
+    "mode only": ({"run.sh": file(mode=0o755)}, {"run.sh": file()}, ops((CHMOD, "run.sh"))),
+    "folder mode only": ({"d": folder(0o700)}, {"d": folder()}, ops((CHMOD, "d"))),
+    "removed subtree is one delete": (
+        {},
+        {"d": folder(), "d/a": file(), "d/e": folder(), "d/e/b": file()},
+        ops((DELETE, "d")),
+    ),
+    "removed file beside kept ones": (
+        {"d": folder(), "d/keep": file()},
+        {"d": folder(), "d/keep": file(), "d/gone": file()},
+        ops((DELETE, "d/gone")),
+    ),
+    "file replaced by folder": (
+        {"p": folder(), "p/inner": file()},
+        {"p": file()},
+        ops((DELETE, "p"), (MKDIR, "p"), (WRITE, "p/inner")),
+    ),
+    "folder replaced by file": (
+        {"p": file()},
+        {"p": folder(), "p/inner": file()},
+        ops((DELETE, "p"), (WRITE, "p")),
+    ),
+    "new symlink": ({"l": link("a")}, {}, ops((SYMLINK, "l"))),
+    "retargeted symlink": ({"l": link("b")}, {"l": link("a")}, ops((SYMLINK, "l"))),
+    "symlink replaced by file": ({"l": file()}, {"l": link("a")}, ops((DELETE, "l"), (WRITE, "l"))),
+    "deletes come after writes": (
+        {"new": file()},
+        {"old": file()},
+        ops((WRITE, "new"), (DELETE, "old")),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(PLAN_CASES), ids=list(PLAN_CASES))
+def test_plan_mirror(case: str) -> None:
+    source, target, expected = PLAN_CASES[case]
+    plan = plan_mirror(source, target)
+    assert [(op.kind, op.path) for op in plan.operations] == expected
+
+
+@pytest.mark.parametrize("case", list(PLAN_CASES), ids=list(PLAN_CASES))
+def test_applying_the_plan_yields_the_source(case: str) -> None:
+    source, target, _ = PLAN_CASES[case]
+    after = apply_plan(target, plan_mirror(source, target), source)
+    assert after == source
+
+
+def test_write_carries_mode_and_size() -> None:
+    plan = plan_mirror({"a.sh": file("hello", mode=0o750)}, {})
+    assert plan.operations == (Operation(WRITE, "a.sh", mode=0o750, size=5),)
+    assert plan.bytes_to_send == 5
+    assert plan.count(WRITE) == 1
+
+
+def test_digests_are_requested_only_for_equal_sizes() -> None:
+    bare = Entry(kind=Kind.FILE, size=3)
+    source = {"same": bare, "bigger": Entry(kind=Kind.FILE, size=4), "new": bare, "d": folder()}
+    target = {"same": bare, "bigger": bare, "d": folder()}
+    assert paths_needing_digests(source, target) == ["same"]
+
+
+def test_equal_sizes_without_digests_are_a_programming_error() -> None:
+    bare = Entry(kind=Kind.FILE, size=3)
+    with pytest.raises(ValueError, match="digests"):
+        plan_mirror({"a": bare}, {"a": bare})
+
+
+def test_restrict_keeps_roots_and_descendants_only() -> None:
+    snapshot = {"a": folder(), "a/b": file(), "ab": file(), "c": file()}
+    assert set(restrict(snapshot, ["a"])) == {"a", "a/b"}
+    assert set(restrict(snapshot, ["a/b", "c"])) == {"a/b", "c"}
+    assert set(restrict(snapshot, [""])) == set(snapshot)
