@@ -1,0 +1,594 @@
+"""The daemon's side of the agent: one exec stream into the target, many requests in flight.
+
+``Agent.start(target)`` runs the target's Python with a one-line bootstrap that reads the
+agent's source (``agent.py`` beside this file) from standard input and runs it, so the agent
+is always exactly this version and nothing is left behind in the target. After a HELLO the
+agent answers file requests; callers may issue them concurrently: each gets a fresh request
+id, frames go out in order under a send lock, and one reader task hands every reply to the
+call waiting for it. A saved file costs one round trip.
+
+When the stream ends, every pending and later call raises ``AgentGone``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import functools
+import importlib.resources
+import logging
+import os
+import stat
+from collections.abc import AsyncGenerator, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
+
+import msgspec
+
+from podlink.agent import wire
+from podlink.agent.wire import ErrorCode, MessageType
+from podlink.sync.core.snapshot import Entry, Kind
+from podlink.targets.base import ExecStream, Target, TargetUnavailable
+
+logger = logging.getLogger("podlink.agent")
+
+# Runs in the target's Python: reads one line with a byte count, then that much agent source
+# from the same buffered stdin the agent goes on reading frames from.
+BOOTSTRAP = (
+    "import sys;"
+    "sys.version_info<(3,8) and sys.exit('podlink needs Python 3.8 or newer in the target, "
+    "not '+sys.version.split()[0]);"
+    "i=sys.stdin.buffer;n=int(i.readline());g={'__name__':'__podlink_agent__'};"
+    "exec(compile(i.read(n),'podlink-agent','exec'),g);g['main']()"
+)
+# -I: the working folder is the user's project; a file there named like a stdlib module
+# (json.py, hashlib.py) must not be imported by the agent. It also ignores PYTHON* settings.
+PYTHON_OPTIONS = ("-I",)
+
+STARTUP_TIMEOUT = 30.0
+CLOSE_TIMEOUT = 5.0
+CHUNK_SIZE = 1024 * 1024
+HASH_BATCH = 1000
+STDERR_TAIL_LINES = 20
+# How long an ended stream may take to report its exit code and last stderr lines.
+END_REPORT_TIMEOUT = 1.0
+
+_KINDS = {"f": Kind.FILE, "d": Kind.DIRECTORY, "l": Kind.SYMLINK}
+_ABORT_WRITE = b""  # an empty DATA frame cancels a write (see wire)
+
+ReplyT = TypeVar("ReplyT")
+
+
+class AgentError(Exception):
+    """An operation the agent refused or failed. ``code`` is one of ``wire.ErrorCode``."""
+
+    def __init__(self, code: str, message: str, path: str | None = None) -> None:
+        super().__init__(code, message, path)
+        self.code = code
+        self.message = message
+        self.path = path
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class AgentGone(AgentError):
+    """The agent's stream ended or broke; the agent can no longer be used."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.GONE, message)
+
+
+class ScanResult(msgspec.Struct, frozen=True):
+    entries: dict[str, Entry]
+    problems: list[tuple[str, str]]
+    missing: bool
+
+
+class AgentHello(msgspec.Struct, frozen=True):
+    version: str
+    protocol: int
+    python: str
+    platform: str
+    pid: int
+    uid: int
+
+
+@functools.cache
+def agent_source() -> bytes:
+    return importlib.resources.files("podlink.agent").joinpath("agent.py").read_bytes()
+
+
+class _BrokenStream(Exception):
+    """The agent sent something that does not fit the protocol."""
+
+
+class _Call:
+    __slots__ = ("batches", "future", "request_id", "sent")
+
+    def __init__(self, request_id: int, future: asyncio.Future[bytes]) -> None:
+        self.request_id = request_id
+        self.future = future
+        self.batches: list[bytes] = []  # ENTRIES payloads that came before the reply
+        self.sent = False
+
+
+class Agent:
+    """A running agent. Create it with ``start`` or ``over``; ``close`` it when done."""
+
+    hello: AgentHello
+
+    def __init__(self, stream: ExecStream) -> None:
+        if stream.stdin is None:
+            raise ValueError("the agent's exec must be started with stdin=True")
+        self._stream = stream
+        self._stdin = stream.stdin
+        self._calls: dict[int, _Call] = {}
+        self._last_request_id = 0
+        self._send_lock = asyncio.Lock()
+        self._gone: AgentGone | None = None
+        self._closing = False
+        self._input_closed = False
+        self._close_task: asyncio.Task[None] | None = None
+        self._stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
+        self._stderr_task = asyncio.create_task(self._forward_stderr())
+        self._reader_task = asyncio.create_task(self._read_replies())
+
+    # --- Lifecycle ----------------------------------------------------------------------------
+
+    @classmethod
+    async def start(cls, target: Target) -> Agent:
+        """Start the agent in ``target``; AgentGone, saying why, when it cannot start."""
+        argv = [target.python, *PYTHON_OPTIONS, "-c", BOOTSTRAP]
+        try:
+            stream = await target.exec(argv, stdin=True)
+        except TargetUnavailable as error:
+            raise AgentGone(f"cannot start the agent: {error}") from error
+        try:
+            return await cls.over(stream)
+        except AgentGone as error:
+            where = target.describe().name
+            message = f"cannot start the agent with {target.python!r} in {where}: {error.message}"
+            raise AgentGone(message) from error
+
+    @classmethod
+    async def over(cls, stream: ExecStream) -> Agent:
+        """Send the agent's source into an exec that runs ``BOOTSTRAP``, then say HELLO."""
+        agent = cls(stream)
+        try:
+            await asyncio.wait_for(agent._handshake(), STARTUP_TIMEOUT)
+        except TimeoutError:
+            await agent.close()
+            message = f"the agent did not answer within {STARTUP_TIMEOUT:.0f} s"
+            raise AgentGone(message + agent._stderr_summary()) from None
+        except BaseException:
+            await agent.close()
+            raise
+        return agent
+
+    async def _handshake(self) -> None:
+        source = agent_source()
+        async with self._send_lock:
+            self._stdin.write(b"%d\n" % len(source) + source)
+            await self._drain()
+        hello = self._decode(await self._call(MessageType.HELLO, {}), AgentHello)
+        if hello.protocol != wire.PROTOCOL_VERSION:
+            raise AgentGone(
+                f"the agent speaks protocol {hello.protocol}, podlink {wire.PROTOCOL_VERSION}"
+            )
+        self.hello = hello
+
+    @property
+    def alive(self) -> bool:
+        return self._gone is None and not self._closing
+
+    async def close(self) -> None:
+        """Let the agent finish what it was sent and exit; stop it after CLOSE_TIMEOUT."""
+        if self._close_task is None:
+            self._close_task = asyncio.ensure_future(self._shut_down())
+        await asyncio.shield(self._close_task)
+
+    async def _shut_down(self) -> None:
+        self._closing = True
+        # A write holding the lock finishes its frames first: the agent must see whole requests.
+        try:
+            await asyncio.wait_for(self._send_lock.acquire(), CLOSE_TIMEOUT)
+            locked = True
+        except TimeoutError:
+            locked = False
+        try:
+            self._input_closed = True
+            with contextlib.suppress(Exception):
+                await self._stream.close_stdin()
+            try:
+                await asyncio.wait_for(self._stream.wait(), CLOSE_TIMEOUT)
+            except TimeoutError:
+                await self._stream.terminate()
+        finally:
+            if locked:
+                self._send_lock.release()
+        # Replies the agent sent before exiting still reach their callers.
+        await asyncio.wait({self._reader_task, self._stderr_task}, timeout=CLOSE_TIMEOUT)
+        for task in (self._reader_task, self._stderr_task):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._fail_pending("the agent was closed")
+
+    # --- Requests -----------------------------------------------------------------------------
+
+    async def scan(self, root: str, *, hash: bool = False) -> ScanResult:
+        """Everything below ``root`` (not following symlinks), with digests when ``hash``."""
+        request = {"root": root, "hash": hash}
+        reply, batches = await self._call_with_batches(MessageType.SCAN, request)
+        done = self._decode(reply, wire.ScanDone)
+        entries: dict[str, Entry] = {}
+        problems: list[tuple[str, str]] = []
+        for payload in batches:
+            batch = self._decode(payload, wire.EntriesBatch)
+            for path, kind, mode, size, mtime_ns, inode, link_target, digest in batch.entries:
+                entries[path] = Entry(
+                    kind=_KINDS[kind],
+                    mode=mode,
+                    size=size,
+                    mtime_ns=mtime_ns,
+                    digest=digest,
+                    link_target=link_target,
+                    inode=inode,
+                )
+            problems.extend((problem.path, problem.message) for problem in batch.problems)
+        problems.extend((problem.path, problem.message) for problem in done.problems)
+        return ScanResult(entries=entries, problems=problems, missing=done.missing)
+
+    async def hash(self, root: str, paths: Sequence[str]) -> dict[str, str | None]:
+        """sha256 of each path's content; None where there is no regular file."""
+        batches = [list(paths[at : at + HASH_BATCH]) for at in range(0, len(paths), HASH_BATCH)]
+        replies = await asyncio.gather(
+            *(self._call(MessageType.HASH, {"root": root, "paths": batch}) for batch in batches)
+        )
+        digests: dict[str, str | None] = {}
+        for reply in replies:
+            digests.update(self._decode(reply, wire.HashReply).digests)
+        return digests
+
+    async def write_bytes(self, root: str, path: str, data: bytes, mode: int = 0o644) -> str:
+        """Atomically replace ``path`` with ``data``; the sha256 the agent computed."""
+        return await self._write(root, path, mode, len(data), _slices(data))
+
+    async def write_file(self, root: str, path: str, source: Path, mode: int | None = None) -> str:
+        """Stream the local file ``source`` to ``path``; the sha256 the agent computed.
+
+        ``mode`` defaults to the source's permission bits. AgentError ``changed`` when the
+        source changed while it was sent (the target may then hold any version of it) or
+        vanished before: the caller should look again and retry. OSError when the source
+        cannot be read.
+        """
+        try:
+            handle, before, first = await asyncio.to_thread(_open_source, source)
+        except FileNotFoundError as error:
+            message = f"{source} vanished before it could be sent"
+            raise AgentError(ErrorCode.CHANGED, message, path) from error
+        mode = stat.S_IMODE(before.st_mode) if mode is None else mode
+        try:
+            chunks = _read_chunks(handle, first, before.st_size)
+            digest = await self._write(root, path, mode, before.st_size, chunks)
+        except AgentError as error:
+            if error.code != ErrorCode.CANCELLED:
+                raise
+            message = f"{source} shrank while it was being sent"
+            raise AgentError(ErrorCode.CHANGED, message, path) from error
+        finally:
+            handle.close()
+        after = await asyncio.to_thread(_stat_or_none, source)
+        if after is None or _version(after) != _version(before):
+            message = f"{source} changed while it was being sent"
+            raise AgentError(ErrorCode.CHANGED, message, path)
+        return digest
+
+    async def delete(self, root: str, path: str, *, recursive: bool = False) -> bool:
+        """Remove ``path`` (a symlink as a link); whether something was there."""
+        request = {"root": root, "path": path, "recursive": recursive}
+        return self._decode(await self._call(MessageType.DELETE, request), wire.DeleteReply).existed
+
+    async def mkdir(self, root: str, path: str, mode: int = 0o755) -> None:
+        """Make the folder ``path`` (and its parents), or set the mode of an existing one."""
+        await self._call(MessageType.MKDIR, {"root": root, "path": path, "mode": mode})
+
+    async def symlink(self, root: str, path: str, target: str) -> None:
+        """Make or replace the symlink ``path``; ``target`` must be relative and stay inside."""
+        await self._call(MessageType.SYMLINK, {"root": root, "path": path, "target": target})
+
+    async def chmod(self, root: str, path: str, mode: int) -> None:
+        """Set the permission bits of ``path``; AgentError ``isSymlink`` for a link."""
+        await self._call(MessageType.CHMOD, {"root": root, "path": path, "mode": mode})
+
+    async def rename(self, root: str, src: str, dst: str) -> None:
+        """Move ``src`` onto ``dst`` (replacing it), making the parents of ``dst``."""
+        await self._call(MessageType.RENAME, {"root": root, "src": src, "dst": dst})
+
+    async def ensure_root(self, root: str) -> bool:
+        """Make the folder ``root`` and its parents; whether it had to be made."""
+        reply = await self._call(MessageType.ENSURE_ROOT, {"root": root})
+        return self._decode(reply, wire.EnsureRootReply).created
+
+    # --- Sending ------------------------------------------------------------------------------
+
+    async def _call(self, kind: MessageType, request: dict[str, Any]) -> bytes:
+        reply, _ = await self._call_with_batches(kind, request)
+        return reply
+
+    async def _call_with_batches(
+        self, kind: MessageType, request: dict[str, Any]
+    ) -> tuple[bytes, list[bytes]]:
+        payload = _encode(request)
+        call = self._open_call()
+        try:
+            async with self._send_lock:
+                self._raise_if_cannot_send()
+                self._stdin.write(wire.frame(kind, call.request_id, payload))
+                call.sent = True
+                await self._drain()
+        except BaseException:
+            self._abandon(call)
+            raise
+        return await call.future, call.batches
+
+    async def _write(
+        self,
+        root: str,
+        path: str,
+        mode: int,
+        size: int,
+        chunks: AsyncGenerator[bytes | memoryview],
+    ) -> str:
+        request = _encode({"root": root, "path": path, "mode": mode, "size": size})
+        call = self._open_call()
+        try:
+            # The WRITE and all its DATA must reach the agent back to back.
+            async with self._send_lock, contextlib.aclosing(chunks):
+                self._raise_if_cannot_send()
+                await self._send_write(call, request, size, chunks)
+        except BaseException:
+            self._abandon(call)
+            raise
+        return self._decode(await call.future, wire.WriteReply).digest
+
+    async def _send_write(
+        self,
+        call: _Call,
+        request: bytes,
+        size: int,
+        chunks: AsyncGenerator[bytes | memoryview],
+    ) -> None:
+        request_id = call.request_id
+        # The WRITE frame travels with the first DATA frame: one pipe write for a small file.
+        unsent: list[bytes | memoryview] = [wire.frame(MessageType.WRITE, request_id, request)]
+        sent = 0
+        try:
+            async for chunk in chunks:
+                unsent += (wire.HEADER.pack(len(chunk), MessageType.DATA, request_id), chunk)
+                self._stdin.write(b"".join(unsent))
+                unsent = []
+                call.sent = True
+                sent += len(chunk)
+                await self._drain()
+            if sent < size:  # the source came up short
+                unsent.append(wire.frame(MessageType.DATA, request_id, _ABORT_WRITE))
+            if unsent:
+                self._stdin.write(b"".join(unsent))
+                call.sent = True
+                await self._drain()
+        except BaseException:
+            if call.sent and sent < size and not self._stdin.is_closing():
+                # Failed or cancelled midway: tell the agent, so the stream stays in step.
+                self._stdin.write(wire.frame(MessageType.DATA, request_id, _ABORT_WRITE))
+            raise
+
+    def _open_call(self) -> _Call:
+        self._raise_if_unusable()
+        request_id = self._last_request_id
+        while True:
+            request_id = request_id % 0xFFFFFFFF + 1
+            if request_id not in self._calls:
+                break
+        self._last_request_id = request_id
+        call = _Call(request_id, asyncio.get_running_loop().create_future())
+        self._calls[request_id] = call
+        return call
+
+    def _abandon(self, call: _Call) -> None:
+        """Forget a call whose sending failed; a request that went out still gets its reply."""
+        if not call.sent:
+            self._calls.pop(call.request_id, None)
+        call.future.cancel()
+
+    def _raise_if_unusable(self) -> None:
+        if self._gone is not None:
+            raise AgentGone(self._gone.message)
+        if self._closing:
+            raise AgentGone("the agent was closed")
+
+    def _raise_if_cannot_send(self) -> None:
+        # Calls made before close() still go out: close() waits its turn for the send lock.
+        if self._gone is not None:
+            raise AgentGone(self._gone.message)
+        if self._input_closed:
+            raise AgentGone("the agent was closed")
+
+    async def _drain(self) -> None:
+        try:
+            await self._stdin.drain()
+        except (ConnectionError, OSError) as error:
+            # The reader is about to find out why the agent ended: its account says more.
+            await asyncio.wait({self._reader_task}, timeout=3 * END_REPORT_TIMEOUT)
+            if self._gone is not None:
+                raise AgentGone(self._gone.message) from error
+            raise AgentGone(f"the agent's input closed: {error}") from error
+
+    # --- Receiving ----------------------------------------------------------------------------
+
+    async def _read_replies(self) -> None:
+        try:
+            reason = await self._read_until_end()
+        except asyncio.CancelledError:
+            self._fail_pending("the agent was closed")
+            raise
+        if self._closing:
+            self._fail_pending("the agent was closed")
+            return
+        # New calls fail at once; pending ones wait a moment for a better explanation.
+        self._gone = AgentGone(f"the agent stopped: {reason}")
+        self._fail_pending(await self._describe_end(reason))
+
+    async def _read_until_end(self) -> str:
+        """Hand replies to their calls until the stream ends; why it ended."""
+        stdout = self._stream.stdout
+        try:
+            while True:
+                header = await stdout.readexactly(wire.HEADER_SIZE)
+                length, kind, request_id = wire.HEADER.unpack(header)
+                if length > wire.MAX_PAYLOAD:
+                    raise _BrokenStream(f"it sent a frame of {length} bytes")
+                payload = await stdout.readexactly(length) if length else b""
+                self._dispatch(kind, request_id, payload)
+        except asyncio.IncompleteReadError as error:
+            return "its output ended in the middle of a frame" if error.partial else "it exited"
+        except _BrokenStream as error:
+            # A stream out of step cannot be trusted again; ending its input stops the agent.
+            self._stdin.close()
+            return f"protocol error: {error}"
+        except (ConnectionError, OSError) as error:
+            return f"reading its output failed: {error}"
+        except Exception as error:  # a bug here must fail the calls, not leave them hanging
+            logger.exception("reading the agent's replies failed")
+            self._stdin.close()
+            return f"podlink could not read its replies: {error!r}"
+
+    def _dispatch(self, kind: int, request_id: int, payload: bytes) -> None:
+        if kind not in (MessageType.OK, MessageType.ERROR, MessageType.ENTRIES):
+            raise _BrokenStream(f"it sent message type {kind}")
+        call = self._calls.get(request_id)
+        if call is None:
+            raise _BrokenStream(f"it answered request {request_id}, which is not pending")
+        if kind == MessageType.ENTRIES:
+            call.batches.append(payload)
+            return
+        del self._calls[request_id]
+        if call.future.done():  # the caller gave up waiting
+            return
+        if kind == MessageType.OK:
+            call.future.set_result(payload)
+        else:
+            call.future.set_exception(_error_from(payload))
+
+    def _fail_pending(self, message: str) -> None:
+        if self._gone is None or self._gone.message != message:
+            self._gone = AgentGone(message)
+        calls, self._calls = list(self._calls.values()), {}
+        for call in calls:
+            if not call.future.done():
+                call.future.set_exception(AgentGone(message))
+
+    async def _describe_end(self, reason: str) -> str:
+        await asyncio.wait({self._stderr_task}, timeout=END_REPORT_TIMEOUT)
+        message = f"the agent stopped: {reason}"
+        try:
+            exit_code = await asyncio.wait_for(self._stream.wait(), END_REPORT_TIMEOUT)
+        except TimeoutError:
+            pass
+        else:
+            message += f" (exit code {exit_code})"
+        return message + self._stderr_summary()
+
+    async def _forward_stderr(self) -> None:
+        stderr = self._stream.stderr
+        if stderr is None:
+            return
+        while True:
+            try:
+                line = await stderr.readline()
+            except ValueError:  # a line beyond the reader's limit: its rest comes next
+                continue
+            except (ConnectionError, OSError):
+                return
+            if not line:
+                return
+            text = line.decode("utf-8", "replace").rstrip()
+            if text:
+                self._stderr_tail.append(text)
+                logger.warning("agent: %s", text)
+
+    def _stderr_summary(self) -> str:
+        if not self._stderr_tail:
+            return ""
+        return "; it said: " + " | ".join(self._stderr_tail)
+
+    @staticmethod
+    def _decode(payload: bytes, reply_type: type[ReplyT]) -> ReplyT:
+        try:
+            return wire.decode_reply(payload, reply_type)
+        except msgspec.DecodeError as error:
+            message = f"the agent sent a reply that does not fit the protocol: {error}"
+            raise AgentError(ErrorCode.PROTOCOL, message) from error
+
+
+def _encode(request: dict[str, Any]) -> bytes:
+    try:
+        payload = wire.encode_json(request)
+    except msgspec.EncodeError as error:  # e.g. a path with undecodable bytes
+        raise AgentError(ErrorCode.BAD_REQUEST, f"cannot encode the request: {error}") from error
+    if len(payload) > wire.MAX_PAYLOAD:
+        raise AgentError(ErrorCode.BAD_REQUEST, "the request is too large for one frame")
+    return payload
+
+
+def _error_from(payload: bytes) -> AgentError:
+    try:
+        reply = wire.decode_reply(payload, wire.ErrorReply)
+    except msgspec.DecodeError as error:
+        raise _BrokenStream(f"it sent an unreadable ERROR: {error}") from error
+    return AgentError(reply.code, reply.message, reply.path)
+
+
+async def _slices(data: bytes) -> AsyncGenerator[bytes | memoryview]:
+    view = memoryview(data)
+    for offset in range(0, len(view), CHUNK_SIZE):
+        yield view[offset : offset + CHUNK_SIZE]
+
+
+def _open_source(source: Path) -> tuple[BinaryIO, os.stat_result, bytes]:
+    """Open the local file, its metadata, and its first chunk (all of a small file)."""
+    handle = source.open("rb")
+    try:
+        before = os.fstat(handle.fileno())
+        first = handle.read(min(CHUNK_SIZE, before.st_size))
+    except BaseException:
+        handle.close()
+        raise
+    return handle, before, first
+
+
+async def _read_chunks(
+    handle: BinaryIO, first: bytes, size: int
+) -> AsyncGenerator[bytes | memoryview]:
+    """At most ``size`` bytes of the file in CHUNK_SIZE pieces; fewer if it shrank."""
+    remaining = size
+    chunk = first
+    while chunk:
+        remaining -= len(chunk)
+        yield chunk
+        if remaining <= 0:
+            return
+        chunk = await asyncio.to_thread(handle.read, min(CHUNK_SIZE, remaining))
+
+
+def _stat_or_none(source: Path) -> os.stat_result | None:
+    try:
+        return source.stat()
+    except FileNotFoundError:
+        return None
+
+
+def _version(found: os.stat_result) -> tuple[int, int, int]:
+    return found.st_size, found.st_mtime_ns, found.st_ino
