@@ -1,0 +1,117 @@
+"""The app loop: ``run.command`` started in the target, its output streamed, restarted on sync.
+
+Stopping always takes the whole process group (SIGTERM, then SIGKILL after a grace period),
+so a restart never leaves an orphan holding the app's port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import shlex
+from collections.abc import Callable, Mapping
+from typing import Literal
+
+from podlink.targets.base import ExecStream, Target, TargetUnavailable
+
+log = logging.getLogger(__name__)
+
+AppState = Literal["running", "exited", "restarting", "stopped"]
+TAIL_LINES = 20
+STOP_GRACE_SECONDS = 3.0
+
+
+class AppRunner:
+    def __init__(
+        self,
+        target: Target,
+        command: tuple[str, ...],
+        *,
+        cwd: str,
+        env: Mapping[str, str],
+        on_output: Callable[[str], None],
+        on_change: Callable[[], None],
+    ) -> None:
+        self._target = target
+        self.command = command
+        self._cwd = cwd
+        self._env = dict(env)
+        self._on_output = on_output
+        self._on_change = on_change
+        self.state: AppState = "stopped"
+        self.exit_code: int | None = None
+        self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self._process: ExecStream | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        async with self._lock:
+            await self._start_locked()
+
+    async def restart(self) -> None:
+        async with self._lock:
+            self._set_state("restarting")
+            await self._stop_locked(final_state="restarting")
+            await self._start_locked()
+
+    async def stop(self) -> None:
+        async with self._lock:
+            await self._stop_locked(final_state="stopped")
+
+    async def _start_locked(self) -> None:
+        self.exit_code = None
+        self.tail.clear()
+        self._on_output(f"$ {shlex.join(self.command)}")
+        try:
+            process = await self._target.exec(self.command, env=self._env, cwd=self._cwd)
+        except TargetUnavailable as error:
+            self.exit_code = None
+            self._report_line(f"podlink: could not start the app: {error}")
+            self._set_state("exited")
+            return
+        self._process = process
+        self._set_state("running")
+        self._supervisor = asyncio.create_task(self._supervise(process))
+
+    async def _stop_locked(self, final_state: AppState) -> None:
+        process, supervisor = self._process, self._supervisor
+        self._process = self._supervisor = None
+        if process is not None:
+            await process.terminate(STOP_GRACE_SECONDS)
+        if supervisor is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await supervisor
+        self._set_state(final_state)
+
+    async def _supervise(self, process: ExecStream) -> None:
+        streams = [process.stdout] + ([process.stderr] if process.stderr is not None else [])
+        await asyncio.gather(*(self._pump(stream) for stream in streams))
+        code = await process.wait()
+        if self._process is not process:
+            return  # stopped on purpose; the stopper sets the state
+        self._process = None
+        self.exit_code = code
+        self._on_output(f"podlink: the app exited with code {code}")
+        self._set_state("exited")
+
+    async def _pump(self, stream: asyncio.StreamReader) -> None:
+        while True:
+            try:
+                line = await stream.readline()
+            except ValueError:  # a line longer than the stream limit: take what is there
+                line = await stream.read(1 << 16)
+            if not line:
+                return
+            self._report_line(line.decode("utf-8", errors="replace").rstrip("\r\n"))
+
+    def _report_line(self, text: str) -> None:
+        self.tail.append(text)
+        self._on_output(text)
+
+    def _set_state(self, state: AppState) -> None:
+        if state != self.state:
+            self.state = state
+            self._on_change()

@@ -1,0 +1,359 @@
+"""A Session: one workspace folder bound to one target, owning sync, watchers and the app.
+
+The session holds the state; its parts report changes to it, and it tells its listener (the
+language server, or the terminal for ``podlink up``) at most ten times a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import os
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import msgspec
+
+from podlink import protocol
+from podlink.agent.client import Agent, AgentError, AgentGone
+from podlink.app import AppRunner
+from podlink.config import Config, ConfigError, LocalTargetConfig, SyncEntryConfig, load_config
+from podlink.runtime import sessions_dir
+from podlink.sync.engine import BatchResult, UploadEngine
+from podlink.sync.ignore import IgnoreRules
+from podlink.sync.watch import TreeWatcher
+from podlink.targets.base import Target, TargetUnavailable
+from podlink.targets.factory import make_target
+
+log = logging.getLogger(__name__)
+
+NOTIFY_INTERVAL_SECONDS = 0.1
+
+
+class SessionListener(Protocol):
+    def session_changed(self, session: protocol.Session) -> None: ...
+
+    def log(self, session_id: str, source: protocol.LogSource, text: str) -> None: ...
+
+    def show_error(self, message: str) -> None:
+        """Something the user must see now (the editor shows a message box)."""
+
+
+ProgressCallback = Callable[[int, int], None]
+
+
+class Session:
+    def __init__(self, config: Config, listener: SessionListener) -> None:
+        self.id = uuid.uuid4().hex[:12]
+        self.config = config
+        self._listener = listener
+        self.state: protocol.SessionState = "starting"
+        self.error: str | None = None
+        self.sync_state: protocol.SyncState = "idle"
+        self.files_synced = 0
+        self.bytes_synced = 0
+        self.last_latency_ms: float | None = None
+        self.target: Target | None = None
+        self._agent: Agent | None = None
+        self.engines: list[UploadEngine] = []
+        self._watchers: list[TreeWatcher] = []
+        self.app: AppRunner | None = None
+        self._reconfiguring = asyncio.Lock()
+        self._background: set[asyncio.Task[None]] = set()
+        self._emit_handle: asyncio.TimerHandle | None = None
+        self._last_emit = 0.0
+
+    @property
+    def folder(self) -> Path:
+        return self.config.folder
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self, progress: ProgressCallback | None = None) -> None:
+        """Connect, sync, watch and start the app. Raises TargetUnavailable, cleaned up."""
+        try:
+            await self._bring_up(progress)
+        except (TargetUnavailable, AgentGone) as error:
+            message = str(error)
+            await self._tear_down()
+            self.state, self.error = "stopped", message
+            self._emit_now()
+            raise TargetUnavailable(message) from error
+
+    async def stop(self) -> None:
+        await self._tear_down()
+        self.state = "stopped"
+        self._emit_now()
+        with contextlib.suppress(OSError):
+            self._status_file().unlink(missing_ok=True)
+
+    async def apply_config(self, config: Config) -> None:
+        """Restart every part under a new, already validated configuration."""
+        async with self._reconfiguring:
+            await self._apply_config_locked(config)
+
+    async def _apply_config_locked(self, config: Config) -> None:
+        self._log("daemon", f"configuration changed ({config.path}): restarting the session")
+        await self._tear_down()
+        self.config = config
+        self.state, self.error = "starting", None
+        await self.start()
+
+    async def _bring_up(self, progress: ProgressCallback | None) -> None:
+        self.state, self.error = "starting", None
+        self._changed()
+        target = make_target(self.config)
+        self.target = target
+        await target.connect()
+        self._agent = await Agent.start(target)
+        self.state, self.sync_state = "syncing", "scanning"
+        self._changed()
+        for entry in self.config.sync:
+            engine = UploadEngine(
+                self._agent,
+                self.config.local_root(entry),
+                target.target_path(entry.remote),
+                self._rules_factory(entry),
+            )
+            self.engines.append(engine)
+            # Watch before the first scan: a save made while it runs is queued, not lost.
+            watcher = TreeWatcher(
+                engine.local_root, engine.is_ignored, functools.partial(self._on_batch, engine)
+            )
+            watcher.start()
+            self._watchers.append(watcher)
+        for entry, engine in zip(self.config.sync, self.engines, strict=True):
+            result = await engine.initial_sync(progress)
+            self._count(result)
+            self._log(
+                "sync", f"initial sync of {entry.local} -> {entry.remote}: {describe(result)}"
+            )
+        self.sync_state = "idle"
+        if self.config.run is not None:
+            run = self.config.run
+            self.app = AppRunner(
+                target,
+                run.command,
+                cwd=target.target_path(run.cwd or self.config.sync[0].remote),
+                env=run.env,
+                on_output=lambda text: self._log("app", text),
+                on_change=self._changed,
+            )
+            await self.app.start()
+        self.state = "ready"
+        self._changed()
+
+    async def _tear_down(self) -> None:
+        watchers, self._watchers = self._watchers, []
+        await asyncio.gather(*(watcher.stop() for watcher in watchers))
+        app, self.app = self.app, None
+        if app is not None:
+            await app.stop()
+        self.engines = []
+        agent, self._agent = self._agent, None
+        if agent is not None:
+            await agent.close()
+        target, self.target = self.target, None
+        if target is not None:
+            await target.close()
+
+    def _rules_factory(self, entry: SyncEntryConfig) -> Callable[[], IgnoreRules]:
+        local_root = self.config.local_root(entry)
+        extra: list[str] = []
+        if isinstance(self.config.target, LocalTargetConfig):
+            # A local target inside the synced tree must never be synced into itself.
+            target_root = (self.config.folder / self.config.target.root).resolve()
+            if target_root.is_relative_to(local_root) and target_root != local_root:
+                extra.append(f"/{target_root.relative_to(local_root).as_posix()}/")
+        return lambda: IgnoreRules.for_tree(local_root, entry.exclude, extra)
+
+    # -- sync ----------------------------------------------------------------------------
+
+    async def _on_batch(self, engine: UploadEngine, paths: set[str], first_seen: float) -> None:
+        if self.state == "stopped":
+            return
+        if self._config_file_in(engine, paths):
+            reload = asyncio.get_running_loop().create_task(self.reload_config())
+            self._background.add(reload)
+            reload.add_done_callback(self._background.discard)
+        self.sync_state = "syncing"
+        self._changed()
+        try:
+            result = await engine.sync_paths(paths)
+        except AgentGone as error:
+            self._lost_agent(error)
+            return
+        latency_ms = (asyncio.get_running_loop().time() - first_seen) * 1000
+        await self._after_sync(result, latency_ms)
+
+    async def _after_sync(self, result: BatchResult, latency_ms: float | None) -> None:
+        self.sync_state = "idle"
+        if result.changed_anything:
+            self._count(result)
+            if latency_ms is not None:
+                self.last_latency_ms = round(latency_ms, 1)
+            took = f" in {latency_ms:.0f} ms" if latency_ms is not None else ""
+            self._log("sync", f"synced {describe(result)}{took}")
+            if self.app is not None and self.config.run and self.config.run.restart == "on-sync":
+                await self.app.restart()
+        self._changed()
+
+    def _config_file_in(self, engine: UploadEngine, paths: set[str]) -> bool:
+        config_file = self.config.path
+        if config_file is None or not config_file.is_relative_to(engine.local_root):
+            return False
+        return config_file.relative_to(engine.local_root).as_posix() in paths
+
+    async def reload_config(self) -> None:
+        """Re-read the config file after it changed; a broken one keeps the running config."""
+        async with self._reconfiguring:
+            try:
+                config = await asyncio.to_thread(load_config, self.config.folder, self.config.path)
+            except ConfigError as error:
+                message = f"{error} (the session keeps its last good configuration)"
+                self._log("daemon", message)
+                self._listener.show_error(message)
+                return
+            if config != self.config:
+                await self._apply_config_locked(config)
+
+    async def flush(self, timeout_seconds: float | None = None) -> protocol.SyncStatus:
+        """Return once every local change made before the call is in the target."""
+        async with asyncio.timeout(timeout_seconds):
+            for watcher in list(self._watchers):
+                await watcher.drain()
+            for engine in list(self.engines):
+                try:
+                    result = await engine.rescan()
+                except AgentGone as error:
+                    self._lost_agent(error)
+                    raise TargetUnavailable(str(error)) from error
+                await self._after_sync(result, None)
+        return self.sync_status()
+
+    def _lost_agent(self, error: AgentError) -> None:
+        self.state, self.sync_state = "degraded", "error"
+        self.error = f"lost the connection to the target: {error}"
+        self._log("daemon", self.error)
+        self._changed()
+
+    def _count(self, result: BatchResult) -> None:
+        self.files_synced += result.files_written
+        self.bytes_synced += result.bytes_written
+
+    # -- app -----------------------------------------------------------------------------
+
+    async def restart_app(self) -> protocol.AppProcess | None:
+        if self.app is None:
+            return None
+        await self.app.restart()
+        return self._app_status()
+
+    async def stop_app(self) -> None:
+        if self.app is not None:
+            await self.app.stop()
+
+    # -- state out -------------------------------------------------------------------------
+
+    def sync_status(self) -> protocol.SyncStatus:
+        problems = tuple(
+            protocol.SyncIssue(path=path, message=message)
+            for engine in self.engines
+            for path, message in sorted(engine.problems.items())
+        )
+        pending = sum(watcher.pending_count for watcher in self._watchers)
+        return protocol.SyncStatus(
+            state=self.sync_state,
+            pending=pending,
+            files_synced=self.files_synced,
+            bytes_synced=self.bytes_synced,
+            last_latency_ms=self.last_latency_ms,
+            conflicts=(),
+            problems=problems,
+        )
+
+    def _app_status(self) -> protocol.AppProcess | None:
+        if self.app is None:
+            return None
+        return protocol.AppProcess(
+            state=self.app.state, command=self.app.command, exit_code=self.app.exit_code
+        )
+
+    def to_protocol(self) -> protocol.Session:
+        if self.target is not None:
+            description = self.target.describe()
+            target = protocol.TargetInfo(
+                kind=self.config.target_kind, name=description.name, detail=description.detail
+            )
+        else:
+            target = protocol.TargetInfo(kind=self.config.target_kind, name="")
+        return protocol.Session(
+            id=self.id,
+            folder=self.folder.as_uri(),
+            state=self.state,
+            target=target,
+            sync=self.sync_status(),
+            ports=(),
+            app=self._app_status(),
+            error=self.error,
+        )
+
+    def _log(self, source: protocol.LogSource, text: str) -> None:
+        self._listener.log(self.id, source, text)
+
+    def _changed(self) -> None:
+        if self._emit_handle is not None:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, self._last_emit + NOTIFY_INTERVAL_SECONDS - loop.time())
+        self._emit_handle = loop.call_later(delay, self._emit_now)
+
+    def _emit_now(self) -> None:
+        if self._emit_handle is not None:
+            self._emit_handle.cancel()
+            self._emit_handle = None
+        self._last_emit = asyncio.get_running_loop().time()
+        snapshot = self.to_protocol()
+        self._listener.session_changed(snapshot)
+        if snapshot.state != "stopped":
+            self._write_status_file(snapshot)
+
+    def _status_file(self) -> Path:
+        return sessions_dir() / f"{self.id}.json"
+
+    def _write_status_file(self, snapshot: protocol.Session) -> None:
+        """Leave the state where ``podlink status`` in another terminal can read it."""
+        path = self._status_file()
+        record = {"pid": os.getpid(), "session": msgspec.to_builtins(snapshot)}
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_suffix(".tmp")
+            temporary.write_text(json.dumps(record), encoding="utf-8")
+            temporary.replace(path)
+        except OSError as error:
+            log.debug("cannot write the session status file %s: %s", path, error)
+
+
+def describe(result: BatchResult) -> str:
+    parts = []
+    if result.files_written:
+        parts.append(f"{result.files_written} file(s), {format_bytes(result.bytes_written)}")
+    if result.deleted:
+        parts.append(f"{result.deleted} deleted")
+    if result.other_operations:
+        parts.append(f"{result.other_operations} other change(s)")
+    return ", ".join(parts) or "nothing to change"
+
+
+def format_bytes(count: int) -> str:
+    size = float(count)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{count} B"

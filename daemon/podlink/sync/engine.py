@@ -1,0 +1,290 @@
+"""Apply upload plans through the agent: the local tree is mirrored into one target root.
+
+The engine keeps a view of what the target holds (``remote_view``), so a saved file costs a
+local stat and hash plus one agent round trip, not a scan of the target. Failures on single
+paths become problems (data); the rest of the batch goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from podlink.agent.client import Agent, AgentError, AgentGone
+from podlink.sync.core.plan import (
+    Operation,
+    OperationKind,
+    Plan,
+    depth,
+    is_within,
+    paths_needing_digests,
+    plan_mirror,
+    restrict,
+)
+from podlink.sync.core.snapshot import Entry, Kind
+from podlink.sync.ignore import IgnoreRules, is_ignore_file
+from podlink.sync.scan import DigestCache, LocalScan, scan_paths, scan_tree
+
+log = logging.getLogger(__name__)
+
+MAX_IN_FLIGHT = 64
+CHANGED_WHILE_SENDING_RETRIES = 3
+
+
+@dataclass
+class BatchResult:
+    """What one pass of the engine did."""
+
+    files_written: int = 0
+    bytes_written: int = 0
+    deleted: int = 0
+    other_operations: int = 0
+    paths: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def changed_anything(self) -> bool:
+        return bool(self.paths)
+
+
+ProgressCallback = Callable[[int, int], None]
+
+
+class UploadEngine:
+    """Mirrors ``local_root`` into ``remote_root`` (a path as the target's processes see it)."""
+
+    def __init__(
+        self,
+        agent: Agent,
+        local_root: Path,
+        remote_root: str,
+        make_rules: Callable[[], IgnoreRules],
+    ) -> None:
+        self.agent = agent
+        self.local_root = local_root
+        self.remote_root = remote_root
+        self._make_rules = make_rules
+        self.rules = make_rules()
+        self.remote_view: dict[str, Entry] = {}
+        self.problems: dict[str, str] = {}
+        self._digests = DigestCache()
+        self._lock = asyncio.Lock()
+
+    def is_ignored(self, path: str) -> bool:
+        return self.rules.is_ignored(path)
+
+    async def initial_sync(self, progress: ProgressCallback | None = None) -> BatchResult:
+        """Scan both sides and send only what differs; delete what the workspace lacks."""
+        async with self._lock:
+            started = time.monotonic()
+            await self.agent.ensure_root(self.remote_root)
+            local, remote = await asyncio.gather(
+                asyncio.to_thread(scan_tree, self.local_root, self.rules),
+                self.agent.scan(self.remote_root),
+            )
+            for path, message in remote.problems:
+                self.problems[path] = f"in the target: {message}"
+            self.remote_view = {
+                path: entry
+                for path, entry in remote.entries.items()
+                if not self.rules.is_ignored(path, is_dir=entry.kind is Kind.DIRECTORY)
+            }
+            result = await self._reconcile(local, self.remote_view, progress)
+            result.seconds = time.monotonic() - started
+            return result
+
+    async def sync_paths(self, paths: Iterable[str]) -> BatchResult:
+        """Bring the given paths (and what lies below them) up to date in the target."""
+        changed = set(paths)
+        if any(is_ignore_file(path) for path in changed) or "" in changed:
+            return await self.rescan(reload_rules=True)
+        async with self._lock:
+            started = time.monotonic()
+            local = await asyncio.to_thread(scan_paths, self.local_root, changed, self.rules)
+            relevant = {path for path in changed if not self.rules.is_ignored(path)}
+            result = await self._reconcile(local, restrict(self.remote_view, relevant), None)
+            result.seconds = time.monotonic() - started
+            return result
+
+    async def rescan(self, *, reload_rules: bool = False) -> BatchResult:
+        """Compare the whole local tree with the target view; the barrier behind a flush."""
+        async with self._lock:
+            started = time.monotonic()
+            if reload_rules:
+                self.rules = self._make_rules()
+                self.remote_view = {
+                    path: entry
+                    for path, entry in self.remote_view.items()
+                    if not self.rules.is_ignored(path, is_dir=entry.kind is Kind.DIRECTORY)
+                }
+            local = await asyncio.to_thread(scan_tree, self.local_root, self.rules)
+            result = await self._reconcile(local, self.remote_view, None)
+            result.seconds = time.monotonic() - started
+            return result
+
+    async def _reconcile(
+        self,
+        local: LocalScan,
+        remote: dict[str, Entry],
+        progress: ProgressCallback | None,
+    ) -> BatchResult:
+        for path, message in local.problems:
+            self.problems[path] = message
+        source = await self._with_digests(local.entries, remote)
+        plan = plan_mirror(source, remote)
+        return await self._apply(plan, source, progress)
+
+    async def _with_digests(
+        self, source: dict[str, Entry], remote: dict[str, Entry]
+    ) -> dict[str, Entry]:
+        needed = paths_needing_digests(source, remote)
+        if not needed:
+            return source
+        filled = dict(source)
+
+        def hash_local() -> None:
+            for path in needed:
+                entry = self._digests.with_digest(self.local_root, path, source[path])
+                if entry is None:
+                    filled.pop(path, None)
+                else:
+                    filled[path] = entry
+
+        unknown_remote = [path for path in needed if remote[path].digest is None]
+        remote_digests: dict[str, str | None] = {}
+        if unknown_remote:
+            _, remote_digests = await asyncio.gather(
+                asyncio.to_thread(hash_local),
+                self.agent.hash(self.remote_root, unknown_remote),
+            )
+        else:
+            await asyncio.to_thread(hash_local)
+        for path, digest in remote_digests.items():
+            if digest is None:
+                remote.pop(path, None)
+                self.remote_view.pop(path, None)
+            else:
+                updated = Entry(
+                    kind=remote[path].kind,
+                    mode=remote[path].mode,
+                    size=remote[path].size,
+                    digest=digest,
+                )
+                remote[path] = updated
+                self.remote_view[path] = updated
+        return filled
+
+    async def _apply(
+        self, plan: Plan, source: dict[str, Entry], progress: ProgressCallback | None
+    ) -> BatchResult:
+        result = BatchResult()
+        if plan.is_empty:
+            return result
+        total = len(plan.operations)
+        done = 0
+        limit = asyncio.Semaphore(MAX_IN_FLIGHT)
+
+        async def run(operation: Operation) -> None:
+            nonlocal done
+            async with limit:
+                await self._run_operation(operation, source, result)
+            done += 1
+            if progress is not None:
+                progress(done, total)
+
+        for phase in _phases(plan):
+            await asyncio.gather(*(run(operation) for operation in phase))
+        return result
+
+    async def _run_operation(
+        self, operation: Operation, source: dict[str, Entry], result: BatchResult
+    ) -> None:
+        path = operation.path
+        try:
+            await self._send(operation, source, result)
+        except AgentGone:
+            raise
+        except AgentError as error:
+            self.problems[path] = error.message
+            log.warning("could not sync %s: %s", path, error.message)
+            return
+        except FileNotFoundError:
+            return  # deleted locally since the scan: its own event brings the deletion
+        except OSError as error:
+            self.problems[path] = f"cannot read: {error.strerror}"
+            return
+        self.problems.pop(path, None)
+        result.paths.append(path)
+        if operation.kind is OperationKind.DELETE:
+            result.deleted += 1
+            for known in [p for p in self.remote_view if is_within(p, path)]:
+                del self.remote_view[known]
+            for known in [p for p in self.problems if is_within(p, path)]:
+                del self.problems[known]
+
+    async def _send(
+        self, operation: Operation, source: dict[str, Entry], result: BatchResult
+    ) -> None:
+        path = operation.path
+        root = self.remote_root
+        if operation.kind is OperationKind.DELETE:
+            await self.agent.delete(root, path, recursive=True)
+            return
+        entry = source[path]
+        if operation.kind is OperationKind.WRITE:
+            digest = await self._write_file(path, entry)
+            result.files_written += 1
+            result.bytes_written += entry.size
+            self._digests.remember(path, entry, digest)
+            self.remote_view[path] = Entry(
+                kind=Kind.FILE, mode=entry.mode, size=entry.size, digest=digest
+            )
+            return
+        if operation.kind is OperationKind.MKDIR:
+            await self.agent.mkdir(root, path, operation.mode)
+        elif operation.kind is OperationKind.SYMLINK:
+            assert operation.link_target is not None
+            await self.agent.symlink(root, path, operation.link_target)
+        else:
+            await self.agent.chmod(root, path, operation.mode)
+        result.other_operations += 1
+        self.remote_view[path] = entry
+
+    async def _write_file(self, path: str, entry: Entry) -> str:
+        attempts_left = CHANGED_WHILE_SENDING_RETRIES
+        while True:
+            try:
+                return await self.agent.write_file(
+                    self.remote_root, path, self.local_root / path, entry.mode
+                )
+            except AgentError as error:
+                # A file saved again while it was being sent: send the newer content.
+                if error.code != "changed" or attempts_left == 0:
+                    raise
+                attempts_left -= 1
+
+
+def _phases(plan: Plan) -> list[list[Operation]]:
+    """Split a plan where order matters: type-change deletes, folders by depth, the rest."""
+    leading_deletes: list[Operation] = []
+    folders_by_depth: dict[int, list[Operation]] = {}
+    content: list[Operation] = []
+    trailing_deletes: list[Operation] = []
+    seen_non_delete = False
+    for operation in plan.operations:
+        if operation.kind is OperationKind.DELETE:
+            (trailing_deletes if seen_non_delete else leading_deletes).append(operation)
+            continue
+        seen_non_delete = True
+        if operation.kind is OperationKind.MKDIR:
+            folders_by_depth.setdefault(depth(operation.path), []).append(operation)
+        else:
+            content.append(operation)
+    phases = [leading_deletes] if leading_deletes else []
+    phases.extend(folders_by_depth[level] for level in sorted(folders_by_depth))
+    phases.extend(phase for phase in (content, trailing_deletes) if phase)
+    return phases

@@ -1,0 +1,160 @@
+"""Read the local side of a sync: a snapshot of the tree under a sync root, and digests.
+
+Blocking file-system work: callers run it in a worker thread. Digests are cached by
+(inode, size, mtime) so a rescan does not read unchanged files again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+
+from podlink.sync.core.snapshot import Entry, Kind
+from podlink.sync.ignore import IgnoreRules
+
+HASH_CHUNK = 1 << 20
+
+
+@dataclass
+class LocalScan:
+    entries: dict[str, Entry] = field(default_factory=dict)
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+
+def entry_from_stat(info: os.stat_result, link_target: str | None = None) -> Entry | None:
+    """The snapshot entry for a stat result; None for sockets, fifos and devices."""
+    if stat.S_ISREG(info.st_mode):
+        kind = Kind.FILE
+    elif stat.S_ISDIR(info.st_mode):
+        kind = Kind.DIRECTORY
+    elif stat.S_ISLNK(info.st_mode):
+        kind = Kind.SYMLINK
+    else:
+        return None
+    return Entry(
+        kind=kind,
+        mode=stat.S_IMODE(info.st_mode),
+        size=info.st_size if kind is Kind.FILE else 0,
+        mtime_ns=info.st_mtime_ns,
+        link_target=link_target,
+        inode=info.st_ino,
+    )
+
+
+def scan_tree(root: Path, rules: IgnoreRules, below: str = "") -> LocalScan:
+    """Snapshot of ``root`` (or of the subtree ``below`` it), ignored paths left out.
+
+    A missing ``below`` gives an empty scan: the caller treats it as deleted.
+    """
+    result = LocalScan()
+    if below:
+        start = _entry_at(root, below, rules, result)
+        if start is None or start.kind is not Kind.DIRECTORY:
+            return result
+    _walk(root, below, rules, result)
+    return result
+
+
+def scan_paths(root: Path, paths: Iterable[str], rules: IgnoreRules) -> LocalScan:
+    """Snapshot of just ``paths`` and, for folders among them, everything below."""
+    result = LocalScan()
+    for path in sorted(set(paths), key=lambda p: (p.count("/"), p)):
+        if path in result.entries or rules.is_ignored(path):
+            continue
+        entry = _entry_at(root, path, rules, result)
+        if entry is not None and entry.kind is Kind.DIRECTORY:
+            _walk(root, path, rules, result)
+    return result
+
+
+def _entry_at(root: Path, path: str, rules: IgnoreRules, result: LocalScan) -> Entry | None:
+    full = root / path
+    try:
+        info = full.lstat()
+        link_target = os.readlink(full) if stat.S_ISLNK(info.st_mode) else None
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        result.problems.append((path, f"cannot read: {error.strerror}"))
+        return None
+    entry = entry_from_stat(info, link_target)
+    if entry is None or rules.is_ignored(path, is_dir=entry.kind is Kind.DIRECTORY):
+        return None
+    result.entries[path] = entry
+    return entry
+
+
+def _walk(root: Path, folder: str, rules: IgnoreRules, result: LocalScan) -> None:
+    pending = [folder]
+    while pending:
+        current = pending.pop()
+        rules.load_folder(root, current)
+        try:
+            with os.scandir(root / current if current else root) as listing:
+                children = list(listing)
+        except FileNotFoundError:
+            continue
+        except OSError as error:
+            result.problems.append((current, f"cannot list folder: {error.strerror}"))
+            continue
+        for child in children:
+            path = posixpath.join(current, child.name) if current else child.name
+            try:
+                info = child.stat(follow_symlinks=False)
+                link_target = os.readlink(child.path) if child.is_symlink() else None
+            except FileNotFoundError:
+                continue
+            except OSError as error:
+                result.problems.append((path, f"cannot read: {error.strerror}"))
+                continue
+            entry = entry_from_stat(info, link_target)
+            if entry is None:
+                continue
+            is_dir = entry.kind is Kind.DIRECTORY
+            if rules.is_ignored(path, is_dir=is_dir):
+                continue
+            result.entries[path] = entry
+            if is_dir:
+                pending.append(path)
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class DigestCache:
+    """Digests of local files keyed by what stat says, so unchanged files are read once."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, tuple[int, int, int, str]] = {}
+
+    def lookup(self, path: str, entry: Entry) -> str | None:
+        known = self._known.get(path)
+        if known is not None and known[:3] == (entry.inode, entry.size, entry.mtime_ns):
+            return known[3]
+        return None
+
+    def remember(self, path: str, entry: Entry, digest: str) -> None:
+        self._known[path] = (entry.inode, entry.size, entry.mtime_ns, digest)
+
+    def with_digest(self, root: Path, path: str, entry: Entry) -> Entry | None:
+        """``entry`` with its digest filled in; None if the file vanished meanwhile."""
+        digest = self.lookup(path, entry)
+        if digest is None:
+            try:
+                digest = file_digest(root / path)
+            except FileNotFoundError:
+                return None
+            self.remember(path, entry, digest)
+        return msgspec.structs.replace(entry, digest=digest)

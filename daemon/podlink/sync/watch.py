@@ -1,0 +1,157 @@
+"""Local change watching: watchdog events become debounced batches of relative paths.
+
+Editors save in bursts (temp file, rename, chmod); a short quiet period merges a burst into
+one batch, and a cap keeps a continuous stream of changes from starving the sync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+
+from podlink.sync.ignore import is_ignore_file
+
+log = logging.getLogger(__name__)
+
+IGNORED_EVENT_TYPES = frozenset({"opened", "closed_no_write"})
+
+# Called with the changed paths and the loop time at which the first of them was noticed.
+BatchHandler = Callable[[set[str], float], Awaitable[None]]
+
+
+class _Forwarder(FileSystemEventHandler):
+    def __init__(self, watcher: TreeWatcher) -> None:
+        self._watcher = watcher
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in IGNORED_EVENT_TYPES:
+            return
+        # A folder's own "modified" only means its listing changed; the child has its event.
+        if event.is_directory and event.event_type == "modified":
+            return
+        paths = [os.fsdecode(event.src_path)]
+        if event.dest_path:
+            paths.append(os.fsdecode(event.dest_path))
+        self._watcher.notice_from_thread(paths)
+
+
+class TreeWatcher:
+    """Watches one local root and hands batches of changed relative paths to ``on_batch``.
+
+    ``on_batch`` runs on the event loop, one batch at a time: changes that arrive while a
+    batch is being applied are collected into the next one.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        is_ignored: Callable[[str], bool],
+        on_batch: BatchHandler,
+        *,
+        quiet_seconds: float = 0.01,
+        max_delay_seconds: float = 0.1,
+    ) -> None:
+        self.root = root
+        self._root_text = str(root)
+        self._is_ignored = is_ignored
+        self._on_batch = on_batch
+        self._quiet = quiet_seconds
+        self._max_delay = max_delay_seconds
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._observer: BaseObserver | None = None
+        self._pending: set[str] = set()
+        self._first_change_at: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._running_batch: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        observer = Observer()
+        observer.schedule(_Forwarder(self), self._root_text, recursive=True)
+        observer.daemon = True
+        observer.start()
+        self._observer = observer
+
+    async def stop(self) -> None:
+        observer, self._observer = self._observer, None
+        if observer is not None:
+            observer.stop()
+            await asyncio.to_thread(observer.join, 5.0)
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._running_batch is not None:
+            await asyncio.gather(self._running_batch, return_exceptions=True)
+
+    async def drain(self) -> None:
+        """Apply whatever is pending now, and wait until no batch is running."""
+        if self._pending and self._running_batch is None:
+            self._fire()
+        while not self._idle.is_set() or self._pending:
+            await self._idle.wait()
+            if self._pending and self._running_batch is None:
+                self._fire()
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    def notice_from_thread(self, absolute_paths: list[str]) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._notice, absolute_paths)
+
+    def _notice(self, absolute_paths: list[str]) -> None:
+        changed = {rel for path in absolute_paths if (rel := self._relative(path)) is not None}
+        if not changed:
+            return
+        self._pending |= changed
+        self._idle.clear()
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._first_change_at is None:
+            self._first_change_at = now
+        fire_at = min(now + self._quiet, self._first_change_at + self._max_delay)
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = loop.call_at(fire_at, self._fire)
+
+    def _relative(self, absolute: str) -> str | None:
+        if absolute == self._root_text:
+            return ""
+        if not absolute.startswith(self._root_text + os.sep):
+            return None
+        relative = absolute[len(self._root_text) + 1 :].replace(os.sep, "/")
+        # Ignore files themselves must reach the engine: they change what is synced.
+        if self._is_ignored(relative) and not is_ignore_file(relative):
+            return None
+        return relative
+
+    def _fire(self) -> None:
+        self._timer = None
+        if self._running_batch is not None or not self._pending:
+            return
+        batch, self._pending = self._pending, set()
+        first_seen = self._first_change_at or asyncio.get_running_loop().time()
+        self._first_change_at = None
+        self._running_batch = asyncio.ensure_future(self._run(batch, first_seen))
+
+    async def _run(self, batch: set[str], first_seen: float) -> None:
+        try:
+            await self._on_batch(batch, first_seen)
+        except Exception:
+            log.exception("applying a batch of %d changes failed", len(batch))
+        finally:
+            self._running_batch = None
+            if self._pending:
+                self._fire()
+            else:
+                self._idle.set()
