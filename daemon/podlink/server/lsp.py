@@ -1,0 +1,105 @@
+"""The pygls server: JSON-RPC with LSP framing over stdio, and the podlink capability.
+
+``podlink/`` requests keep their params as plain JSON here; each handler decodes them into
+the generated protocol types, so a malformed request is an ``invalidParams`` error rather
+than a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import threading
+from collections.abc import Generator
+from typing import Any
+
+import attrs
+from lsprotocol import types
+from pygls.io_ import StdinAsyncReader, StdoutWriter, run_async
+from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol, default_converter
+from pygls.protocol.language_server import lsp_method
+
+from podlink import __version__
+from podlink import protocol as wire
+from podlink.registry import SessionRegistry
+
+log = logging.getLogger(__name__)
+
+
+@attrs.define
+class PodlinkRequestMessage:
+    """A request whose params stay raw JSON (pygls would turn unknown ones into tuples)."""
+
+    id: int | str
+    method: str
+    jsonrpc: str
+    params: Any = None
+
+
+class PodlinkProtocol(LanguageServerProtocol):
+    # The base class caches this with lru_cache; a plain method is enough here.
+    def get_message_type(self, method: str) -> type[Any] | None:  # type: ignore[override]
+        if method in wire.REQUESTS:
+            return PodlinkRequestMessage
+        return super().get_message_type(method)
+
+    @lsp_method(types.INITIALIZE)
+    def lsp_initialize(
+        self, params: types.InitializeParams
+    ) -> Generator[Any, Any, types.InitializeResult]:
+        result: types.InitializeResult = yield from super().lsp_initialize(params)
+        result.capabilities.experimental = {"podlink": {"protocolVersion": wire.PROTOCOL_VERSION}}
+        return result
+
+
+class PodlinkServer(LanguageServer):
+    def __init__(self) -> None:
+        super().__init__(
+            "podlink",
+            __version__,
+            protocol_cls=PodlinkProtocol,
+            converter_factory=default_converter,
+        )
+        from podlink.server.notify import ClientNotifier
+
+        self.notifier = ClientNotifier(self)
+        self.registry = SessionRegistry(self.notifier)
+
+
+def create_server() -> PodlinkServer:
+    from podlink.server import lifecycle, sessions
+
+    server = PodlinkServer()
+    lifecycle.register(server)
+    sessions.register(server)
+    return server
+
+
+def serve_stdio() -> None:
+    """Serve one client on stdin/stdout until it exits; stop every session on the way out."""
+    server = create_server()
+    server.notifier.install_log_forwarding()
+    stop_event = threading.Event()
+    reader = StdinAsyncReader(sys.stdin.buffer, server.thread_pool)
+    server.protocol.set_writer(StdoutWriter(sys.stdout.buffer))
+
+    async def main() -> None:
+        try:
+            await run_async(
+                stop_event=stop_event,
+                reader=reader,
+                protocol=server.protocol,
+                logger=log,
+                error_handler=server.report_server_error,
+            )
+        finally:
+            await asyncio.shield(server.registry.stop_all())
+
+    try:
+        asyncio.run(main())
+    except (KeyboardInterrupt, SystemExit, BrokenPipeError):
+        pass
+    finally:
+        server.thread_pool.shutdown(wait=False, cancel_futures=True)
