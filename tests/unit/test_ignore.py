@@ -52,7 +52,9 @@ def test_rules_from_nested_files(tree: Path, path: str, is_dir: bool, ignored: b
 
 
 def test_config_excludes_and_extra_always(tmp_path: Path) -> None:
-    rules = IgnoreRules.for_tree(tmp_path, excludes=["node_modules/", "*.tmp"], extra_always=["/t/"])
+    rules = IgnoreRules.for_tree(
+        tmp_path, excludes=["node_modules/", "*.tmp"], extra_always=["/t/"]
+    )
     assert rules.is_ignored("web/node_modules/react/index.js")
     assert rules.is_ignored("a.tmp")
     assert rules.is_ignored("t/app/x")

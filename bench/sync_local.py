@@ -1,0 +1,170 @@
+"""Local target: initial sync beside `cp -a`, a no-change rescan, and save-to-target latency.
+
+Run: .venv/bin/python -m bench.sync_local [--files N] [--megabytes M] [--edits N]
+Prints one JSON object per line. Compare ratios, not absolute times: machines are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from bench.tree import make_tree
+from podlink import protocol
+from podlink.config import load_config
+from podlink.session import Session
+
+REPEATS = 3
+
+
+class QuietListener:
+    def session_changed(self, session: protocol.Session) -> None:
+        pass
+
+    def log(self, session_id: str, source: protocol.LogSource, text: str) -> None:
+        pass
+
+    def show_error(self, message: str) -> None:
+        raise AssertionError(message)
+
+
+def write_config(workspace: Path, target_root: Path) -> None:
+    (workspace / "podlink.yaml").write_text(
+        "version: 1\n"
+        f"target: {{local: {{root: {json.dumps(str(target_root))}}}}}\n"
+        "sync: [{local: ., remote: /app}]\n"
+    )
+
+
+def time_cp(source: Path, scratch: Path) -> float:
+    destination = scratch / "cp-copy"
+    shutil.rmtree(destination, ignore_errors=True)
+    subprocess.run(["sync"], check=True)
+    started = time.perf_counter()
+    subprocess.run(["cp", "-a", str(source), str(destination)], check=True)
+    return time.perf_counter() - started
+
+
+async def time_initial_sync(workspace: Path, target_root: Path) -> tuple[float, float]:
+    """Seconds for a fresh initial sync, and for a rescan that finds nothing to do."""
+    shutil.rmtree(target_root, ignore_errors=True)
+    subprocess.run(["sync"], check=True)  # noqa: ASYNC221 - settle disk write-back before timing
+    session = Session(load_config(workspace), QuietListener())
+    started = time.perf_counter()
+    await session.start()
+    initial = time.perf_counter() - started
+    started = time.perf_counter()
+    await session.flush()
+    rescan = time.perf_counter() - started
+    await session.stop()
+    return initial, rescan
+
+
+def wait_for_content(path: Path, expected: bytes, deadline: float) -> float:
+    while time.perf_counter() < deadline:
+        try:
+            if path.read_bytes() == expected:
+                return time.perf_counter()
+        except FileNotFoundError:
+            pass
+    raise TimeoutError(f"{path} never showed the edit")
+
+
+async def measure_latency(workspace: Path, target_root: Path, edits: int) -> list[float]:
+    session = Session(load_config(workspace), QuietListener())
+    await session.start()
+    latencies: list[float] = []
+    try:
+        files = sorted((workspace / "pkg00").rglob("*.py"))[:50]
+        for index in range(edits):
+            source = files[index % len(files)]
+            relative = source.relative_to(workspace)
+            content = source.read_bytes() + f"# edit {index}\n".encode()
+            mirrored = target_root / "app" / relative
+            seen: list[float] = []
+            poller = threading.Thread(
+                target=lambda m=mirrored, c=content, out=seen: out.append(
+                    wait_for_content(m, c, time.perf_counter() + 10)
+                )
+            )
+            poller.start()
+            saved_at = time.perf_counter()
+            source.write_bytes(content)
+            await asyncio.to_thread(poller.join)
+            latencies.append((seen[0] - saved_at) * 1000)
+            await asyncio.sleep(0.02)  # pacing between edits, like a person saving
+    finally:
+        await session.stop()
+    return latencies
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--files", type=int, default=10_000)
+    parser.add_argument("--megabytes", type=int, default=100)
+    parser.add_argument("--edits", type=int, default=200)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="podlink-bench-") as scratch_name:
+        scratch = Path(scratch_name)
+        workspace = scratch / "workspace"
+        files, total = make_tree(workspace, files=args.files, total_bytes=args.megabytes << 20)
+        target_root = scratch / "target"
+        write_config(workspace, target_root)
+
+        cp_times = [time_cp(workspace, scratch) for _ in range(REPEATS)]
+        runs = [asyncio.run(time_initial_sync(workspace, target_root)) for _ in range(REPEATS)]
+        podlink_initial = statistics.median(run[0] for run in runs)
+        podlink_rescan = statistics.median(run[1] for run in runs)
+        cp_median = statistics.median(cp_times)
+        print(
+            json.dumps(
+                {
+                    "bench": "initial_sync_local",
+                    "files": files,
+                    "bytes": total,
+                    "podlink_s": round(podlink_initial, 3),
+                    "cp_a_s": round(cp_median, 3),
+                    "ratio_podlink_to_cp": round(podlink_initial / cp_median, 2),
+                    "runs": REPEATS,
+                }
+            )
+        )
+        print(
+            json.dumps(
+                {
+                    "bench": "rescan_no_change_local",
+                    "files": files,
+                    "podlink_s": round(podlink_rescan, 3),
+                }
+            )
+        )
+        latencies = asyncio.run(measure_latency(workspace, target_root, args.edits))
+        print(
+            json.dumps(
+                {
+                    "bench": "save_to_target_local",
+                    "edits": len(latencies),
+                    "p50_ms": round(percentile(latencies, 0.5), 1),
+                    "p99_ms": round(percentile(latencies, 0.99), 1),
+                    "max_ms": round(max(latencies), 1),
+                }
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
