@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -81,6 +82,8 @@ def wait_for_content(path: Path, expected: bytes, deadline: float) -> float:
 async def measure_latency(workspace: Path, target_root: Path, edits: int) -> list[float]:
     session = Session(load_config(workspace), QuietListener())
     await session.start()
+    # Let the initial sync's dirty pages reach the disk: measure the steady state of editing.
+    await asyncio.to_thread(os.sync)
     latencies: list[float] = []
     try:
         files = sorted((workspace / "pkg00").rglob("*.py"))[:50]

@@ -8,6 +8,7 @@ paths become problems (data); the rest of the batch goes on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -27,11 +28,13 @@ from podlink.sync.core.plan import (
 )
 from podlink.sync.core.snapshot import Entry, Kind
 from podlink.sync.ignore import IgnoreRules, is_ignore_file
-from podlink.sync.scan import DigestCache, LocalScan, scan_paths, scan_tree
+from podlink.sync.scan import DigestCache, FolderFound, LocalScan, scan_paths, scan_tree
 
 log = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT = 64
+INLINE_SCAN_LIMIT = 8
+INLINE_HASH_LIMIT = 1 << 20
 CHANGED_WHILE_SENDING_RETRIES = 3
 
 
@@ -104,11 +107,19 @@ class UploadEngine:
             return await self.rescan(reload_rules=True)
         async with self._lock:
             started = time.monotonic()
-            local = await asyncio.to_thread(scan_paths, self.local_root, changed, self.rules)
+            local = await self._scan_changed(changed)
             relevant = {path for path in changed if not self.rules.is_ignored(path)}
             result = await self._reconcile(local, restrict(self.remote_view, relevant), None)
             result.seconds = time.monotonic() - started
             return result
+
+    async def _scan_changed(self, changed: set[str]) -> LocalScan:
+        if len(changed) <= INLINE_SCAN_LIMIT:
+            # A few lstat calls cost less than the hop to a worker thread, and a saved file's
+            # latency is made of such hops; a folder among them is walked in a thread.
+            with contextlib.suppress(FolderFound):
+                return scan_paths(self.local_root, changed, self.rules, walk_folders=False)
+        return await asyncio.to_thread(scan_paths, self.local_root, changed, self.rules)
 
     async def rescan(self, *, reload_rules: bool = False) -> BatchResult:
         """Compare the whole local tree with the target view; the barrier behind a flush."""
@@ -161,6 +172,8 @@ class UploadEngine:
                 asyncio.to_thread(hash_local),
                 self.agent.hash(self.remote_root, unknown_remote),
             )
+        elif sum(source[path].size for path in needed) <= INLINE_HASH_LIMIT:
+            hash_local()  # a saved file's own digest: cheaper here than a thread hop
         else:
             await asyncio.to_thread(hash_local)
         for path, digest in remote_digests.items():
@@ -221,7 +234,7 @@ class UploadEngine:
         result.paths.append(path)
         if operation.kind is OperationKind.DELETE:
             result.deleted += 1
-            for known in [p for p in self.remote_view if is_within(p, path)]:
+            for known in restrict(self.remote_view, [path]):
                 del self.remote_view[known]
             for known in [p for p in self.problems if is_within(p, path)]:
                 del self.problems[known]
@@ -259,7 +272,11 @@ class UploadEngine:
         while True:
             try:
                 return await self.agent.write_file(
-                    self.remote_root, path, self.local_root / path, entry.mode
+                    self.remote_root,
+                    path,
+                    self.local_root / path,
+                    entry.mode,
+                    expected_size=entry.size,
                 )
             except AgentError as error:
                 # A file saved again while it was being sent: send the newer content.

@@ -62,14 +62,26 @@ def scan_tree(root: Path, rules: IgnoreRules, below: str = "") -> LocalScan:
     return result
 
 
-def scan_paths(root: Path, paths: Iterable[str], rules: IgnoreRules) -> LocalScan:
-    """Snapshot of just ``paths`` and, for folders among them, everything below."""
+class FolderFound(Exception):
+    """A path given to ``scan_paths(..., walk_folders=False)`` is a folder."""
+
+
+def scan_paths(
+    root: Path, paths: Iterable[str], rules: IgnoreRules, *, walk_folders: bool = True
+) -> LocalScan:
+    """Snapshot of just ``paths`` and, for folders among them, everything below.
+
+    With ``walk_folders=False`` a folder raises FolderFound instead of being walked, so a
+    caller can keep the quick case on the event loop and move the rest to a thread.
+    """
     result = LocalScan()
     for path in sorted(set(paths), key=lambda p: (p.count("/"), p)):
         if path in result.entries or rules.is_ignored(path):
             continue
         entry = _entry_at(root, path, rules, result)
         if entry is not None and entry.kind is Kind.DIRECTORY:
+            if not walk_folders:
+                raise FolderFound(path)
             _walk(root, path, rules, result)
     return result
 

@@ -39,7 +39,7 @@ class _Forwarder(FileSystemEventHandler):
         paths = [os.fsdecode(event.src_path)]
         if event.dest_path:
             paths.append(os.fsdecode(event.dest_path))
-        self._watcher.notice_from_thread(paths)
+        self._watcher.notice_from_thread(paths, finished=event.event_type == "closed")
 
 
 class TreeWatcher:
@@ -55,14 +55,16 @@ class TreeWatcher:
         is_ignored: Callable[[str], bool],
         on_batch: BatchHandler,
         *,
-        quiet_seconds: float = 0.01,
-        max_delay_seconds: float = 0.1,
+        quiet_seconds: float = 0.004,
+        after_close_seconds: float = 0.001,
+        max_delay_seconds: float = 0.05,
     ) -> None:
         self.root = root
         self._root_text = str(root)
         self._is_ignored = is_ignored
         self._on_batch = on_batch
         self._quiet = quiet_seconds
+        self._after_close = after_close_seconds
         self._max_delay = max_delay_seconds
         self._loop: asyncio.AbstractEventLoop | None = None
         self._observer: BaseObserver | None = None
@@ -104,12 +106,13 @@ class TreeWatcher:
     def pending_count(self) -> int:
         return len(self._pending)
 
-    def notice_from_thread(self, absolute_paths: list[str]) -> None:
+    def notice_from_thread(self, absolute_paths: list[str], *, finished: bool = False) -> None:
+        """Called from watchdog's thread. ``finished``: a writer closed the file."""
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._notice, absolute_paths)
+            loop.call_soon_threadsafe(self._notice, absolute_paths, finished)
 
-    def _notice(self, absolute_paths: list[str]) -> None:
+    def _notice(self, absolute_paths: list[str], finished: bool) -> None:
         changed = {rel for path in absolute_paths if (rel := self._relative(path)) is not None}
         if not changed:
             return
@@ -119,7 +122,10 @@ class TreeWatcher:
         now = loop.time()
         if self._first_change_at is None:
             self._first_change_at = now
-        fire_at = min(now + self._quiet, self._first_change_at + self._max_delay)
+        # A closed file is a finished save: wait only long enough to merge a rename that
+        # follows it. Anything else may be the middle of a burst.
+        quiet = self._after_close if finished else self._quiet
+        fire_at = min(now + quiet, self._first_change_at + self._max_delay)
         if self._timer is not None:
             self._timer.cancel()
         self._timer = loop.call_at(fire_at, self._fire)

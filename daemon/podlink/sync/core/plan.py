@@ -56,11 +56,26 @@ def is_within(path: str, folder: str) -> bool:
 
 
 def restrict(snapshot: Snapshot, roots: Iterable[str]) -> dict[str, Entry]:
-    """The entries at or below any of ``roots`` (relative paths)."""
+    """The entries at or below any of ``roots`` (relative paths).
+
+    Cost grows with the number of roots, and with the snapshot's size only for roots that
+    are folders in it: a saved file is a dictionary lookup, however large the tree.
+    """
     root_set = set(roots)
     if "" in root_set:
         return dict(snapshot)
-    return {path: entry for path, entry in snapshot.items() if _ancestors_and_self(path) & root_set}
+    chosen: dict[str, Entry] = {}
+    folders: list[str] = []
+    for root in root_set:
+        entry = snapshot.get(root)
+        if entry is not None:
+            chosen[root] = entry
+            if entry.kind is Kind.DIRECTORY:
+                folders.append(root + "/")
+    if folders:
+        prefixes = tuple(folders)
+        chosen.update((p, e) for p, e in snapshot.items() if p.startswith(prefixes))
+    return chosen
 
 
 def _ancestors_and_self(path: str) -> set[str]:
@@ -153,7 +168,7 @@ def apply_plan(snapshot: Mapping[str, Entry], plan: Plan, source: Snapshot) -> d
     result = dict(snapshot)
     for operation in plan.operations:
         if operation.kind is OperationKind.DELETE:
-            for path in [p for p in result if is_within(p, operation.path)]:
+            for path in restrict(result, [operation.path]):
                 del result[path]
         else:
             result[operation.path] = source[operation.path]
