@@ -17,6 +17,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.tree import make_tree
 from podlink import protocol
@@ -35,6 +36,9 @@ class QuietListener:
 
     def show_error(self, message: str) -> None:
         raise AssertionError(message)
+
+    def publish_diagnostics(self, source: str, path: Path, diagnostics: list[Any]) -> None:
+        pass
 
 
 def write_config(workspace: Path, target_root: Path) -> None:

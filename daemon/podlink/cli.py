@@ -24,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from podlink import __version__
 from podlink import protocol as wire
 from podlink.config import ConfigError
+from podlink.diagnostics import Diagnostic, DiagnosticSource
 from podlink.runtime import sessions_dir, setup_logging
 from podlink.targets.base import TargetUnavailable
 
@@ -77,6 +78,16 @@ class ConsoleListener:
             self._console.print(f"[dim]{_clock()} app |[/] {text}", markup=True, soft_wrap=True)
         else:
             self._console.print(f"[dim]{_clock()}[/] [cyan]{source}[/] {text}", soft_wrap=True)
+
+    def publish_diagnostics(
+        self, source: DiagnosticSource, path: Path, diagnostics: list[Diagnostic]
+    ) -> None:
+        for each in diagnostics:
+            self._console.print(
+                f"[dim]{_clock()}[/] [bold red]{source}[/] {path}:{each.line}: {each.message}",
+                soft_wrap=True,
+                markup=True,
+            )
 
     def show_error(self, message: str) -> None:
         self._console.print(f"[dim]{_clock()}[/] [bold red]error[/] {message}", soft_wrap=True)

@@ -23,16 +23,20 @@ from podlink import protocol
 from podlink.agent.client import Agent, AgentError, AgentGone
 from podlink.app import AppRunner
 from podlink.config import Config, ConfigError, LocalTargetConfig, SyncEntryConfig, load_config
+from podlink.diagnostics import Diagnostic, DiagnosticSource
 from podlink.runtime import sessions_dir
 from podlink.sync.engine import BatchResult, UploadEngine
 from podlink.sync.ignore import IgnoreRules
 from podlink.sync.watch import TreeWatcher
-from podlink.targets.base import Target, TargetUnavailable
+from podlink.targets.base import Target, TargetEventKind, TargetUnavailable
+from podlink.targets.docker_build import BuildFailure
 from podlink.targets.factory import make_target
 
 log = logging.getLogger(__name__)
 
 NOTIFY_INTERVAL_SECONDS = 0.1
+RECONNECT_FIRST_DELAY = 0.05
+RECONNECT_MAX_DELAY = 15.0
 
 
 class SessionListener(Protocol):
@@ -42,6 +46,11 @@ class SessionListener(Protocol):
 
     def show_error(self, message: str) -> None:
         """Something the user must see now (the editor shows a message box)."""
+
+    def publish_diagnostics(
+        self, source: DiagnosticSource, path: Path, diagnostics: list[Diagnostic]
+    ) -> None:
+        """Replace ``source``'s diagnostics for the local file ``path`` (empty: clear)."""
 
 
 ProgressCallback = Callable[[int, int], None]
@@ -64,6 +73,10 @@ class Session:
         self._watchers: list[TreeWatcher] = []
         self.app: AppRunner | None = None
         self._reconfiguring = asyncio.Lock()
+        self._following: asyncio.Task[None] | None = None
+        self._recovering: asyncio.Task[None] | None = None
+        self._recovery_wake = asyncio.Event()
+        self._published: dict[DiagnosticSource, set[Path]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._emit_handle: asyncio.TimerHandle | None = None
         self._last_emit = 0.0
@@ -78,12 +91,21 @@ class Session:
         """Connect, sync, watch and start the app. Raises TargetUnavailable, cleaned up."""
         try:
             await self._bring_up(progress)
+        except BuildFailure as failure:
+            await self._fail_start(str(failure))
+            if failure.line is not None:
+                diagnostic = Diagnostic(line=failure.line, message=failure.message)
+                self._publish("podlink-build", failure.dockerfile, [diagnostic])
+            raise TargetUnavailable(str(failure)) from failure
         except (TargetUnavailable, AgentGone) as error:
-            message = str(error)
-            await self._tear_down()
-            self.state, self.error = "stopped", message
-            self._emit_now()
-            raise TargetUnavailable(message) from error
+            await self._fail_start(str(error))
+            raise TargetUnavailable(str(error)) from error
+        self._clear_diagnostics("podlink-build")
+
+    async def _fail_start(self, message: str) -> None:
+        await self._tear_down()
+        self.state, self.error = "stopped", message
+        self._emit_now()
 
     async def stop(self) -> None:
         await self._tear_down()
@@ -107,9 +129,10 @@ class Session:
     async def _bring_up(self, progress: ProgressCallback | None) -> None:
         self.state, self.error = "starting", None
         self._changed()
-        target = make_target(self.config)
+        target = make_target(self.config, lambda line: self._log("build", line))
         self.target = target
         await target.connect()
+        self._following = asyncio.create_task(self._follow_target(target))
         self._agent = await Agent.start(target)
         self.state, self.sync_state = "syncing", "scanning"
         self._changed()
@@ -149,6 +172,12 @@ class Session:
         self._changed()
 
     async def _tear_down(self) -> None:
+        for task in (self._recovering, self._following):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._recovering = self._following = None
         watchers, self._watchers = self._watchers, []
         await asyncio.gather(*(watcher.stop() for watcher in watchers))
         app, self.app = self.app, None
@@ -237,10 +266,77 @@ class Session:
         return self.sync_status()
 
     def _lost_agent(self, error: AgentError) -> None:
-        self.state, self.sync_state = "degraded", "error"
-        self.error = f"lost the connection to the target: {error}"
-        self._log("daemon", self.error)
+        self._target_lost(f"lost the connection to the target: {error}")
+
+    # -- following the target ------------------------------------------------------------
+
+    async def _follow_target(self, target: Target) -> None:
+        async for event in target.events():
+            if event.kind is TargetEventKind.GONE:
+                self._target_lost(event.reason)
+            elif event.kind is not TargetEventKind.STARTED:
+                self._log("daemon", event.reason)
+                self._recovery_wake.set()
+
+    def _target_lost(self, reason: str) -> None:
+        if self.state in ("stopped", "starting"):
+            return
+        if self.state != "degraded":
+            self._log("daemon", f"{reason}; reconnecting")
+        self.state, self.sync_state, self.error = "degraded", "error", reason
         self._changed()
+        if self._recovering is None or self._recovering.done():
+            self._recovering = asyncio.create_task(self._recover(reason))
+
+    async def _recover(self, reason: str) -> None:
+        """Reconnect with capped backoff: a new agent, a full resync, the app again."""
+        delay = RECONNECT_FIRST_DELAY
+        while self.state == "degraded":
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._recovery_wake.wait(), delay)
+            self._recovery_wake.clear()
+            try:
+                await self._reconnect()
+            except (TargetUnavailable, AgentGone) as error:
+                self.error = f"{reason}; still reconnecting: {error}"
+                self._changed()
+                delay = min(delay * 2, RECONNECT_MAX_DELAY)
+                continue
+            self._log("daemon", "reconnected to the target and resynced")
+            return
+
+    async def _reconnect(self) -> None:
+        target = self.target
+        assert target is not None
+        if self.app is not None:
+            await self.app.stop()
+        if self._agent is not None:
+            await self._agent.close()
+        await target.connect()
+        agent = await Agent.start(target)
+        self._agent = agent
+        self.sync_state = "scanning"
+        for engine in self.engines:
+            engine.agent = agent
+            self._count(await engine.initial_sync())
+        self.state, self.sync_state, self.error = "ready", "idle", None
+        self._changed()
+        if self.app is not None:
+            await self.app.start()
+
+    # -- diagnostics ---------------------------------------------------------------------
+
+    def _publish(self, source: DiagnosticSource, path: Path, items: list[Diagnostic]) -> None:
+        published = self._published.setdefault(source, set())
+        if items:
+            published.add(path)
+        else:
+            published.discard(path)
+        self._listener.publish_diagnostics(source, path, items)
+
+    def _clear_diagnostics(self, source: DiagnosticSource) -> None:
+        for path in list(self._published.get(source, ())):
+            self._publish(source, path, [])
 
     def _count(self, result: BatchResult) -> None:
         self.files_synced += result.files_written

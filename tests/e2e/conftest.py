@@ -10,7 +10,7 @@ import asyncio
 import os
 import shutil
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,15 @@ from pygls.protocol import default_converter
 from pytest_lsp import LanguageClient
 from pytest_lsp.client import register_lsp_features
 from pytest_lsp.protocol import LanguageClientProtocol
+
+from tests.targets import (
+    TARGET_KINDS,
+    DockerProbe,
+    LocalProbe,
+    TargetProbe,
+    docker_client,
+    start_test_container,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "hello"
@@ -110,12 +119,37 @@ class Daemon:
             return found
 
 
+@pytest.fixture(params=TARGET_KINDS)
+def target_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
 def workspace(tmp_path: Path) -> Path:
-    """A private copy of the example project."""
+    """A private copy of the example project (still configured for the local target)."""
     folder = tmp_path / "workspace"
     shutil.copytree(EXAMPLE, folder, ignore=shutil.ignore_patterns(".podlink", "__pycache__"))
     return folder
+
+
+@pytest.fixture
+def probe(target_kind: str, workspace: Path) -> Iterator[TargetProbe]:
+    """The target of this run, with the workspace's podlink.yaml pointing at it."""
+    found: TargetProbe
+    container = None
+    if target_kind == "docker":
+        container = start_test_container(docker_client())
+        found = DockerProbe(container)
+    else:
+        found = LocalProbe(workspace)
+    config = workspace / "podlink.yaml"
+    text = config.read_text()
+    start = text.index("target:")
+    end = text.index("sync:")
+    config.write_text(text[:start] + found.config_section() + text[end:])
+    yield found
+    if container is not None:
+        container.remove(force=True)
 
 
 @pytest.fixture

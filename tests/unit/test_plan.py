@@ -126,3 +126,11 @@ def test_restrict_keeps_roots_and_descendants_only() -> None:
     assert set(restrict(snapshot, ["a"])) == {"a", "a/b"}
     assert set(restrict(snapshot, ["a/b", "c"])) == {"a/b", "c"}
     assert set(restrict(snapshot, [""])) == set(snapshot)
+
+
+def test_equal_size_and_mtime_is_a_quick_match_without_digests() -> None:
+    synced = Entry(kind=Kind.FILE, size=3, mtime_ns=1_700_000_000_000_000_000)
+    touched = Entry(kind=Kind.FILE, size=3, mtime_ns=1_700_000_000_000_000_001)
+    assert plan_mirror({"a": synced}, {"a": synced}).is_empty
+    assert paths_needing_digests({"a": synced}, {"a": synced}) == []
+    assert paths_needing_digests({"a": touched}, {"a": synced}) == ["a"]

@@ -252,9 +252,11 @@ class Agent:
             digests.update(self._decode(reply, wire.HashReply).digests)
         return digests
 
-    async def write_bytes(self, root: str, path: str, data: bytes, mode: int = 0o644) -> str:
+    async def write_bytes(
+        self, root: str, path: str, data: bytes, mode: int = 0o644, mtime_ns: int | None = None
+    ) -> str:
         """Atomically replace ``path`` with ``data``; the sha256 the agent computed."""
-        return await self._write(root, path, mode, len(data), _slices(data))
+        return await self._write(root, path, mode, len(data), _slices(data), mtime_ns)
 
     async def write_file(
         self,
@@ -286,7 +288,9 @@ class Agent:
         mode = stat.S_IMODE(before.st_mode) if mode is None else mode
         try:
             chunks = _read_chunks(handle, first, before.st_size)
-            digest = await self._write(root, path, mode, before.st_size, chunks)
+            digest = await self._write(
+                root, path, mode, before.st_size, chunks, mtime_ns=before.st_mtime_ns
+            )
         except AgentError as error:
             if error.code != ErrorCode.CANCELLED:
                 raise
@@ -355,8 +359,12 @@ class Agent:
         mode: int,
         size: int,
         chunks: AsyncGenerator[bytes | memoryview],
+        mtime_ns: int | None = None,
     ) -> str:
-        request = _encode({"root": root, "path": path, "mode": mode, "size": size})
+        fields: dict[str, Any] = {"root": root, "path": path, "mode": mode, "size": size}
+        if mtime_ns is not None:
+            fields["mtime_ns"] = mtime_ns
+        request = _encode(fields)
         call = self._open_call()
         try:
             # The WRITE and all its DATA must reach the agent back to back.

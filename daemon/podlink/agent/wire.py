@@ -19,7 +19,7 @@ HELLO          ``{}``                               ``{version, protocol, python
 SCAN           ``{root, hash}``                     ENTRIES frames, then ``{count, missing,
                                                     problems}``
 HASH           ``{root, paths}``                    ``{digests: {path: sha256 | null}}``
-WRITE          ``{root, path, mode, size}`` + DATA  ``{digest}``
+WRITE          ``{root, path, mode, size, mtime_ns?}`` + DATA  ``{digest}``
 DELETE         ``{root, path, recursive}``          ``{existed}``
 MKDIR          ``{root, path, mode}``               ``{}``
 SYMLINK        ``{root, path, target}``             ``{}``

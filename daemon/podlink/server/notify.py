@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import msgspec
 from lsprotocol import types
 
 from podlink import protocol as wire
+from podlink.diagnostics import Diagnostic, DiagnosticSource
 
 if TYPE_CHECKING:
     from podlink.server.lsp import PodlinkServer
@@ -28,6 +30,15 @@ class ClientNotifier:
         params = wire.LogParams(session_id=session_id, source=source, text=text)
         self._server.protocol.notify(wire.LOG, msgspec.to_builtins(params))
 
+    def publish_diagnostics(
+        self, source: DiagnosticSource, path: Path, diagnostics: list[Diagnostic]
+    ) -> None:
+        self._server.text_document_publish_diagnostics(
+            types.PublishDiagnosticsParams(
+                uri=path.as_uri(), diagnostics=[to_lsp(source, each) for each in diagnostics]
+            )
+        )
+
     def show_error(self, message: str) -> None:
         self._server.window_show_message(
             types.ShowMessageParams(type=types.MessageType.Error, message=message)
@@ -38,6 +49,45 @@ class ClientNotifier:
         handler = _WindowLogHandler(self._server)
         handler.setLevel(logging.INFO)
         logging.getLogger("podlink").addHandler(handler)
+
+
+_SEVERITIES = {
+    "error": types.DiagnosticSeverity.Error,
+    "warning": types.DiagnosticSeverity.Warning,
+    "information": types.DiagnosticSeverity.Information,
+    "hint": types.DiagnosticSeverity.Hint,
+}
+
+# A diagnostic without an end column covers the rest of its line; LSP clamps to the line end.
+WHOLE_LINE = 10_000
+
+
+def to_lsp(source: DiagnosticSource, diagnostic: Diagnostic) -> types.Diagnostic:
+    """podlink's 1-based lines and columns to LSP's 0-based range."""
+    start = types.Position(line=diagnostic.line - 1, character=diagnostic.column - 1)
+    end_line = (diagnostic.end_line or diagnostic.line) - 1
+    end_character = (diagnostic.end_column - 1) if diagnostic.end_column else WHOLE_LINE
+    related = [
+        types.DiagnosticRelatedInformation(
+            location=types.Location(
+                uri=item.path.as_uri(),
+                range=types.Range(
+                    start=types.Position(line=item.line - 1, character=0),
+                    end=types.Position(line=item.line - 1, character=WHOLE_LINE),
+                ),
+            ),
+            message=item.message,
+        )
+        for item in diagnostic.related
+    ]
+    return types.Diagnostic(
+        range=types.Range(start=start, end=types.Position(line=end_line, character=end_character)),
+        message=diagnostic.message,
+        severity=_SEVERITIES[diagnostic.severity],
+        source=source,
+        code=diagnostic.code,
+        related_information=related or None,
+    )
 
 
 _LEVELS = {

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
+
 from podlink.agent.client import Agent, AgentError, AgentGone
 from podlink.sync.core.plan import (
     Operation,
@@ -181,12 +183,7 @@ class UploadEngine:
                 remote.pop(path, None)
                 self.remote_view.pop(path, None)
             else:
-                updated = Entry(
-                    kind=remote[path].kind,
-                    mode=remote[path].mode,
-                    size=remote[path].size,
-                    digest=digest,
-                )
+                updated = msgspec.structs.replace(remote[path], digest=digest)
                 remote[path] = updated
                 self.remote_view[path] = updated
         return filled
@@ -254,7 +251,11 @@ class UploadEngine:
             result.bytes_written += entry.size
             self._digests.remember(path, entry, digest)
             self.remote_view[path] = Entry(
-                kind=Kind.FILE, mode=entry.mode, size=entry.size, digest=digest
+                kind=Kind.FILE,
+                mode=entry.mode,
+                size=entry.size,
+                mtime_ns=entry.mtime_ns,
+                digest=digest,
             )
             return
         if operation.kind is OperationKind.MKDIR:

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from podlink.config import Config, LocalTargetConfig
+from collections.abc import Callable
+
+from podlink.config import Config, DockerTargetConfig, LocalTargetConfig
 from podlink.targets.base import Target, TargetUnavailable
 from podlink.targets.local import LocalTarget
 
 
-def make_target(config: Config) -> Target:
+def make_target(config: Config, on_log: Callable[[str], None]) -> Target:
+    """The target for ``config``; ``on_log`` receives its set-up output (an image build)."""
     target = config.target
     if isinstance(target, LocalTargetConfig):
         return LocalTarget(config.folder / target.root)
+    if isinstance(target, DockerTargetConfig):
+        from podlink.targets.docker import DockerTarget
+
+        return DockerTarget(target, config.folder, on_log)
     raise TargetUnavailable(
         f"the {config.target_kind} target is not available in this version of podlink; "
-        "use `target: {local: {}}` in podlink.yaml for now"
+        "use a local or docker target in podlink.yaml for now"
     )

@@ -1,0 +1,407 @@
+"""The Docker target: a container on a Docker Engine, reached through the Engine API.
+
+Attach to an existing container by name or id, or create a dev container from an image or a
+Dockerfile. Containers podlink creates carry the ``podlink.managed`` label and idle on a
+command that does nothing, so the app can be restarted inside them; ``podlink purge``
+removes them. Blocking SDK calls run in worker threads; exec streams are asynchronous
+(``docker_exec``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import re
+import threading
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+
+from podlink.config import DockerTargetConfig
+from podlink.targets.base import (
+    TargetDescription,
+    TargetEvent,
+    TargetEventKind,
+    TargetUnavailable,
+)
+from podlink.targets.docker_build import BuildFailure, follow_build
+from podlink.targets.docker_exec import (
+    DockerExec,
+    EngineAddress,
+    EngineUnavailable,
+    exec_environment,
+    start_hijacked,
+    wrapped_argv,
+)
+
+log = logging.getLogger(__name__)
+
+MANAGED_LABEL = "podlink.managed"
+FOLDER_LABEL = "podlink.folder"
+SOURCE_LABEL = "podlink.source"
+IDLE_COMMAND = ["sleep", "infinity"]
+
+# Connects to a port on the container's own loopback and relays it over stdin/stdout: one
+# exec per connection, as kubectl port-forward uses one stream per connection. It writes
+# one byte once connected, so a refused port is an error at once, not an empty stream.
+RELAY_SOURCE = r"""
+import os, socket, sys, threading
+try:
+    conn = socket.create_connection(("127.0.0.1", int(sys.argv[1])), 5)
+except OSError as error:
+    sys.stderr.write("%s\n" % error)
+    sys.exit(3)
+os.write(1, b"\x01")
+def upstream():
+    while True:
+        data = os.read(0, 65536)
+        if not data:
+            break
+        conn.sendall(data)
+    try:
+        conn.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+threading.Thread(target=upstream, daemon=True).start()
+while True:
+    data = conn.recv(65536)
+    if not data:
+        break
+    os.write(1, data)
+"""
+
+
+def container_name_for(folder: Path) -> str:
+    """A stable, readable name for the dev container of a workspace folder."""
+    slug = re.sub(r"[^a-zA-Z0-9_.-]+", "-", folder.name).strip("-.") or "workspace"
+    digest = hashlib.sha256(str(folder).encode()).hexdigest()[:8]
+    return f"podlink-{slug[:40]}-{digest}"
+
+
+class DockerTarget:
+    def __init__(
+        self,
+        config: DockerTargetConfig,
+        folder: Path,
+        on_log: Callable[[str], None] = lambda _line: None,
+    ) -> None:
+        self._config = config
+        self._folder = folder
+        self._on_log = on_log
+        self._client: docker.DockerClient | None = None
+        self._address: EngineAddress | None = None
+        self._container: Container | None = None
+        self._created_by_us = config.container is None
+        self._execs: set[DockerExec] = set()
+        self._events: asyncio.Queue[TargetEvent | None] = asyncio.Queue()
+        self._event_thread: threading.Thread | None = None
+        self._event_stream: Any = None
+        self._closed = False
+
+    # -- connecting -----------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        if self._client is None:
+            self._address, self._client = await asyncio.to_thread(self._open_client)
+        if self._config.container is not None:
+            self._container = await asyncio.to_thread(self._attach, self._config.container)
+        else:
+            self._container = await asyncio.to_thread(self._create_or_reuse)
+        if self._event_thread is None:
+            self._start_events()
+        self._events.put_nowait(TargetEvent(TargetEventKind.STARTED))
+
+    def _open_client(self) -> tuple[EngineAddress, docker.DockerClient]:
+        try:
+            address = EngineAddress.from_environment()
+        except EngineUnavailable as error:
+            raise TargetUnavailable(str(error)) from error
+        try:
+            client = docker.from_env(timeout=30)
+            client.ping()
+        except docker.errors.DockerException as error:
+            raise TargetUnavailable(
+                f"cannot reach the Docker Engine at {address}: {_short(error)}; "
+                "start Docker (or set DOCKER_HOST) and try again"
+            ) from error
+        return address, client
+
+    def _attach(self, name: str) -> Container:
+        client = self._require_client()
+        try:
+            container = client.containers.get(name)
+        except docker.errors.NotFound as error:
+            raise TargetUnavailable(
+                f"no container named {name!r} on the Docker Engine at {self._address}; "
+                "`docker ps -a` lists the containers there"
+            ) from error
+        except docker.errors.APIError as error:
+            raise TargetUnavailable(
+                f"cannot look up container {name!r}: {_short(error)}"
+            ) from error
+        if container.status != "running":
+            raise TargetUnavailable(
+                f"container {name!r} is {container.status}, not running; "
+                f"start it with `docker start {name}`"
+            )
+        return container
+
+    def _create_or_reuse(self) -> Container:
+        client = self._require_client()
+        image = self._resolve_image()
+        name = container_name_for(self._folder)
+        with contextlib.suppress(docker.errors.NotFound):
+            existing = client.containers.get(name)
+            if existing.labels.get(MANAGED_LABEL) != "1":
+                raise TargetUnavailable(
+                    f"a container named {name!r} exists but podlink did not create it; "
+                    "rename or remove it"
+                )
+            if existing.image is not None and existing.image.id == image:
+                if existing.status != "running":
+                    existing.start()
+                    existing.reload()
+                return existing
+            log.info("recreating %s: its image changed", name)
+            existing.remove(force=True)
+        try:
+            return client.containers.run(
+                image,
+                IDLE_COMMAND,
+                name=name,
+                detach=True,
+                init=True,
+                labels={
+                    MANAGED_LABEL: "1",
+                    FOLDER_LABEL: str(self._folder),
+                    SOURCE_LABEL: self._config.image or "build",
+                },
+            )
+        except docker.errors.APIError as error:
+            raise TargetUnavailable(
+                f"cannot create a dev container from {self._config.image or image!r}: "
+                f"{_short(error)}"
+            ) from error
+
+    def _resolve_image(self) -> str:
+        client = self._require_client()
+        if self._config.image is not None:
+            try:
+                return str(client.images.get(self._config.image).id)
+            except docker.errors.ImageNotFound as error:
+                raise TargetUnavailable(
+                    f"image {self._config.image!r} is not on the Docker Engine at "
+                    f"{self._address}; build or load it there first (`docker images` lists them)"
+                ) from error
+        build = self._config.build
+        assert build is not None
+        context = (self._folder / build.context).resolve()
+        dockerfile = context / build.dockerfile
+        self._on_log(f"building {dockerfile} …")
+        messages = client.api.build(
+            path=str(context),
+            dockerfile=build.dockerfile,
+            tag=f"{container_name_for(self._folder)}:dev",
+            labels={MANAGED_LABEL: "1", FOLDER_LABEL: str(self._folder)},
+            decode=True,
+            rm=True,
+        )
+        try:
+            return follow_build(messages, dockerfile, self._on_log)
+        except docker.errors.APIError as error:
+            raise BuildFailure(dockerfile, _short(error)) from error
+
+    # -- running ------------------------------------------------------------------------
+
+    async def exec(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bool = False,
+        tty: bool = False,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+    ) -> DockerExec:
+        container = self._require_container()
+        api = self._require_client().api
+        try:
+            created = await asyncio.to_thread(
+                api.exec_create,
+                container.id,
+                wrapped_argv(argv, tty=tty),
+                stdin=True,
+                stdout=True,
+                stderr=True,
+                tty=tty,
+                environment=exec_environment(env),
+                workdir=cwd,
+            )
+            assert self._address is not None
+            reader, writer = await start_hijacked(
+                self._address, api._version, created["Id"], tty=tty
+            )
+        except (docker.errors.APIError, EngineUnavailable) as error:
+            raise TargetUnavailable(
+                f"cannot run {argv[0]!r} in container {self._name()}: {_short(error)}"
+            ) from error
+        execution = DockerExec(
+            created["Id"],
+            reader,
+            writer,
+            tty=tty,
+            wants_stdin=stdin or tty,
+            inspect=api.exec_inspect,
+            signal_group=self._signal_group,
+        )
+        self._execs.add(execution)
+        execution_done = asyncio.ensure_future(execution.wait())
+        execution_done.add_done_callback(lambda _: self._execs.discard(execution))
+        if not tty and await execution.wait_for_pid() is None:
+            code = await execution.wait()
+            raise TargetUnavailable(
+                f"cannot run {argv[0]!r} in container {self._name()}: exit code {code} "
+                "(does the image have /bin/sh?)"
+            )
+        return execution
+
+    def _signal_group(self, pid: int, signal_name: str) -> None:
+        container = self._container
+        if container is None:
+            return
+        with contextlib.suppress(docker.errors.APIError):
+            # dash's kill takes no "--": a negative pid right after the signal means the group.
+            container.exec_run(["sh", "-c", f"kill -{signal_name} -{pid} 2>/dev/null; true"])
+
+    async def tunnel(self, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        execution = await self.exec([self.python, "-c", RELAY_SOURCE, str(port)], stdin=True)
+        first = await execution.stdout.read(1)
+        if first != b"\x01":
+            assert execution.stderr is not None
+            reason = (await execution.stderr.read()).decode(errors="replace").strip()
+            await execution.wait()
+            raise TargetUnavailable(
+                f"nothing accepts connections on 127.0.0.1:{port} in container "
+                f"{self._name()}: {reason or 'the relay could not start (is python3 there?)'}"
+            )
+        assert execution.stdin is not None
+        return execution.stdout, execution.stdin
+
+    @property
+    def python(self) -> str:
+        return "python3"
+
+    def target_path(self, remote: str) -> str:
+        return remote
+
+    def describe(self) -> TargetDescription:
+        container = self._container
+        if container is None:
+            return TargetDescription(kind="docker", name=self._config.container or "")
+        image = container.attrs.get("Config", {}).get("Image", "")
+        return TargetDescription(
+            kind="docker",
+            name=container.name or container.id[:12],
+            detail={
+                "id": container.id[:12],
+                "image": image,
+                "engine": str(self._address),
+                "createdByPodlink": self._created_by_us,
+            },
+        )
+
+    # -- lifecycle events -------------------------------------------------------------------
+
+    def _start_events(self) -> None:
+        loop = asyncio.get_running_loop()
+        client = self._require_client()
+        name = self._name()
+        stream = client.events(decode=True, filters={"type": "container", "container": name})
+        self._event_stream = stream
+        thread = threading.Thread(
+            target=self._pump_events, args=(stream, loop), name="podlink-docker-events", daemon=True
+        )
+        thread.start()
+        self._event_thread = thread
+
+    def _pump_events(self, stream: Any, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            for event in stream:
+                translated = self._translate(event)
+                if translated is not None:
+                    loop.call_soon_threadsafe(self._events.put_nowait, translated)
+        except Exception as error:  # the stream breaks when the engine goes away
+            if not self._closed:
+                reason = f"lost the Docker Engine's event stream: {_short(error)}"
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(
+                        self._events.put_nowait, TargetEvent(TargetEventKind.GONE, reason)
+                    )
+
+    def _translate(self, event: dict[str, Any]) -> TargetEvent | None:
+        action = str(event.get("Action") or event.get("status") or "")
+        event_id = str(event.get("id") or "")
+        current = self._container.id if self._container is not None else ""
+        attributes = (event.get("Actor") or {}).get("Attributes") or {}
+        if action == "die":
+            code = attributes.get("exitCode", "?")
+            return TargetEvent(
+                TargetEventKind.GONE, f"container {self._name()} stopped (exit code {code})"
+            )
+        if action == "destroy":
+            return TargetEvent(TargetEventKind.GONE, f"container {self._name()} was removed")
+        if action == "start":
+            kind = TargetEventKind.RESTARTED if event_id == current else TargetEventKind.REPLACED
+            return TargetEvent(kind, f"container {self._name()} started")
+        return None
+
+    async def events(self) -> AsyncIterator[TargetEvent]:
+        while (event := await self._events.get()) is not None:
+            yield event
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _require_client(self) -> docker.DockerClient:
+        if self._client is None:
+            raise TargetUnavailable("the Docker target is not connected")
+        return self._client
+
+    def _require_container(self) -> Container:
+        if self._container is None or self._closed:
+            raise TargetUnavailable("the Docker target is not connected")
+        return self._container
+
+    def _name(self) -> str:
+        if self._container is not None and self._container.name:
+            return str(self._container.name)
+        return self._config.container or container_name_for(self._folder)
+
+    async def close(self) -> None:
+        self._closed = True
+        running = list(self._execs)
+        await asyncio.gather(
+            *(each.terminate(grace_seconds=2.0) for each in running), return_exceptions=True
+        )
+        if self._event_stream is not None:
+            with contextlib.suppress(Exception):
+                self._event_stream.close()
+        container = self._container
+        if self._created_by_us and container is not None:
+            # The dev container is podlink's: stop it with the session, keep it for a quick
+            # start next time (`podlink purge` removes it).
+            with contextlib.suppress(docker.errors.APIError):
+                await asyncio.to_thread(container.stop, timeout=2)
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self._client.close)
+        self._events.put_nowait(None)
+
+
+def _short(error: BaseException) -> str:
+    explanation = getattr(error, "explanation", None)
+    return str(explanation or error).strip()
