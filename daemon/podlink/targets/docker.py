@@ -103,10 +103,12 @@ class DockerTarget:
         self._event_thread: threading.Thread | None = None
         self._event_stream: Any = None
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- connecting -----------------------------------------------------------------------
 
     async def connect(self) -> None:
+        self._loop = asyncio.get_running_loop()
         if self._client is None:
             self._address, self._client = await asyncio.to_thread(self._open_client)
         if self._config.container is not None:
@@ -203,7 +205,7 @@ class DockerTarget:
         assert build is not None
         context = (self._folder / build.context).resolve()
         dockerfile = context / build.dockerfile
-        self._on_log(f"building {dockerfile} …")
+        self._log_from_thread(f"building {dockerfile} …")
         messages = client.api.build(
             path=str(context),
             dockerfile=build.dockerfile,
@@ -213,9 +215,14 @@ class DockerTarget:
             rm=True,
         )
         try:
-            return follow_build(messages, dockerfile, self._on_log)
+            return follow_build(messages, dockerfile, self._log_from_thread)
         except docker.errors.APIError as error:
             raise BuildFailure(dockerfile, _short(error)) from error
+
+    def _log_from_thread(self, line: str) -> None:
+        """Hand a line to the session on its event loop: builds run in a worker thread."""
+        assert self._loop is not None, "connect() sets the loop before any build"
+        self._loop.call_soon_threadsafe(self._on_log, line)
 
     # -- running ------------------------------------------------------------------------
 
