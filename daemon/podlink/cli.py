@@ -1,5 +1,5 @@
-"""The ``podlink`` command line: ``up`` in a terminal, ``init``, ``status``, and ``serve``
-for editors.
+"""The ``podlink`` command line: ``up`` in a terminal, ``init``, ``status``, ``shell`` and
+``logs`` to look inside a target, ``purge`` to clean up, and ``serve`` for editors.
 
 Exit codes: 0 success, 1 the target or the work failed, 2 the configuration (or the command
 line) is wrong.
@@ -12,10 +12,13 @@ import contextlib
 import json
 import os
 import signal
+import stat
 import sys
 import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -23,13 +26,27 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from podlink import __version__
 from podlink import protocol as wire
-from podlink.config import ConfigError
+from podlink.config import (
+    CONFIG_FILE_NAME,
+    Config,
+    ConfigError,
+    DockerTargetConfig,
+    KubernetesTargetConfig,
+    LocalTargetConfig,
+    load_config,
+)
 from podlink.diagnostics import Diagnostic, DiagnosticSource
 from podlink.runtime import sessions_dir, setup_logging
-from podlink.targets.base import TargetUnavailable
+from podlink.targets.base import Target, TargetUnavailable
+
+if TYPE_CHECKING:
+    from podlink.targets.docker_admin import ManagedContainer, ManagedImage
+    from podlink.targets.local import LocalTarget
 
 EXIT_FAILED = 1
 EXIT_BAD_CONFIG = 2
+# Where a command after `--` is kept between parsing and the command (click's ctx.meta).
+TRAILING_COMMAND = "podlink.trailing_command"
 
 FOLDER_ARGUMENT = click.argument(
     "folder",
@@ -198,6 +215,352 @@ def _process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+class _CommandAfterDashes(click.Command):
+    """A command that takes every word after ``--`` as a command line to run, unparsed."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            split = args.index("--")
+            ctx.meta[TRAILING_COMMAND] = tuple(args[split + 1 :])
+            args = args[:split]
+        return super().parse_args(ctx, args)
+
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        return [*super().collect_usage_pieces(ctx), "[-- COMMAND...]"]
+
+
+@contextlib.contextmanager
+def _exit_on_known_errors() -> Iterator[None]:
+    """Turn the errors a user can fix into a message and the documented exit code."""
+    from podlink.targets.docker_build import BuildFailure
+
+    try:
+        yield
+    except ConfigError as error:
+        _fail(str(error), EXIT_BAD_CONFIG)
+    except (TargetUnavailable, BuildFailure) as error:
+        _fail(f"podlink: {error}", EXIT_FAILED)
+
+
+@main.command(cls=_CommandAfterDashes)
+@FOLDER_ARGUMENT
+@click.option("--config", "config_file", help="Config file, relative to FOLDER.")
+@click.pass_context
+def shell(ctx: click.Context, folder: Path, config_file: str | None) -> None:
+    """Open a shell in FOLDER's target, in the first sync entry's remote folder.
+
+    After `--`, COMMAND runs instead of the shell (bash if the target has it, else sh).
+    With a terminal, the session gets one (raw keys, window size); with pipes it reads stdin
+    to its end. Exits with the command's exit code. Nothing is synced: `podlink up` does that.
+    """
+    from podlink.targets.factory import make_target
+    from podlink.targets.local import LocalTarget
+    from podlink.terminal import DEFAULT_SHELL
+
+    command: Sequence[str] = ctx.meta.get(TRAILING_COMMAND) or DEFAULT_SHELL
+    with _exit_on_known_errors():
+        config = load_config(folder, config_file)
+        target = make_target(config, _log_to_stderr)
+        remote = config.sync[0].remote
+        if isinstance(target, LocalTarget):
+            code = _shell_in_local_target(target, remote, command)
+        else:
+            code = asyncio.run(_shell_in_target(target, remote, command))
+    sys.exit(code)
+
+
+def _shell_in_local_target(target: LocalTarget, remote: str, command: Sequence[str]) -> int:
+    from podlink.terminal import run_local
+
+    asyncio.run(target.connect())
+    folder = target.target_path(remote)
+    if not Path(folder).is_dir():
+        _note_missing_folder(remote, str(target.root))
+        folder = str(target.root)
+    return run_local(command, folder)
+
+
+async def _shell_in_target(target: Target, remote: str, command: Sequence[str]) -> int:
+    from podlink.targets.docker import DockerTarget
+    from podlink.terminal import raw_mode, relay, stdio_is_terminal
+
+    # A dev container podlink created is stopped by close(); one that was already running
+    # may be serving a session (`podlink up`, an editor), so it is left running.
+    was_running = isinstance(target, DockerTarget) and await target.container_status() == "running"
+    with_terminal = stdio_is_terminal()
+    try:
+        await target.connect()
+        folder = target.target_path(remote)
+        probe = await target.exec(["test", "-d", folder])
+        working_folder = folder if await probe.wait() == 0 else None
+        if working_folder is None:
+            _note_missing_folder(remote, "the container's working folder")
+        env = {"TERM": os.environ.get("TERM") or "xterm"} if with_terminal else None
+        execution = await target.exec(
+            command, stdin=True, tty=with_terminal, env=env, cwd=working_folder
+        )
+        if not with_terminal:
+            return await relay(execution, tty=False)
+        with raw_mode(sys.stdin.fileno()):
+            return await relay(execution, tty=True)
+    finally:
+        if was_running and isinstance(target, DockerTarget):
+            await target.release()
+        else:
+            await target.close()
+
+
+def _note_missing_folder(remote: str, instead: str) -> None:
+    click.echo(
+        f"podlink: {remote} is not in the target yet (`podlink up` syncs the workspace there); "
+        f"starting in {instead}",
+        err=True,
+    )
+
+
+def _log_to_stderr(line: str) -> None:
+    click.echo(line, err=True)
+
+
+@main.command()
+@FOLDER_ARGUMENT
+@click.option("--config", "config_file", help="Config file, relative to FOLDER.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new output (Ctrl-C stops).")
+@click.option("--tail", type=click.IntRange(min=0), help="Start with the last N lines only.")
+def logs(folder: Path, config_file: str | None, follow: bool, tail: int | None) -> None:
+    """Print the output of the main process of FOLDER's container (docker targets)."""
+    from podlink.targets.factory import make_target
+
+    with _exit_on_known_errors():
+        config = load_config(folder, config_file)
+        if isinstance(config.target, LocalTargetConfig):
+            _fail(
+                "podlink: the local target has no container logs: the app runs as a local "
+                "process, and `podlink up` shows its output",
+                EXIT_FAILED,
+            )
+        if isinstance(config.target, DockerTargetConfig) and config.target.container is None:
+            click.echo(
+                "podlink: this is the dev container podlink created; the app runs in it under "
+                "`podlink up`, which shows its output; here is the container's own log",
+                err=True,
+            )
+        target = make_target(config, _log_to_stderr)
+        asyncio.run(_print_container_logs(target, follow=follow, tail=tail))
+
+
+async def _print_container_logs(target: Target, *, follow: bool, tail: int | None) -> None:
+    from podlink.targets.docker import DockerTarget
+    from podlink.terminal import iterate_in_thread, write_all
+
+    if not isinstance(target, DockerTarget):
+        raise TargetUnavailable(f"a {target.describe().kind} target has no container logs")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signal_number, stop.set)
+
+    async def copy(chunks: Iterator[bytes]) -> None:
+        try:
+            async for chunk in iterate_in_thread(chunks):
+                write_all(sys.stdout.fileno(), chunk)
+        except BrokenPipeError:
+            pass  # the reader (`| head`) has seen enough
+        except Exception as error:  # the SDK's and the connection's errors alike
+            raise TargetUnavailable(f"lost the container's logs: {error}") from error
+
+    try:
+        chunks = await asyncio.to_thread(target.container_logs, follow=follow, tail=tail)
+        copying = asyncio.create_task(copy(chunks))
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({copying, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not copying.done():
+            # Closing the response ends the blocking read of the thread that iterates it.
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()
+            copying.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await copying
+    finally:
+        await target.close()
+
+
+@dataclass
+class _PurgePlan:
+    """What ``podlink purge`` found to remove, and what it could not look at."""
+
+    engine: Any = None
+    containers: list[ManagedContainer] = field(default_factory=list)
+    images: list[ManagedImage] = field(default_factory=list)
+    # A container podlink attaches to (``docker.container``), its sync folders, the temp files.
+    attached: str | None = None
+    attached_folders: tuple[str, ...] = ()
+    attached_files: list[str] = field(default_factory=list)
+    local_files: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        return [
+            *(str(container) for container in self.containers),
+            *(str(image) for image in self.images),
+            *(f"file {self.attached}:{path}" for path in self.attached_files),
+            *(f"file {path}" for path in self.local_files),
+        ]
+
+
+@main.command()
+@click.option("--yes", is_flag=True, help="Remove without asking.")
+def purge(yes: bool) -> None:
+    """Remove what podlink left behind, and nothing else.
+
+    That is the containers podlink created and the images it built on the Docker Engine
+    (label podlink.managed=1), and the agent's temporary files (.podlink-tmp-*) in the target
+    of the podlink.yaml in the current folder, if there is one. Without --yes it lists them
+    and asks first.
+    """
+    config = None
+    if (Path.cwd() / CONFIG_FILE_NAME).exists():
+        with _exit_on_known_errors():
+            config = load_config(Path.cwd())
+    plan = asyncio.run(_find_leftovers(config))
+    for note in plan.notes:
+        click.echo(f"podlink: {note}", err=True)
+    found = plan.lines()
+    if not found:
+        click.echo("nothing to purge")
+        return
+    if not yes:
+        click.echo("podlink purge would remove:")
+        for line in found:
+            click.echo(f"  {line}")
+        if not sys.stdin.isatty():
+            _fail("podlink: nothing was removed; pass --yes to remove these", EXIT_FAILED)
+        if not click.confirm(f"Remove {_count(len(found), 'item')}?", default=False):
+            _fail("podlink: nothing was removed", EXIT_FAILED)
+    failures = asyncio.run(_remove_leftovers(plan))
+    if failures:
+        for failure in failures:
+            click.echo(f"podlink: {failure}", err=True)
+        sys.exit(EXIT_FAILED)
+
+
+async def _find_leftovers(config: Config | None) -> _PurgePlan:
+    from podlink.targets import docker_admin
+
+    plan = _PurgePlan()
+    try:
+        plan.engine = await asyncio.to_thread(docker_admin.open_engine)
+    except TargetUnavailable as error:
+        plan.notes.append(f"{error}; containers and images were not looked for")
+    if plan.engine is not None:
+        plan.containers = await asyncio.to_thread(docker_admin.managed_containers, plan.engine)
+        plan.images = await asyncio.to_thread(docker_admin.managed_images, plan.engine)
+    if config is None:
+        return plan
+    target = config.target
+    if isinstance(target, LocalTargetConfig):
+        root = (config.folder / target.root).resolve()
+        plan.local_files = await asyncio.to_thread(_local_temp_files, root)
+    elif isinstance(target, DockerTargetConfig) and target.container is not None:
+        # A dev container podlink created goes with the containers above, files and all.
+        plan.attached = target.container
+        plan.attached_folders = tuple(entry.remote for entry in config.sync)
+        if plan.engine is None:
+            plan.notes.append(
+                f"temporary files in container {target.container} were not looked for"
+            )
+            return plan
+        try:
+            plan.attached_files = await asyncio.to_thread(
+                docker_admin.temp_files_in_container,
+                plan.engine,
+                target.container,
+                plan.attached_folders,
+                delete=False,
+            )
+        except TargetUnavailable as error:
+            plan.notes.append(f"{error}; its temporary files were not looked for")
+            plan.attached = None
+    elif isinstance(target, KubernetesTargetConfig):
+        plan.notes.append("temporary files in a kubernetes target are not looked for")
+    return plan
+
+
+async def _remove_leftovers(plan: _PurgePlan) -> list[str]:
+    """Remove what the plan lists, printing one line each; the failures, as messages."""
+    from podlink.targets import docker_admin
+
+    failures: list[str] = []
+    files = 0
+    if plan.attached is not None and plan.attached_files:
+        try:
+            removed_paths = await asyncio.to_thread(
+                docker_admin.temp_files_in_container,
+                plan.engine,
+                plan.attached,
+                plan.attached_folders,
+                delete=True,
+            )
+        except TargetUnavailable as error:
+            failures.append(str(error))
+            removed_paths = []
+        for path in removed_paths:
+            click.echo(f"removed file {plan.attached}:{path}")
+        files += len(removed_paths)
+    removed_containers = 0
+    for container in plan.containers:
+        try:
+            await asyncio.to_thread(docker_admin.remove_container, plan.engine, container)
+        except docker_admin.RemovalFailed as error:
+            failures.append(str(error))
+            continue
+        click.echo(f"removed {container}")
+        removed_containers += 1
+    removed_images = 0
+    for image in plan.images:
+        try:
+            await asyncio.to_thread(docker_admin.remove_image, plan.engine, image)
+        except docker_admin.RemovalFailed as error:
+            failures.append(str(error))
+            continue
+        click.echo(f"removed {image}")
+        removed_images += 1
+    for local_path in plan.local_files:
+        try:
+            local_path.unlink(missing_ok=True)
+        except OSError as error:
+            failures.append(f"cannot remove {local_path}: {error.strerror}")
+            continue
+        click.echo(f"removed file {local_path}")
+        files += 1
+    click.echo(
+        f"purged {_count(removed_containers, 'container')}, {_count(removed_images, 'image')} "
+        f"and {_count(files, 'temporary file')}"
+    )
+    return failures
+
+
+def _local_temp_files(root: Path) -> list[Path]:
+    """The agent's temporary files under a local target root (symbolic links not followed)."""
+    from podlink.agent.wire import TEMP_PREFIX
+
+    found: list[Path] = []
+    for folder, _folders, names in os.walk(root):
+        for name in names:
+            path = Path(folder) / name
+            with contextlib.suppress(OSError):
+                if name.startswith(TEMP_PREFIX) and stat.S_ISREG(path.lstat().st_mode):
+                    found.append(path)
+    return sorted(found)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 @main.command()

@@ -15,7 +15,7 @@ import hashlib
 import logging
 import re
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -266,6 +266,7 @@ class DockerTarget:
             inspect=api.exec_inspect,
             signal_group=self._signal_group,
         )
+        execution.engine_resize = api.exec_resize
         self._execs.add(execution)
         execution_done = asyncio.ensure_future(execution.wait())
         execution_done.add_done_callback(lambda _: self._execs.discard(execution))
@@ -321,6 +322,61 @@ class DockerTarget:
                 "createdByPodlink": self._created_by_us,
             },
         )
+
+    # -- for terminal commands (shell, logs) -------------------------------------------------
+
+    async def container_status(self) -> str | None:
+        """The Engine's status of this target's container (``running``, ``exited``...), or None
+        when it does not exist yet. Works before ``connect``, which may start the container."""
+        container = await asyncio.to_thread(self._look_up_container)
+        return None if container is None else str(container.status)
+
+    def container_logs(self, *, follow: bool, tail: int | None) -> Iterator[bytes]:
+        """The output of the container's own main process, stdout and stderr merged.
+
+        Blocking, like the iterator it returns: call and iterate it in a worker thread. It
+        needs no ``connect`` and starts nothing, so the logs of a stopped container can be
+        read too. With ``follow`` the iterator ends when the container stops; closing it (it
+        has ``close()``) ends it earlier.
+        """
+        container = self._container or self._look_up_container()
+        if container is None and self._config.container is not None:
+            raise TargetUnavailable(
+                f"no container named {self._config.container!r} on the Docker Engine at "
+                f"{self._address}; `docker ps -a` lists the containers there"
+            )
+        if container is None:
+            raise TargetUnavailable(
+                f"the dev container for {self._folder} does not exist yet; `podlink up` creates it"
+            )
+        try:
+            chunks: Iterator[bytes] = container.logs(
+                stream=True, follow=follow, tail="all" if tail is None else tail
+            )
+        except docker.errors.APIError as error:
+            raise TargetUnavailable(
+                f"cannot read the logs of container {self._name()}: {_short(error)}"
+            ) from error
+        return chunks
+
+    async def release(self) -> None:
+        """Like ``close``, but leave the container running even if podlink created it: a
+        session elsewhere (``podlink up``, an editor) may be using it."""
+        self._created_by_us = False
+        await self.close()
+
+    def _look_up_container(self) -> Container | None:
+        if self._client is None:
+            self._address, self._client = self._open_client()
+        name = self._name()
+        try:
+            return self._client.containers.get(name)
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.APIError as error:
+            raise TargetUnavailable(
+                f"cannot look up container {name!r}: {_short(error)}"
+            ) from error
 
     # -- lifecycle events -------------------------------------------------------------------
 

@@ -113,6 +113,10 @@ async def _error_body(reader: asyncio.StreamReader, head: bytes) -> str:
 class DockerExec:
     """One command in a container: stdin, split stdout/stderr, exit code, group stop."""
 
+    # The Engine call that sizes a TTY exec's terminal (the SDK's ``api.exec_resize``), set by
+    # the target that started the exec; without it ``resize`` does nothing.
+    engine_resize: Callable[..., Any] | None = None
+
     def __init__(
         self,
         exec_id: str,
@@ -218,6 +222,22 @@ class DockerExec:
             await asyncio.sleep(0.02)
         self._exit_code = -1
         return self._exit_code
+
+    async def resize(self, rows: int, columns: int) -> None:
+        """Give a TTY exec's terminal a new size; the command sees SIGWINCH.
+
+        The Engine holds a resize that arrives before the exec runs until it does, so this may
+        be called right after the exec started. Raises EngineUnavailable when refused.
+        """
+        resize_call = self.engine_resize
+        if not self._tty or resize_call is None:
+            return
+        try:
+            await asyncio.to_thread(resize_call, self.exec_id, height=rows, width=columns)
+        except Exception as error:  # the SDK's errors: the exec or its container may be gone
+            raise EngineUnavailable(
+                f"cannot resize the terminal of exec {self.exec_id[:12]}: {error}"
+            ) from error
 
     async def terminate(self, grace_seconds: float = 3.0) -> int:
         if self._exit_code is not None:

@@ -1,0 +1,155 @@
+"""Housekeeping on the Docker Engine for ``podlink purge``.
+
+podlink leaves three kinds of things behind on an engine: the dev containers it created and
+the images it built (both labelled ``podlink.managed=1``), and the agent's temporary files in
+a container it attached to (``.podlink-tmp-*``, left when a write was cut short). This module
+finds and removes exactly those, and nothing unlabelled. Every call blocks: run it in a
+worker thread.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import docker
+import docker.errors
+
+from podlink.agent.wire import TEMP_PREFIX
+from podlink.targets.base import TargetUnavailable
+from podlink.targets.docker import MANAGED_LABEL
+from podlink.targets.docker_exec import EngineAddress, EngineUnavailable
+
+MANAGED_FILTER = {"label": f"{MANAGED_LABEL}=1"}
+# `find` exits 1 when a remote folder does not exist: then there is nothing to remove there.
+NO_SUCH_FOLDER = "No such file or directory"
+
+
+class RemovalFailed(Exception):
+    """The Engine refused to remove something; the message says what and why."""
+
+
+@dataclass(frozen=True)
+class ManagedContainer:
+    id: str
+    name: str
+    status: str
+
+    def __str__(self) -> str:
+        return f"container {self.name} ({self.id[:12]}, {self.status})"
+
+
+@dataclass(frozen=True)
+class ManagedImage:
+    id: str
+    tags: tuple[str, ...]
+
+    def __str__(self) -> str:
+        short_id = self.id.removeprefix("sha256:")[:12]
+        return f"image {', '.join(self.tags)} ({short_id})" if self.tags else f"image {short_id}"
+
+
+def open_engine() -> docker.DockerClient:
+    """A client for the engine ``DOCKER_HOST`` names; TargetUnavailable when it does not answer."""
+    try:
+        address = EngineAddress.from_environment()
+    except EngineUnavailable as error:
+        raise TargetUnavailable(str(error)) from error
+    try:
+        client = docker.from_env(timeout=30)
+        client.ping()
+    except docker.errors.DockerException as error:
+        raise TargetUnavailable(
+            f"cannot reach the Docker Engine at {address}: {_explain(error)}"
+        ) from error
+    return client
+
+
+def managed_containers(client: docker.DockerClient) -> list[ManagedContainer]:
+    """Every container podlink created, running or not."""
+    found = client.containers.list(all=True, filters=MANAGED_FILTER)
+    return sorted(
+        (ManagedContainer(c.id, c.name or c.id[:12], str(c.status)) for c in found),
+        key=lambda container: container.name,
+    )
+
+
+def managed_images(client: docker.DockerClient) -> list[ManagedImage]:
+    """Every image podlink built, including older builds that lost their tag to a newer one."""
+    found = client.images.list(filters=MANAGED_FILTER)
+    return sorted(
+        (ManagedImage(str(image.id), tuple(image.tags)) for image in found),
+        key=lambda image: (image.tags, image.id),
+    )
+
+
+def remove_container(client: docker.DockerClient, container: ManagedContainer) -> None:
+    try:
+        client.api.remove_container(container.id, force=True, v=True)
+    except docker.errors.NotFound:
+        return  # already gone: what was asked for holds
+    except docker.errors.APIError as error:
+        raise RemovalFailed(f"cannot remove {container}: {_explain(error)}") from error
+
+
+def remove_image(client: docker.DockerClient, image: ManagedImage) -> None:
+    """Remove the image without force, so one still used by another container is kept.
+
+    An image with several tags is removed tag by tag (the last one deletes it): removing it
+    by id would need force, which would also take it from under a container using it.
+    """
+    try:
+        for reference in image.tags or (image.id,):
+            client.images.remove(reference)
+    except docker.errors.ImageNotFound:
+        return
+    except docker.errors.APIError as error:
+        raise RemovalFailed(f"cannot remove {image}: {_explain(error)}") from error
+
+
+def temp_files_in_container(
+    client: docker.DockerClient, container_name: str, folders: Sequence[str], *, delete: bool
+) -> list[str]:
+    """The agent's temporary files under ``folders`` in a running container, one ``find`` exec
+    per folder; with ``delete`` they are removed by that same ``find``. Paths in the container.
+    """
+    try:
+        container = client.containers.get(container_name)
+    except docker.errors.NotFound as error:
+        raise TargetUnavailable(f"there is no container {container_name!r}") from error
+    except docker.errors.APIError as error:
+        raise TargetUnavailable(
+            f"cannot look up container {container_name!r}: {_explain(error)}"
+        ) from error
+    if container.status != "running":
+        raise TargetUnavailable(
+            f"container {container_name!r} is {container.status}, not running; "
+            "its temporary files stay until it runs again"
+        )
+    found: list[str] = []
+    for folder in folders:
+        argv = ["find", folder, "-name", f"{TEMP_PREFIX}*", "-type", "f", "-print"]
+        if delete:
+            argv.append("-delete")
+        try:
+            code, output = container.exec_run(argv, demux=True)
+        except docker.errors.APIError as error:
+            raise TargetUnavailable(
+                f"cannot run `{shlex.join(argv)}` in container {container_name!r}: "
+                f"{_explain(error)}"
+            ) from error
+        stdout, stderr = output
+        problem = (stderr or b"").decode(errors="replace").strip()
+        if code != 0 and NO_SUCH_FOLDER not in problem:
+            raise TargetUnavailable(
+                f"`{shlex.join(argv)}` failed in container {container_name!r} "
+                f"(exit code {code}): {problem}"
+            )
+        found.extend(line for line in (stdout or b"").decode(errors="replace").splitlines() if line)
+    return found
+
+
+def _explain(error: BaseException) -> str:
+    explanation = getattr(error, "explanation", None)
+    return str(explanation or error).strip()
