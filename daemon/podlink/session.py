@@ -20,7 +20,8 @@ from typing import Protocol
 import msgspec
 
 from podlink import protocol
-from podlink.agent.client import Agent, AgentError, AgentGone
+from podlink.agent.client import AgentError, AgentGone
+from podlink.agent.transport import FileTransport, start_transport
 from podlink.app import AppRunner
 from podlink.config import Config, ConfigError, LocalTargetConfig, SyncEntryConfig, load_config
 from podlink.diagnostics import Diagnostic, DiagnosticSource
@@ -68,7 +69,7 @@ class Session:
         self.bytes_synced = 0
         self.last_latency_ms: float | None = None
         self.target: Target | None = None
-        self._agent: Agent | None = None
+        self._agent: FileTransport | None = None
         self.engines: list[UploadEngine] = []
         self._watchers: list[TreeWatcher] = []
         self.app: AppRunner | None = None
@@ -133,7 +134,7 @@ class Session:
         self.target = target
         await target.connect()
         self._following = asyncio.create_task(self._follow_target(target))
-        self._agent = await Agent.start(target)
+        self._agent = await start_transport(target, lambda text: self._log("sync", text))
         self.state, self.sync_state = "syncing", "scanning"
         self._changed()
         for entry in self.config.sync:
@@ -313,7 +314,7 @@ class Session:
         if self._agent is not None:
             await self._agent.close()
         await target.connect()
-        agent = await Agent.start(target)
+        agent = await start_transport(target, lambda text: self._log("sync", text))
         self._agent = agent
         self.sync_state = "scanning"
         for engine in self.engines:

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import msgspec
 
-from podlink.agent.client import Agent, AgentError, AgentGone
+from podlink.agent.client import AgentError, AgentGone
+from podlink.agent.transport import FileTransport
 from podlink.sync.core.plan import (
     Operation,
     OperationKind,
@@ -64,7 +65,7 @@ class UploadEngine:
 
     def __init__(
         self,
-        agent: Agent,
+        agent: FileTransport,
         local_root: Path,
         remote_root: str,
         make_rules: Callable[[], IgnoreRules],
