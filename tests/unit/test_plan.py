@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from podlink.sync.core.plan import (
+    COMPARE_DIGESTS_FROM,
     Operation,
     OperationKind,
     apply_plan,
@@ -108,15 +109,32 @@ def test_write_carries_mode_and_size() -> None:
     assert plan.count(WRITE) == 1
 
 
-def test_digests_are_requested_only_for_equal_sizes() -> None:
-    bare = Entry(kind=Kind.FILE, size=3)
-    source = {"same": bare, "bigger": Entry(kind=Kind.FILE, size=4), "new": bare, "d": folder()}
-    target = {"same": bare, "bigger": bare, "d": folder()}
+BIG = COMPARE_DIGESTS_FROM
+
+
+def test_digests_are_requested_only_for_equal_sizes_of_big_files() -> None:
+    bare = Entry(kind=Kind.FILE, size=BIG)
+    small = Entry(kind=Kind.FILE, size=3)
+    source = {
+        "same": bare,
+        "bigger": Entry(kind=Kind.FILE, size=BIG + 1),
+        "new": bare,
+        "small": small,
+        "d": folder(),
+    }
+    target = {"same": bare, "bigger": bare, "small": small, "d": folder()}
     assert paths_needing_digests(source, target) == ["same"]
 
 
-def test_equal_sizes_without_digests_are_a_programming_error() -> None:
-    bare = Entry(kind=Kind.FILE, size=3)
+def test_small_files_without_a_quick_match_are_sent_again_without_reading_them() -> None:
+    small = Entry(kind=Kind.FILE, size=3)
+    assert [(op.kind, op.path) for op in plan_mirror({"a": small}, {"a": small}).operations] == [
+        (WRITE, "a")
+    ]
+
+
+def test_equal_big_sizes_without_digests_are_a_programming_error() -> None:
+    bare = Entry(kind=Kind.FILE, size=BIG)
     with pytest.raises(ValueError, match="digests"):
         plan_mirror({"a": bare}, {"a": bare})
 
@@ -129,8 +147,8 @@ def test_restrict_keeps_roots_and_descendants_only() -> None:
 
 
 def test_equal_size_and_mtime_is_a_quick_match_without_digests() -> None:
-    synced = Entry(kind=Kind.FILE, size=3, mtime_ns=1_700_000_000_000_000_000)
-    touched = Entry(kind=Kind.FILE, size=3, mtime_ns=1_700_000_000_000_000_001)
+    synced = Entry(kind=Kind.FILE, size=BIG, mtime_ns=1_700_000_000_000_000_000)
+    touched = Entry(kind=Kind.FILE, size=BIG, mtime_ns=1_700_000_000_000_000_001)
     assert plan_mirror({"a": synced}, {"a": synced}).is_empty
     assert paths_needing_digests({"a": synced}, {"a": synced}) == []
     assert paths_needing_digests({"a": touched}, {"a": synced}) == ["a"]

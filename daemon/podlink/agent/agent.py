@@ -55,6 +55,7 @@ SYMLINK = 8
 CHMOD = 9
 RENAME = 10
 ENSURE_ROOT = 11
+WRITE_MANY = 12
 OK = 64
 ERROR = 65
 ENTRIES = 66
@@ -674,11 +675,150 @@ def refuse_folder(folder_fd: int, name: str, path: str) -> None:
         raise Failure("isDirectory", "a folder is in the way", path)
 
 
-def write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
         written = os.write(fd, view)
         view = view[written:]
+
+
+class FileBytes:
+    """Reads the concatenated contents of a WRITE_MANY one file at a time."""
+
+    def __init__(self, incoming: IncomingData) -> None:
+        self.incoming = incoming
+        self.chunk = memoryview(b"")
+        self.offset = 0
+
+    def take(self, size: int) -> Iterator[memoryview]:
+        """Exactly ``size`` bytes, in pieces as they arrived (views: no copying)."""
+        while size > 0:
+            if self.offset == len(self.chunk):
+                self.chunk = memoryview(self.incoming.next_chunk())
+                self.offset = 0
+                if not self.chunk:
+                    raise Failure("cancelled", "the sender cancelled the write")
+            piece = self.chunk[self.offset : self.offset + size]
+            self.offset += len(piece)
+            size -= len(piece)
+            yield piece
+
+
+class FolderCache:
+    """Folder fds of one WRITE_MANY, each reached from the root without symlinks once.
+
+    A batch of hundreds of files in a few folders then costs one walk per folder instead
+    of one per file.
+    """
+
+    LIMIT = 256
+
+    def __init__(self, root: str) -> None:
+        self.root_fd = open_root(root)
+        self.fds: dict[tuple[str, ...], int] = {}
+
+    def folder(self, parts: list[str]) -> int:
+        key = tuple(parts)
+        if not key:
+            return self.root_fd
+        found = self.fds.get(key)
+        if found is None:
+            if len(self.fds) >= self.LIMIT:
+                self.close_folders()
+            parent = self.folder(parts[:-1])
+            found = open_child_folder(parent, parts[-1], True, "/".join(parts))
+            self.fds[key] = found
+        return found
+
+    def close_folders(self) -> None:
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds.clear()
+
+    def close(self) -> None:
+        self.close_folders()
+        os.close(self.root_fd)
+
+
+def handle_write_many(channel: Channel, request_id: int, fields: dict[str, Any]) -> dict[str, Any]:
+    """Many small files in one request: ``files`` is ``[[path, mode, size, mtime_ns], ...]``
+    and the DATA frames carry their contents back to back. A file that cannot be written
+    is reported in ``failed``; the others are still written."""
+    files = write_many_listing(fields, request_id)
+    incoming = IncomingData(channel, request_id, sum(size for _, _, size, _ in files))
+    contents = FileBytes(incoming)
+    failed: list[list[str]] = []
+    try:
+        folders = FolderCache(required_root(fields))
+    except Exception:
+        incoming.discard_rest()
+        raise
+    try:
+        for path, mode, size, mtime_ns in files:
+            pieces = contents.take(size)
+            try:
+                write_listed_file(folders, path, mode, mtime_ns, pieces)
+            except (Failure, OSError) as error:
+                for _ in pieces:  # the rest of this file's bytes, to stay in step
+                    pass
+                failure = (
+                    error if isinstance(error, Failure) else failure_from_os_error(error, path)
+                )
+                if failure.code == "cancelled":
+                    raise
+                failed.append([path, failure.code, failure.message])
+    finally:
+        folders.close()
+    return {"failed": failed}
+
+
+def write_many_listing(fields: dict[str, Any], request_id: int) -> list[tuple[str, int, int, int]]:
+    files = fields.get("files")
+    listing: list[tuple[str, int, int, int]] = []
+    if not isinstance(files, list):
+        raise ProtocolViolation("a WRITE_MANY without a files list", request_id)
+    for item in files:
+        valid = (
+            isinstance(item, list)
+            and len(item) == 4
+            and isinstance(item[0], str)
+            and all(isinstance(n, int) and not isinstance(n, bool) for n in item[1:])
+            and item[2] >= 0
+        )
+        if not valid:
+            # Without every size there is no telling where each file's bytes end.
+            raise ProtocolViolation("a WRITE_MANY with a malformed file entry", request_id)
+        listing.append((item[0], item[1], item[2], item[3]))
+    return listing
+
+
+def write_listed_file(
+    folders: FolderCache, path: str, mode: int, mtime_ns: int, pieces: Iterator[memoryview]
+) -> None:
+    parts = split_relative_path(path)
+    if not 0 <= mode <= 0o7777:
+        raise Failure("badRequest", "mode must be permission bits", path)
+    folder_fd = folders.folder(parts[:-1])
+    name = parts[-1]
+    temp = temp_name(name)
+    # umask is 0 here, so the mode given at creation is exact: no separate chmod.
+    fd = os.open(temp, NEW_FILE_FLAGS, mode, dir_fd=folder_fd)
+    try:
+        for piece in pieces:
+            write_all(fd, piece)
+        os.utime(fd, ns=(mtime_ns, mtime_ns))
+        os.close(fd)
+        fd = -1
+        try:
+            os.replace(temp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
+        except IsADirectoryError:
+            raise Failure("isDirectory", "a folder is in the way", path) from None
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(temp, dir_fd=folder_fd)
+        raise
 
 
 def handle_delete(channel: Channel, request_id: int, fields: dict[str, Any]) -> dict[str, Any]:
@@ -823,6 +963,7 @@ HANDLERS = {
     CHMOD: handle_chmod,
     RENAME: handle_rename,
     ENSURE_ROOT: handle_ensure_root,
+    WRITE_MANY: handle_write_many,
 }
 
 
@@ -843,7 +984,7 @@ def decode_fields(kind: int, request_id: int, payload: bytes) -> dict[str, Any]:
     try:
         return decode_request(payload)
     except Failure:
-        if kind == WRITE:
+        if kind in (WRITE, WRITE_MANY):
             # Its DATA frames follow, and without the size there is no skipping them.
             raise ProtocolViolation("a WRITE request that cannot be read", request_id) from None
         raise

@@ -304,6 +304,44 @@ class Agent:
             raise AgentError(ErrorCode.CHANGED, message, path)
         return digest
 
+    async def write_many(self, root: str, files: Sequence[tuple[str, Path]]) -> WriteManyResult:
+        """Send many small local files (``(path, source)`` pairs) in one round trip.
+
+        The sources are read in a worker thread; what is sent is what was read then (mode,
+        size and mtime included). Files gone by then are listed in ``vanished``; files the
+        agent could not write, or that could not be read here, in ``failed``.
+        """
+        loaded, vanished, unreadable = await asyncio.to_thread(_load_files, files)
+        listing = [[f.path, f.mode, len(f.data), f.mtime_ns] for f in loaded]
+        request = _encode({"root": root, "files": listing})
+        contents = b"".join(f.data for f in loaded)
+        call = self._open_call()
+        try:
+            async with self._send_lock:
+                self._raise_if_cannot_send()
+                frames = [wire.frame(MessageType.WRITE_MANY, call.request_id, request)]
+                for at in range(0, len(contents), CHUNK_SIZE):
+                    piece = contents[at : at + CHUNK_SIZE]
+                    frames.append(wire.HEADER.pack(len(piece), MessageType.DATA, call.request_id))
+                    frames.append(piece)
+                self._stdin.write(b"".join(frames))
+                call.sent = True
+                await self._drain()
+        except BaseException:
+            self._abandon(call)
+            raise
+        reply = self._decode(await call.future, wire.WriteManyReply)
+        refused = {path for path, _, _ in reply.failed}
+        return WriteManyResult(
+            written=[
+                SentFile(f.path, f.mode, len(f.data), f.mtime_ns)
+                for f in loaded
+                if f.path not in refused
+            ],
+            failed=[*reply.failed, *unreadable],
+            vanished=vanished,
+        )
+
     async def delete(self, root: str, path: str, *, recursive: bool = False) -> bool:
         """Remove ``path`` (a symlink as a link); whether something was there."""
         request = {"root": root, "path": path, "recursive": recursive}
@@ -580,6 +618,56 @@ async def _slices(data: bytes) -> AsyncGenerator[bytes | memoryview]:
 
 
 INLINE_READ_LIMIT = 64 * 1024
+
+
+class LoadedFile(msgspec.Struct, frozen=True):
+    """A local file as read for sending: what the target will hold."""
+
+    path: str
+    mode: int
+    data: bytes
+    mtime_ns: int
+    inode: int
+
+
+class SentFile(msgspec.Struct, frozen=True):
+    """A file as the target now holds it."""
+
+    path: str
+    mode: int
+    size: int
+    mtime_ns: int
+
+
+class WriteManyResult(msgspec.Struct, frozen=True):
+    written: list[SentFile]
+    failed: list[tuple[str, str, str]]  # path, error code, message
+    vanished: list[str]
+
+
+def _load_files(
+    files: Sequence[tuple[str, Path]],
+) -> tuple[list[LoadedFile], list[str], list[tuple[str, str, str]]]:
+    loaded: list[LoadedFile] = []
+    vanished: list[str] = []
+    unreadable: list[tuple[str, str, str]] = []
+    for path, source in files:
+        try:
+            with source.open("rb") as handle:
+                found = os.fstat(handle.fileno())
+                if not stat.S_ISREG(found.st_mode):
+                    vanished.append(path)  # replaced by something else: its event follows
+                    continue
+                data = handle.read()
+        except FileNotFoundError:
+            vanished.append(path)
+            continue
+        except OSError as error:
+            unreadable.append((path, ErrorCode.IO, f"cannot read: {error.strerror}"))
+            continue
+        mode = stat.S_IMODE(found.st_mode)
+        loaded.append(LoadedFile(path, mode, data, found.st_mtime_ns, found.st_ino))
+    return loaded, vanished, unreadable
 
 
 def _open_source(source: Path) -> tuple[BinaryIO, os.stat_result, bytes]:

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Generic, TypeVar
 
 from podlink.agent.agent import TEMP_PREFIX, Failure, check_link_target, split_relative_path
-from podlink.agent.client import AgentError, AgentGone, ScanResult
+from podlink.agent.client import AgentError, AgentGone, ScanResult, SentFile, WriteManyResult
 from podlink.agent.wire import ErrorCode
 from podlink.sync.core.snapshot import Entry, Kind
 from podlink.targets.base import ExecStream, Target, TargetUnavailable
@@ -390,6 +390,30 @@ class TarTransport:
         request = _Write(path, source, mode, expected_size)
         self._add_change(root, request)
         return await request.future
+
+    async def write_many(self, root: str, files: Sequence[tuple[str, Path]]) -> WriteManyResult:
+        """The files as separate writes: made in one turn, they still go as one tar stream."""
+
+        async def send(path: str, source: Path) -> SentFile | tuple[str, str, str] | None:
+            try:
+                found = source.stat()
+                await self.write_file(root, path, source, stat.S_IMODE(found.st_mode))
+            except FileNotFoundError:
+                return None
+            except AgentError as error:
+                if error.code == ErrorCode.CHANGED:
+                    return None
+                return (path, error.code, error.message)
+            except OSError as error:
+                return (path, ErrorCode.IO, f"cannot read: {error.strerror}")
+            return SentFile(path, stat.S_IMODE(found.st_mode), found.st_size, found.st_mtime_ns)
+
+        outcomes = await asyncio.gather(*(send(path, source) for path, source in files))
+        return WriteManyResult(
+            written=[o for o in outcomes if isinstance(o, SentFile)],
+            failed=[o for o in outcomes if isinstance(o, tuple)],
+            vanished=[path for (path, _), o in zip(files, outcomes, strict=True) if o is None],
+        )
 
     async def mkdir(self, root: str, path: str, mode: int = 0o755) -> None:
         _check_path(root, path)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from podlink.agent.client import Agent, AgentGone, ScanResult
+from podlink.agent.client import Agent, AgentGone, ScanResult, WriteManyResult
 from podlink.agent.tar_fallback import TarTransport, probe_tools
 from podlink.targets.base import Target, TargetUnavailable
 
@@ -53,6 +53,9 @@ class FileTransport(Protocol):
         expected_size: int | None = None,
     ) -> str:
         """Send the local file ``source`` to ``path``; the sha256 of what was sent."""
+
+    async def write_many(self, root: str, files: Sequence[tuple[str, Path]]) -> WriteManyResult:
+        """Send many small local files (``(path, source)`` pairs) together."""
 
     async def delete(self, root: str, path: str, *, recursive: bool = False) -> bool:
         """Remove ``path`` (a symlink as a link); whether something was there."""

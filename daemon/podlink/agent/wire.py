@@ -26,6 +26,7 @@ SYMLINK        ``{root, path, target}``             ``{}``
 CHMOD          ``{root, path, mode}``               ``{}``
 RENAME         ``{root, src, dst}``                 ``{}``
 ENSURE_ROOT    ``{root}``                           ``{created}``
+WRITE_MANY     ``{root, files}`` + DATA             ``{failed: [[path, code, message]]}``
 =============  ===================================  =======================================
 
 ERROR replies are ``{code, message, path}`` with ``code`` from ``ErrorCode``.
@@ -34,6 +35,10 @@ A WRITE is followed at once by DATA frames with its id that carry exactly ``size
 all (none when ``size`` is 0). An empty DATA frame before that cancels the write: the agent
 discards what it received and answers ERROR ``cancelled``. This lets a sender whose source
 shrank, failed or was cancelled stop cleanly without desynchronising the stream.
+
+A WRITE_MANY lists ``files`` as ``[[path, mode, size, mtime_ns], ...]``; its DATA frames
+carry all their contents back to back. Each file is written like a WRITE (temp file, then
+rename); one that fails is listed in ``failed`` and the rest are still written.
 
 ENTRIES frames carry ``{"entries": [row, ...], "problems": [{"path", "message"}, ...]}``
 (``problems`` is optional) where a row is ``[path, kind, mode, size, mtime_ns, inode,
@@ -74,6 +79,7 @@ class MessageType(enum.IntEnum):
     CHMOD = 9
     RENAME = 10
     ENSURE_ROOT = 11
+    WRITE_MANY = 12
     # Replies, agent to daemon.
     OK = 64
     ERROR = 65
@@ -153,6 +159,10 @@ class HashReply(msgspec.Struct, frozen=True):
 
 class WriteReply(msgspec.Struct, frozen=True):
     digest: str
+
+
+class WriteManyReply(msgspec.Struct, frozen=True):
+    failed: list[tuple[str, str, str]]
 
 
 class DeleteReply(msgspec.Struct, frozen=True):

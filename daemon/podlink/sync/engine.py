@@ -36,6 +36,11 @@ from podlink.sync.scan import DigestCache, FolderFound, LocalScan, scan_paths, s
 log = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT = 64
+# Files up to this size travel in batches of at most BATCH_FILES files / BATCH_BYTES bytes.
+BATCH_FILE_LIMIT = 256 * 1024
+BATCH_FILES = 1000
+BATCH_BYTES = 8 * 1024 * 1024
+BATCHES_IN_FLIGHT = 3
 INLINE_SCAN_LIMIT = 8
 INLINE_HASH_LIMIT = 1 << 20
 CHANGED_WHILE_SENDING_RETRIES = 3
@@ -207,9 +212,40 @@ class UploadEngine:
             if progress is not None:
                 progress(done, total)
 
+        batch_limit = asyncio.Semaphore(BATCHES_IN_FLIGHT)
+
+        async def run_batch(batch: list[Operation]) -> None:
+            nonlocal done
+            async with batch_limit:
+                await self._write_batch(batch, result)
+            done += len(batch)
+            if progress is not None:
+                progress(done, total)
+
         for phase in _phases(plan):
-            await asyncio.gather(*(run(operation) for operation in phase))
+            batches, singles = _batch_small_writes(phase)
+            await asyncio.gather(
+                *(run_batch(batch) for batch in batches),
+                *(run(operation) for operation in singles),
+            )
         return result
+
+    async def _write_batch(self, batch: list[Operation], result: BatchResult) -> None:
+        """Many small files in one round trip: the agent walks each folder once for them."""
+        outcome = await self.agent.write_many(
+            self.remote_root, [(op.path, self.local_root / op.path) for op in batch]
+        )
+        for sent in outcome.written:
+            self.remote_view[sent.path] = Entry(
+                kind=Kind.FILE, mode=sent.mode, size=sent.size, mtime_ns=sent.mtime_ns
+            )
+            self.problems.pop(sent.path, None)
+            result.files_written += 1
+            result.bytes_written += sent.size
+            result.paths.append(sent.path)
+        for path, _code, message in outcome.failed:
+            self.problems[path] = message
+            log.warning("could not sync %s: %s", path, message)
 
     async def _run_operation(
         self, operation: Operation, source: dict[str, Entry], result: BatchResult
@@ -285,6 +321,32 @@ class UploadEngine:
                 if error.code != "changed" or attempts_left == 0:
                     raise
                 attempts_left -= 1
+
+
+def _batch_small_writes(
+    phase: list[Operation],
+) -> tuple[list[list[Operation]], list[Operation]]:
+    """Small file writes grouped for ``write_many``; everything else one by one."""
+    batches: list[list[Operation]] = []
+    singles: list[Operation] = []
+    current: list[Operation] = []
+    current_bytes = 0
+    for operation in phase:
+        if operation.kind is not OperationKind.WRITE or operation.size > BATCH_FILE_LIMIT:
+            singles.append(operation)
+            continue
+        if current and (
+            len(current) >= BATCH_FILES or current_bytes + operation.size > BATCH_BYTES
+        ):
+            batches.append(current)
+            current, current_bytes = [], 0
+        current.append(operation)
+        current_bytes += operation.size
+    if len(current) == 1 and not batches:
+        singles.extend(current)  # one saved file: the plain write is the quickest
+    elif current:
+        batches.append(current)
+    return batches, singles
 
 
 def _phases(plan: Plan) -> list[list[Operation]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import posixpath
 import signal
@@ -67,6 +68,19 @@ class LocalExec:
             os.killpg(self._process.pid, sig)
 
 
+F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ, spelled out: Python has it only from 3.10 on Linux
+PIPE_SIZE = 1 << 20
+
+
+def _widen_pipe(writer: asyncio.StreamWriter) -> None:
+    """A 1 MiB pipe instead of 64 KiB: bulk file data then moves in far fewer wake-ups."""
+    pipe = writer.transport.get_extra_info("pipe")
+    if pipe is not None:
+        # A process that is already gone has a closed pipe: nothing to widen.
+        with contextlib.suppress(OSError, ValueError):
+            fcntl.fcntl(pipe.fileno(), F_SETPIPE_SZ, PIPE_SIZE)
+
+
 class LocalTarget:
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
@@ -114,6 +128,8 @@ class LocalTarget:
             raise TargetUnavailable(
                 f"cannot run {argv[0]!r} in {work_dir}: {error.strerror}"
             ) from error
+        if process.stdin is not None:
+            _widen_pipe(process.stdin)
         running = LocalExec(process, argv)
         self._execs.add(running)
         process_done = asyncio.ensure_future(process.wait())

@@ -94,12 +94,19 @@ def quick_match(source: Entry, target: Entry) -> bool:
     return source.size == target.size and source.mtime_ns == target.mtime_ns != 0
 
 
+# Below this size, re-sending a file whose mtime differs is cheaper than reading it on both
+# sides to compare digests.
+COMPARE_DIGESTS_FROM = 64 * 1024
+
+
 def paths_needing_digests(source: Snapshot, target: Snapshot) -> list[str]:
-    """Files on both sides with equal sizes, no quick match, and a digest missing."""
+    """Files worth comparing by digest: equal sizes of at least COMPARE_DIGESTS_FROM bytes,
+    no quick match, and a digest missing on either side."""
     return sorted(
         path
         for path, entry in source.items()
         if entry.kind is Kind.FILE
+        and entry.size >= COMPARE_DIGESTS_FROM
         and (other := target.get(path)) is not None
         and other.kind is Kind.FILE
         and other.size == entry.size
@@ -119,6 +126,8 @@ def same_content(source: Entry, target: Entry) -> bool:
             return source.digest == target.digest
         if quick_match(source, target):
             return True
+        if source.size < COMPARE_DIGESTS_FROM:
+            return False
         raise ValueError("equal sizes need digests on both sides to compare")
     if source.kind is Kind.SYMLINK:
         return source.link_target == target.link_target
