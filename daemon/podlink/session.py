@@ -28,6 +28,7 @@ from podlink.diagnostics import Diagnostic, DiagnosticSource
 from podlink.runtime import sessions_dir
 from podlink.sync.engine import BatchResult, UploadEngine
 from podlink.sync.ignore import IgnoreRules
+from podlink.sync.scan import scan_tree
 from podlink.sync.watch import TreeWatcher
 from podlink.targets.base import Target, TargetEventKind, TargetUnavailable
 from podlink.targets.docker_build import BuildFailure
@@ -77,6 +78,7 @@ class Session:
         self._following: asyncio.Task[None] | None = None
         self._recovering: asyncio.Task[None] | None = None
         self._recovery_wake = asyncio.Event()
+        self._engines_ready = asyncio.Event()
         self._published: dict[DiagnosticSource, set[Path]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._emit_handle: asyncio.TimerHandle | None = None
@@ -132,27 +134,45 @@ class Session:
         self._changed()
         target = make_target(self.config, lambda line: self._log("build", line))
         self.target = target
-        await target.connect()
-        self._following = asyncio.create_task(self._follow_target(target))
-        self._agent = await start_transport(target, lambda text: self._log("sync", text))
+        self._engines_ready.clear()
+        # The local side needs nothing from the target: scan it while the target is reached.
+        prepared = [self._rules_factory(entry)() for entry in self.config.sync]
+        local_scans = [
+            asyncio.ensure_future(asyncio.to_thread(scan_tree, self.config.local_root(e), rules))
+            for e, rules in zip(self.config.sync, prepared, strict=True)
+        ]
+        try:
+            # Watch before the first scan: a save made while it runs is queued, not lost.
+            for index, entry in enumerate(self.config.sync):
+                watcher = TreeWatcher(
+                    self.config.local_root(entry),
+                    functools.partial(self._is_ignored, index, prepared[index]),
+                    functools.partial(self._on_batch, index),
+                )
+                watcher.start()
+                self._watchers.append(watcher)
+            await target.connect()
+            self._following = asyncio.create_task(self._follow_target(target))
+            self._agent = await start_transport(target, lambda text: self._log("sync", text))
+        except BaseException:
+            for scan in local_scans:
+                scan.cancel()
+            raise
         self.state, self.sync_state = "syncing", "scanning"
         self._changed()
-        for entry in self.config.sync:
-            engine = UploadEngine(
-                self._agent,
-                self.config.local_root(entry),
-                target.target_path(entry.remote),
-                self._rules_factory(entry),
+        for entry, rules in zip(self.config.sync, prepared, strict=True):
+            self.engines.append(
+                UploadEngine(
+                    self._agent,
+                    self.config.local_root(entry),
+                    target.target_path(entry.remote),
+                    self._rules_factory(entry),
+                    rules,
+                )
             )
-            self.engines.append(engine)
-            # Watch before the first scan: a save made while it runs is queued, not lost.
-            watcher = TreeWatcher(
-                engine.local_root, engine.is_ignored, functools.partial(self._on_batch, engine)
-            )
-            watcher.start()
-            self._watchers.append(watcher)
-        for entry, engine in zip(self.config.sync, self.engines, strict=True):
-            result = await engine.initial_sync(progress)
+        self._engines_ready.set()
+        for entry, engine, scan in zip(self.config.sync, self.engines, local_scans, strict=True):
+            result = await engine.initial_sync(progress, scan)
             self._count(result)
             self._log(
                 "sync", f"initial sync of {entry.local} -> {entry.remote}: {describe(result)}"
@@ -179,6 +199,7 @@ class Session:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._recovering = self._following = None
+        self._engines_ready.set()  # a batch waiting for engines must not hold up its watcher
         watchers, self._watchers = self._watchers, []
         await asyncio.gather(*(watcher.stop() for watcher in watchers))
         app, self.app = self.app, None
@@ -204,9 +225,16 @@ class Session:
 
     # -- sync ----------------------------------------------------------------------------
 
-    async def _on_batch(self, engine: UploadEngine, paths: set[str], first_seen: float) -> None:
-        if self.state == "stopped":
-            return
+    def _is_ignored(self, index: int, first_rules: IgnoreRules, path: str) -> bool:
+        """The watcher's filter: the engine's current rules once it exists."""
+        rules = self.engines[index].rules if len(self.engines) > index else first_rules
+        return rules.is_ignored(path)
+
+    async def _on_batch(self, index: int, paths: set[str], first_seen: float) -> None:
+        await self._engines_ready.wait()
+        if self.state == "stopped" or index >= len(self.engines):
+            return  # torn down while the batch waited
+        engine = self.engines[index]
         if self._config_file_in(engine, paths):
             reload = asyncio.get_running_loop().create_task(self.reload_config())
             self._background.add(reload)

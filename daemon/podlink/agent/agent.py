@@ -1041,10 +1041,30 @@ def stop_on_signal(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
+F_SETPIPE_SZ = 1031  # Linux; not named in the fcntl module of older Pythons
+INPUT_PIPE_SIZE = 1024 * 1024
+
+
+def widen_input_pipe() -> None:
+    """Ask for a 1 MiB input pipe: bulk file data then arrives in far fewer reads.
+
+    Only a pipe can be widened (a container runtime usually gives one); anything else, or a
+    system that refuses, keeps what it has.
+    """
+    try:
+        import fcntl
+
+        if stat.S_ISFIFO(os.fstat(0).st_mode):
+            fcntl.fcntl(0, F_SETPIPE_SZ, INPUT_PIPE_SIZE)
+    except (ImportError, OSError):
+        pass
+
+
 def main() -> None:
     signal.signal(signal.SIGTERM, stop_on_signal)
     # Modes come from the daemon and are applied exactly, not filtered by a umask.
     os.umask(0)
+    widen_input_pipe()
     channel = Channel(sys.stdin.buffer, sys.stdout.buffer)
     sys.stdout = sys.stderr  # a stray print must never corrupt the frame stream
     try:

@@ -20,7 +20,7 @@ import importlib.resources
 import logging
 import os
 import stat
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
@@ -314,17 +314,23 @@ class Agent:
         loaded, vanished, unreadable = await asyncio.to_thread(_load_files, files)
         listing = [[f.path, f.mode, len(f.data), f.mtime_ns] for f in loaded]
         request = _encode({"root": root, "files": listing})
-        contents = b"".join(f.data for f in loaded)
         call = self._open_call()
         try:
             async with self._send_lock:
                 self._raise_if_cannot_send()
-                frames = [wire.frame(MessageType.WRITE_MANY, call.request_id, request)]
-                for at in range(0, len(contents), CHUNK_SIZE):
-                    piece = contents[at : at + CHUNK_SIZE]
-                    frames.append(wire.HEADER.pack(len(piece), MessageType.DATA, call.request_id))
-                    frames.append(piece)
-                self._stdin.write(b"".join(frames))
+                # DATA frames cut from each file's own bytes: the contents are copied once, by
+                # the transport, not joined and sliced first. (A file may have grown since it
+                # was planned as small, hence the cut.)
+                frames: list[bytes | memoryview] = [
+                    wire.frame(MessageType.WRITE_MANY, call.request_id, request)
+                ]
+                for loaded_file in loaded:
+                    for piece in _slices_of(loaded_file.data):
+                        frames += (
+                            wire.HEADER.pack(len(piece), MessageType.DATA, call.request_id),
+                            piece,
+                        )
+                self._stdin.writelines(frames)
                 call.sent = True
                 await self._drain()
         except BaseException:
@@ -612,12 +618,17 @@ def _error_from(payload: bytes) -> AgentError:
 
 
 async def _slices(data: bytes) -> AsyncGenerator[bytes | memoryview]:
-    view = memoryview(data)
-    for offset in range(0, len(view), CHUNK_SIZE):
-        yield view[offset : offset + CHUNK_SIZE]
+    for piece in _slices_of(data):
+        yield piece
 
 
 INLINE_READ_LIMIT = 64 * 1024
+
+
+def _slices_of(data: bytes) -> Iterator[memoryview]:
+    view = memoryview(data)
+    for at in range(0, len(view), CHUNK_SIZE):
+        yield view[at : at + CHUNK_SIZE]
 
 
 class LoadedFile(msgspec.Struct, frozen=True):

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +23,6 @@ from podlink.sync.core.plan import (
     Operation,
     OperationKind,
     Plan,
-    depth,
     is_within,
     paths_needing_digests,
     plan_mirror,
@@ -41,6 +40,7 @@ BATCH_FILE_LIMIT = 256 * 1024
 BATCH_FILES = 1000
 BATCH_BYTES = 8 * 1024 * 1024
 BATCHES_IN_FLIGHT = 3
+OPEN_FOLDER_MODE = 0o755
 INLINE_SCAN_LIMIT = 8
 INLINE_HASH_LIMIT = 1 << 20
 CHANGED_WHILE_SENDING_RETRIES = 3
@@ -74,12 +74,14 @@ class UploadEngine:
         local_root: Path,
         remote_root: str,
         make_rules: Callable[[], IgnoreRules],
+        rules: IgnoreRules | None = None,
     ) -> None:
+        """``rules``: the rules a first local scan was already made with, if any."""
         self.agent = agent
         self.local_root = local_root
         self.remote_root = remote_root
         self._make_rules = make_rules
-        self.rules = make_rules()
+        self.rules = rules if rules is not None else make_rules()
         self.remote_view: dict[str, Entry] = {}
         self.problems: dict[str, str] = {}
         self._digests = DigestCache()
@@ -88,13 +90,21 @@ class UploadEngine:
     def is_ignored(self, path: str) -> bool:
         return self.rules.is_ignored(path)
 
-    async def initial_sync(self, progress: ProgressCallback | None = None) -> BatchResult:
-        """Scan both sides and send only what differs; delete what the workspace lacks."""
+    async def initial_sync(
+        self,
+        progress: ProgressCallback | None = None,
+        local_scan: Awaitable[LocalScan] | None = None,
+    ) -> BatchResult:
+        """Scan both sides and send only what differs; delete what the workspace lacks.
+
+        ``local_scan``: a scan of the local tree already under way (made with ``rules``),
+        so it could overlap with reaching the target.
+        """
         async with self._lock:
             started = time.monotonic()
             await self.agent.ensure_root(self.remote_root)
             local, remote = await asyncio.gather(
-                asyncio.to_thread(scan_tree, self.local_root, self.rules),
+                local_scan or asyncio.to_thread(scan_tree, self.local_root, self.rules),
                 self.agent.scan(self.remote_root),
             )
             for path, message in remote.problems:
@@ -350,10 +360,16 @@ def _batch_small_writes(
 
 
 def _phases(plan: Plan) -> list[list[Operation]]:
-    """Split a plan where order matters: type-change deletes, folders by depth, the rest."""
+    """Split a plan where one step must be finished before the next starts.
+
+    The agent carries out requests in the order they are sent and makes missing parent
+    folders itself, so folders and content go out together, in one round trip. A folder
+    with another mode than the usual is made open first and gets its mode with the other
+    mode changes, after its content is in (a read-only folder would refuse it).
+    """
     leading_deletes: list[Operation] = []
-    folders_by_depth: dict[int, list[Operation]] = {}
-    content: list[Operation] = []
+    together: list[Operation] = []
+    modes: list[Operation] = []
     trailing_deletes: list[Operation] = []
     seen_non_delete = False
     for operation in plan.operations:
@@ -361,11 +377,11 @@ def _phases(plan: Plan) -> list[list[Operation]]:
             (trailing_deletes if seen_non_delete else leading_deletes).append(operation)
             continue
         seen_non_delete = True
-        if operation.kind is OperationKind.MKDIR:
-            folders_by_depth.setdefault(depth(operation.path), []).append(operation)
+        if operation.kind is OperationKind.MKDIR and operation.mode != OPEN_FOLDER_MODE:
+            together.append(msgspec.structs.replace(operation, mode=OPEN_FOLDER_MODE))
+            modes.append(Operation(OperationKind.CHMOD, operation.path, mode=operation.mode))
+        elif operation.kind is OperationKind.CHMOD:
+            modes.append(operation)
         else:
-            content.append(operation)
-    phases = [leading_deletes] if leading_deletes else []
-    phases.extend(folders_by_depth[level] for level in sorted(folders_by_depth))
-    phases.extend(phase for phase in (content, trailing_deletes) if phase)
-    return phases
+            together.append(operation)
+    return [p for p in (leading_deletes, together, modes, trailing_deletes) if p]

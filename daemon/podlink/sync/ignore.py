@@ -76,8 +76,11 @@ class IgnoreRules:
 
     def _add_lines(self, lines: Iterable[str]) -> None:
         self._lines.extend(lines)
+        # New objects rather than changes in place: a scan thread may add rules while the
+        # watcher asks on the event loop, and a verdict made with the old spec must land in
+        # the old cache, never in the new one.
         self._spec = GitIgnoreSpec.from_lines(self._lines)
-        self._verdicts.clear()
+        self._verdicts = {}
 
     @property
     def loaded_files(self) -> frozenset[str]:
@@ -85,21 +88,26 @@ class IgnoreRules:
 
     def is_ignored(self, path: str, *, is_dir: bool = False) -> bool:
         """Whether ``path`` (relative, POSIX) or any folder above it is ignored."""
+        spec, verdicts = self._spec, self._verdicts
         parent = posixpath.dirname(path)
-        if parent and self._folder_ignored(parent):
+        if parent and _folder_ignored(spec, verdicts, parent):
             return True
-        return self._matches(path, is_dir)
+        return _matches(spec, path, is_dir)
 
-    def _folder_ignored(self, folder: str) -> bool:
-        verdict = self._verdicts.get(folder)
-        if verdict is None:
-            parent = posixpath.dirname(folder)
-            verdict = (bool(parent) and self._folder_ignored(parent)) or self._matches(folder, True)
-            self._verdicts[folder] = verdict
-        return verdict
 
-    def _matches(self, path: str, is_dir: bool) -> bool:
-        return self._spec.match_file(path + "/" if is_dir else path)
+def _folder_ignored(spec: GitIgnoreSpec, verdicts: dict[str, bool], folder: str) -> bool:
+    verdict = verdicts.get(folder)
+    if verdict is None:
+        parent = posixpath.dirname(folder)
+        verdict = (bool(parent) and _folder_ignored(spec, verdicts, parent)) or _matches(
+            spec, folder, True
+        )
+        verdicts[folder] = verdict
+    return verdict
+
+
+def _matches(spec: GitIgnoreSpec, path: str, is_dir: bool) -> bool:
+    return spec.match_file(path + "/" if is_dir else path)
 
 
 def is_ignore_file(path: str) -> bool:

@@ -12,7 +12,20 @@ import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirAttribEvent,
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileAttribEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
@@ -21,6 +34,21 @@ from podlink.sync.ignore import is_ignore_file
 log = logging.getLogger(__name__)
 
 IGNORED_EVENT_TYPES = frozenset({"opened", "closed_no_write"})
+
+# Asked of the kernel, so the opens and reads of podlink's own sync (thousands in an initial
+# sync) never reach Python. A folder's own "modified" only says its listing changed.
+WATCHED_EVENTS: list[type[FileSystemEvent]] = [
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileAttribEvent,
+    FileDeletedEvent,
+    FileMovedEvent,
+    FileClosedEvent,
+    DirCreatedEvent,
+    DirAttribEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+]
 
 # Called with the changed paths and the loop time at which the first of them was noticed.
 BatchHandler = Callable[[set[str], float], Awaitable[None]]
@@ -78,7 +106,9 @@ class TreeWatcher:
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         observer = Observer()
-        observer.schedule(_Forwarder(self), self._root_text, recursive=True)
+        observer.schedule(
+            _Forwarder(self), self._root_text, recursive=True, event_filter=WATCHED_EVENTS
+        )
         observer.daemon = True
         observer.start()
         self._observer = observer
