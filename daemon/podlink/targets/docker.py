@@ -35,7 +35,9 @@ from podlink.targets.docker_exec import (
     DockerExec,
     EngineAddress,
     EngineUnavailable,
+    engine_error_text,
     exec_environment,
+    open_engine,
     start_hijacked,
     wrapped_argv,
 )
@@ -121,17 +123,9 @@ class DockerTarget:
 
     def _open_client(self) -> tuple[EngineAddress, docker.DockerClient]:
         try:
-            address = EngineAddress.from_environment()
+            address, client = open_engine()
         except EngineUnavailable as error:
             raise TargetUnavailable(str(error)) from error
-        try:
-            client = docker.from_env(timeout=30)
-            client.ping()
-        except docker.errors.DockerException as error:
-            raise TargetUnavailable(
-                f"cannot reach the Docker Engine at {address}: {_short(error)}; "
-                "start Docker (or set DOCKER_HOST) and try again"
-            ) from error
         return address, client
 
     def _attach(self, name: str) -> Container:
@@ -465,6 +459,4 @@ class DockerTarget:
         self._events.put_nowait(None)
 
 
-def _short(error: BaseException) -> str:
-    explanation = getattr(error, "explanation", None)
-    return str(explanation or error).strip()
+_short = engine_error_text

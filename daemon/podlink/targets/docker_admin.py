@@ -17,9 +17,10 @@ import docker
 import docker.errors
 
 from podlink.agent.wire import TEMP_PREFIX
+from podlink.targets import docker_exec
 from podlink.targets.base import TargetUnavailable
 from podlink.targets.docker import MANAGED_LABEL
-from podlink.targets.docker_exec import EngineAddress, EngineUnavailable
+from podlink.targets.docker_exec import EngineUnavailable
 
 MANAGED_FILTER = {"label": f"{MANAGED_LABEL}=1"}
 # `find` exits 1 when a remote folder does not exist: then there is nothing to remove there.
@@ -53,16 +54,9 @@ class ManagedImage:
 def open_engine() -> docker.DockerClient:
     """A client for the engine ``DOCKER_HOST`` names; TargetUnavailable when it does not answer."""
     try:
-        address = EngineAddress.from_environment()
+        _, client = docker_exec.open_engine()
     except EngineUnavailable as error:
         raise TargetUnavailable(str(error)) from error
-    try:
-        client = docker.from_env(timeout=30)
-        client.ping()
-    except docker.errors.DockerException as error:
-        raise TargetUnavailable(
-            f"cannot reach the Docker Engine at {address}: {_explain(error)}"
-        ) from error
     return client
 
 
@@ -150,6 +144,4 @@ def temp_files_in_container(
     return found
 
 
-def _explain(error: BaseException) -> str:
-    explanation = getattr(error, "explanation", None)
-    return str(explanation or error).strip()
+_explain = docker_exec.engine_error_text

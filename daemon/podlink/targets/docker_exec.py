@@ -70,6 +70,32 @@ class EngineAddress:
             raise EngineUnavailable(f"cannot reach the Docker Engine at {self}: {error}") from error
 
 
+def engine_error_text(error: BaseException) -> str:
+    """The Engine's own explanation of a failed call, without the HTTP wrapping."""
+    explanation = getattr(error, "explanation", None)
+    return str(explanation or error).strip()
+
+
+def open_engine() -> tuple[EngineAddress, Any]:
+    """The address ``DOCKER_HOST`` names and a client that has answered a ping there.
+
+    Raises EngineUnavailable saying where it looked and what to do.
+    """
+    import docker
+    import docker.errors
+
+    address = EngineAddress.from_environment()
+    try:
+        client = docker.from_env(timeout=30)
+        client.ping()
+    except docker.errors.DockerException as error:
+        raise EngineUnavailable(
+            f"cannot reach the Docker Engine at {address}: {engine_error_text(error)}; "
+            "start Docker (or set DOCKER_HOST) and try again"
+        ) from error
+    return address, client
+
+
 async def start_hijacked(
     address: EngineAddress, api_version: str, exec_id: str, *, tty: bool
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
