@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from podlink.config import Config, DockerTargetConfig, LocalTargetConfig
+from podlink.config import Config, DockerTargetConfig, KubernetesTargetConfig, LocalTargetConfig
 from podlink.targets.base import Target, TargetUnavailable
 from podlink.targets.local import LocalTarget
 
@@ -18,6 +18,10 @@ def make_target(config: Config, on_log: Callable[[str], None]) -> Target:
         from podlink.targets.docker import DockerTarget
 
         return DockerTarget(target, config.folder, on_log)
+    if isinstance(target, KubernetesTargetConfig):
+        from podlink.targets.kubernetes import KubernetesTarget
+
+        return KubernetesTarget(target)
     raise TargetUnavailable(
         f"the {config.target_kind} target is not available in this version of podlink; "
         "use a local or docker target in podlink.yaml for now"

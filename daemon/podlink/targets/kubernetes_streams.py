@@ -1,0 +1,229 @@
+"""Exec and port-forward streams over the Kubernetes API server's WebSocket subresources.
+
+The official client's ``WSClient`` is blocking: one reader thread per exec pumps its stdout
+and stderr channels into asyncio StreamReaders, and stdin is one end of a socket pair (a real
+``asyncio.StreamWriter`` for the caller) whose other end a writer thread forwards to channel
+0. On ``v5.channel.k8s.io`` the end of stdin becomes the close frame ``[255, 0]``; ``v4`` has
+no way to say it, which is why the agent's framing never relies on stdin EOF. The exit code
+is the Status object on channel 3.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+STDOUT_CHANNEL, STDERR_CHANNEL, STATUS_CHANNEL = 1, 2, 3
+STREAM_LIMIT = 1 << 20
+KILL_WAIT_SECONDS = 5.0
+POLL_SECONDS = 0.5
+
+# Kubernetes exec has no working directory or environment, and no call that stops a
+# command: sh changes directory, prints its pid (the command's process group when the
+# runtime starts each exec in its own session) on stderr and becomes the command.
+PID_WRAPPER = 'cd "$1" || exit 126; shift; echo "$$" >&2; exec "$@"'
+TTY_WRAPPER = 'cd "$1" || exit 126; shift; exec "$@"'
+
+
+def wrapped_argv(
+    argv: Sequence[str], *, tty: bool, env: Mapping[str, str] | None, cwd: str | None
+) -> list[str]:
+    environment = ["env", *(f"{key}={value}" for key, value in env.items())] if env else []
+    script = TTY_WRAPPER if tty else PID_WRAPPER
+    return ["sh", "-c", script, "podlink-exec", cwd or ".", *environment, *argv]
+
+
+def exit_code_from_status(raw: bytes) -> int:
+    """The exit code in the Status object the kubelet sends on channel 3 (-1 when absent)."""
+    try:
+        status = json.loads(raw) if raw.strip() else None
+    except ValueError:
+        return -1
+    if not isinstance(status, dict):
+        return -1
+    if status.get("status") == "Success":
+        return 0
+    for cause in (status.get("details") or {}).get("causes") or []:
+        if cause.get("reason") == "ExitCode":
+            with contextlib.suppress(TypeError, ValueError):
+                return int(cause.get("message"))
+    return -1
+
+
+class KubeExec:
+    """One command in a pod's container: stdin, split stdout/stderr, exit code, group stop."""
+
+    def __init__(
+        self,
+        websocket: Any,
+        *,
+        tty: bool,
+        wants_stdin: bool,
+        signal_group: Callable[[int, str], None],
+    ) -> None:
+        self._ws = websocket
+        self._tty = tty
+        self._signal_group = signal_group
+        self._loop = asyncio.get_running_loop()
+        self.stdin: asyncio.StreamWriter | None = None
+        self.stdout = asyncio.StreamReader(limit=STREAM_LIMIT)
+        self.stderr: asyncio.StreamReader | None = (
+            None if tty else asyncio.StreamReader(limit=STREAM_LIMIT)
+        )
+        self.pid: int | None = None
+        self._pid_known: asyncio.Future[int | None] = self._loop.create_future()
+        self._pid_buffer = b""
+        self._done: asyncio.Future[int] = self._loop.create_future()
+        self._stdin_peer: socket.socket | None = None
+        self._wants_stdin = wants_stdin
+        self._send_lock = threading.Lock()
+
+    @property
+    def subprotocol(self) -> str:
+        return str(self._ws.subprotocol or "")
+
+    async def start(self) -> None:
+        if self._wants_stdin:
+            ours, peer = socket.socketpair()
+            self._stdin_peer = peer
+            _, self.stdin = await asyncio.open_connection(sock=ours)
+            threading.Thread(
+                target=self._forward_stdin, name="podlink-kube-stdin", daemon=True
+            ).start()
+        elif self.subprotocol.startswith("v5"):
+            self._send(lambda: self._ws.close_channel(0))
+        threading.Thread(target=self._read_output, name="podlink-kube-exec", daemon=True).start()
+
+    def _send(self, action: Callable[[], None]) -> bool:
+        with self._send_lock:
+            try:
+                action()
+                return True
+            except Exception as error:  # the connection is gone: the reader reports the end
+                log.debug("cannot write to the exec stream: %s", error)
+                return False
+
+    def _forward_stdin(self) -> None:
+        peer = self._stdin_peer
+        assert peer is not None
+        try:
+            while data := peer.recv(1 << 16):
+                if not self._send(lambda data=data: self._ws.write_stdin(data)):  # type: ignore[misc]
+                    return
+            self._send(lambda: self._ws.close_channel(0))
+        except OSError:
+            pass
+        finally:
+            peer.close()
+
+    def _read_output(self) -> None:
+        status = b""
+        try:
+            while self._ws.is_open():
+                self._ws.update(timeout=POLL_SECONDS)
+                for channel in (STDOUT_CHANNEL, STDERR_CHANNEL):
+                    data = self._ws.read_channel(channel)
+                    if data:
+                        self._deliver(channel, data)
+                status += self._ws.read_channel(STATUS_CHANNEL) or b""
+        except Exception as error:  # a dropped connection ends the command for us
+            log.debug("exec stream ended: %s", error)
+        with contextlib.suppress(Exception):  # what the last update buffered
+            for channel in (STDOUT_CHANNEL, STDERR_CHANNEL):
+                if data := self._ws.read_channel(channel):
+                    self._deliver(channel, data)
+            status += self._ws.read_channel(STATUS_CHANNEL) or b""
+        code = exit_code_from_status(status)
+        with contextlib.suppress(RuntimeError):  # the loop may be closed by now
+            self._loop.call_soon_threadsafe(self._finish, code)
+
+    def _deliver(self, channel: int, data: bytes) -> None:
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._feed, channel, data)
+
+    def _feed(self, channel: int, data: bytes) -> None:
+        if channel == STDOUT_CHANNEL or self.stderr is None:
+            self.stdout.feed_data(data)
+            return
+        if self._pid_known.done() or self._tty:
+            self.stderr.feed_data(data)
+            return
+        self._pid_buffer += data
+        line, newline, rest = self._pid_buffer.partition(b"\n")
+        if not newline:
+            return
+        with contextlib.suppress(ValueError):
+            self.pid = int(line)
+        self._pid_known.set_result(self.pid)
+        if rest:
+            self.stderr.feed_data(rest)
+
+    def _finish(self, code: int) -> None:
+        self.stdout.feed_eof()
+        if self.stderr is not None:
+            self.stderr.feed_eof()
+        if not self._pid_known.done():
+            self._pid_known.set_result(None)
+        if not self._done.done():
+            self._done.set_result(code)
+        if self.stdin is not None:
+            self.stdin.close()
+
+    async def wait_for_pid(self) -> int | None:
+        """The command's pid in the container (None with a TTY, where it is not printed)."""
+        if self._tty:
+            return None
+        return await self._pid_known
+
+    async def close_stdin(self) -> None:
+        if self.stdin is not None and not self.stdin.is_closing():
+            with contextlib.suppress(OSError):
+                self.stdin.write_eof()
+
+    async def wait(self) -> int:
+        return await asyncio.shield(self._done)
+
+    def hang_up(self) -> None:
+        """Close the WebSocket: the reader thread then ends the streams."""
+        self._send(self._ws.close)
+
+    async def terminate(self, grace_seconds: float = 3.0) -> int:
+        if self._done.done():
+            return self._done.result()
+        pid = self.pid if self._pid_known.done() else None
+        if pid is None:
+            await asyncio.to_thread(self.hang_up)
+            return await self.wait()
+        await asyncio.to_thread(self._signal_group, pid, "TERM")
+        try:
+            return await asyncio.wait_for(self.wait(), grace_seconds)
+        except TimeoutError:
+            await asyncio.to_thread(self._signal_group, pid, "KILL")
+        try:
+            return await asyncio.wait_for(self.wait(), KILL_WAIT_SECONDS)
+        except TimeoutError:
+            log.warning("command (pid %s) in the pod did not stop; leaving it", pid)
+            await asyncio.to_thread(self.hang_up)
+            return await self.wait()
+
+
+async def open_forwarded_socket(
+    forward: Any, port: int
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Asyncio streams on the client's end of one port-forward WebSocket.
+
+    ``PortForward.socket`` is one end of a socket pair whose other end the client's proxy
+    thread relays; it is a real socket, so asyncio can own it directly.
+    """
+    raw = forward.socket(port)
+    sock: socket.socket = getattr(raw, "_socket", raw)
+    sock.setblocking(False)
+    return await asyncio.open_connection(sock=sock, limit=STREAM_LIMIT)

@@ -1,0 +1,226 @@
+"""The double's cluster state, changed by tests, and the Docker containers behind its pods.
+
+``KubeApiDouble`` is what tests use: start it, write a kubeconfig for the official client,
+then run, break, restart, replace and delete pods and deny verbs while a target is
+connected. Every change bumps the resource version and is recorded for watches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+from tests.kube_double.objects import Event, Pod
+from tests.kube_double.server import ApiServer
+
+TEST_IMAGE = "podlink-test-python:bookworm"
+TEST_LABEL = "podlink.test"
+
+# Port-forward dials the port on the pod's own loopback from a process inside it, as the
+# kubelet does from inside the pod's network namespace; it writes one byte once connected.
+RELAY_SOURCE = r"""
+import os, socket, sys, threading
+try:
+    conn = socket.create_connection(("127.0.0.1", int(sys.argv[1])), 5)
+except OSError as error:
+    sys.stderr.write("dial tcp4 127.0.0.1:%s: %s\n" % (sys.argv[1], error))
+    sys.exit(3)
+os.write(1, b"\x01")
+def upstream():
+    while data := os.read(0, 65536):
+        conn.sendall(data)
+    try:
+        conn.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+threading.Thread(target=upstream, daemon=True).start()
+while data := conn.recv(65536):
+    os.write(1, data)
+"""
+
+
+class KubeApiDouble:
+    """A fake cluster with one API server. ``docker`` is a docker SDK client."""
+
+    def __init__(self, docker: Any, namespace: str = "dev") -> None:
+        self.docker = docker
+        self.namespace = namespace
+        self.token = secrets.token_hex(16)
+        self.namespaces = {namespace}
+        self.pods: dict[tuple[str, str], Pod] = {}
+        self.events: list[Event] = []
+        self.denied: set[tuple[str, str]] = set()
+        self.offer_v5 = True
+        self.lock = threading.RLock()
+        self.resource_version = 1
+        self.compacted_version = 0
+        self.history: list[tuple[int, str, dict[str, Any], Pod]] = []
+        self.watchers: set[asyncio.Queue[tuple[int, str, dict[str, Any], Pod]]] = set()
+        self.server = ApiServer(self, self.token)
+
+    # -- life ------------------------------------------------------------------------------
+
+    def start(self) -> KubeApiDouble:
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()
+        for pod in list(self.pods.values()):
+            self._remove_container(pod)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.port}"
+
+    def write_kubeconfig(
+        self, path: Path, *, namespace: str | None = None, token: str | None = None
+    ) -> Path:
+        """A kubeconfig whose current context ``double`` reaches this server."""
+        path.write_text(
+            "apiVersion: v1\nkind: Config\n"
+            f"clusters:\n- name: double\n  cluster:\n    server: {self.url}\n"
+            f"users:\n- name: developer\n  user:\n    token: {token or self.token}\n"
+            "contexts:\n- name: double\n  context:\n    cluster: double\n    user: developer\n"
+            f"    namespace: {namespace or self.namespace}\n"
+            "current-context: double\n"
+        )
+        return path
+
+    # -- changing the cluster (blocking: call from a worker thread in async tests) ------------
+
+    def run_pod(
+        self, name: str, labels: dict[str, str], containers: tuple[str, ...] = ("app",)
+    ) -> Pod:
+        """A Running, Ready pod backed by a new container."""
+        pod = Pod(name=name, namespace=self.namespace, labels=labels, containers=containers)
+        pod.container = self._start_container(name)
+        self._record("ADDED", pod)
+        return pod
+
+    def pending_pod(self, name: str, labels: dict[str, str], message: str) -> Pod:
+        """A pod the scheduler cannot place: Pending, with a FailedScheduling event."""
+        pod = Pod(
+            name=name,
+            namespace=self.namespace,
+            labels=labels,
+            phase="Pending",
+            ready=False,
+            scheduling_message=message,
+        )
+        self._record("ADDED", pod)
+        self.add_event(pod, "FailedScheduling", message)
+        return pod
+
+    def crash_loop(self, name: str, labels: dict[str, str], last_output: str) -> Pod:
+        """A pod whose container keeps exiting: CrashLoopBackOff, with BackOff events."""
+        pod = Pod(
+            name=name,
+            namespace=self.namespace,
+            labels=labels,
+            ready=False,
+            restart_count=5,
+            waiting_reason="CrashLoopBackOff",
+            waiting_message=f"back-off 2m40s restarting failed container=app pod={name}",
+        )
+        self._record("ADDED", pod)
+        self.add_event(pod, "BackOff", "Back-off restarting failed container app")
+        self.add_event(pod, "Failed", f"Error: {last_output}")
+        return pod
+
+    def add_event(self, pod: Pod, reason: str, message: str) -> None:
+        with self.lock:
+            self.events.append(Event(pod, reason, message))
+
+    def delete_pod(self, name: str, namespace: str | None = None) -> None:
+        """Terminating (MODIFIED with a deletionTimestamp), then gone (DELETED)."""
+        pod = self.pods[(namespace or self.namespace, name)]
+        pod.terminating, pod.ready = True, False
+        self._record("MODIFIED", pod)
+        self._remove_container(pod)
+        self._record("DELETED", pod)
+
+    def replace_pod(self, name: str) -> Pod:
+        """What a ReplicaSet does when its pod is deleted: a new pod with the same labels."""
+        old = self.pods[(self.namespace, name)]
+        self.delete_pod(name)
+        base = name.rsplit("-", 1)[0]
+        return self.run_pod(f"{base}-{uuid.uuid4().hex[:5]}", old.labels, old.containers)
+
+    def restart_container(self, name: str) -> None:
+        """The container dies and the kubelet starts it again in the same pod."""
+        pod = self.pods[(self.namespace, name)]
+        pod.container.restart(timeout=0)
+        pod.ready, pod.restart_count = False, pod.restart_count + 1
+        self._record("MODIFIED", pod)
+        pod.ready = True
+        self._record("MODIFIED", pod)
+
+    def deny(self, verb: str, resource: str) -> None:
+        """Answer ``verb`` on ``resource`` (``pods/exec``...) with 403 from now on."""
+        self.denied.add((verb, resource))
+
+    def expire_history(self) -> None:
+        """Compact the watch cache: a watch from any earlier version now gets 410 Gone."""
+        with self.lock:
+            self.history.clear()
+            self.compacted_version = self.resource_version
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _record(self, kind: str, pod: Pod) -> None:
+        with self.lock:
+            self.resource_version += 1
+            pod.resource_version = self.resource_version
+            if kind == "DELETED":
+                self.pods.pop((pod.namespace, pod.name), None)
+            else:
+                self.pods[(pod.namespace, pod.name)] = pod
+            change = (self.resource_version, kind, pod.to_json(), pod)
+            self.history.append(change)
+
+        def publish() -> None:
+            for queue in list(self.watchers):
+                queue.put_nowait(change)
+
+        self.server.call_soon(publish)
+
+    def _start_container(self, name: str) -> Any:
+        return self.docker.containers.run(
+            TEST_IMAGE,
+            ["sleep", "infinity"],
+            name=f"podlink-kube-{name}-{uuid.uuid4().hex[:6]}",
+            detach=True,
+            init=True,
+            labels={TEST_LABEL: "1"},
+        )
+
+    def _remove_container(self, pod: Pod) -> None:
+        container, pod.container = pod.container, None
+        if container is not None:
+            try:
+                container.remove(force=True)
+            except Exception:  # already gone with its engine: nothing to clean
+                pass
+
+    async def docker_exec(
+        self, pod: Pod, argv: list[str], *, stdin: bool = True
+    ) -> asyncio.subprocess.Process:
+        # Without stdin the command's input is closed, as with an exec that asked for none.
+        return await asyncio.create_subprocess_exec(
+            "docker",
+            "exec",
+            *(["-i"] if stdin else []),
+            pod.container.id,
+            *argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+
+    async def docker_relay(self, pod: Pod, port: int) -> asyncio.subprocess.Process:
+        return await self.docker_exec(pod, ["python3", "-c", RELAY_SOURCE, str(port)])
