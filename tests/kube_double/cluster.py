@@ -3,17 +3,27 @@
 ``KubeApiDouble`` is what tests use: start it, write a kubeconfig for the official client,
 then run, break, restart, replace and delete pods and deny verbs while a target is
 connected. Every change bumps the resource version and is recorded for watches.
+
+Deployments are created by tests (``create_deployment``) and patched through the API; a
+controller thread rolls a Deployment out whenever its pod template or replica count changes.
+Every pod runs the test image whatever image its template names (the double pulls nothing);
+the pod's spec shows the template's fields, and the first container's command and args run
+as the Docker container's command (``sleep infinity`` when the template names none).
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import secrets
 import threading
+import time
 import uuid
 from pathlib import Path
+from queue import SimpleQueue
 from typing import Any
 
+from tests.kube_double.deployments import apply_patch, new_deployment, rollout_key
 from tests.kube_double.objects import Event, Pod
 from tests.kube_double.server import ApiServer
 
@@ -60,15 +70,24 @@ class KubeApiDouble:
         self.compacted_version = 0
         self.history: list[tuple[int, str, dict[str, Any], Pod]] = []
         self.watchers: set[asyncio.Queue[tuple[int, str, dict[str, Any], Pod]]] = set()
+        self.deployments: dict[tuple[str, str], dict[str, Any]] = {}
+        self.rolled_out: dict[tuple[str, str], str] = {}
+        self.rollouts: SimpleQueue[tuple[str, str] | None] = SimpleQueue()
+        self.controller = threading.Thread(
+            target=self._control_deployments, name="kube-double-controller", daemon=True
+        )
         self.server = ApiServer(self, self.token)
 
     # -- life ------------------------------------------------------------------------------
 
     def start(self) -> KubeApiDouble:
         self.server.start()
+        self.controller.start()
         return self
 
     def stop(self) -> None:
+        self.rollouts.put(None)
+        self.controller.join(60)
         self.server.stop()
         for pod in list(self.pods.values()):
             self._remove_container(pod)
@@ -160,6 +179,100 @@ class KubeApiDouble:
         pod.ready = True
         self._record("MODIFIED", pod)
 
+    # -- Deployments ---------------------------------------------------------------------
+
+    def create_deployment(
+        self,
+        name: str,
+        labels: dict[str, str],
+        containers: list[dict[str, Any]],
+        *,
+        replicas: int = 1,
+    ) -> dict[str, Any]:
+        """A Deployment selecting ``labels`` whose pods run ``containers`` (container specs
+        as in a manifest). Returns once its pods run, as ``deployment`` would show it."""
+        body = new_deployment(name, self.namespace, labels, containers, replicas)
+        with self.lock:
+            self.resource_version += 1
+            body["metadata"]["resourceVersion"] = str(self.resource_version)
+            self.deployments[(self.namespace, name)] = body
+        self.rollouts.put((self.namespace, name))
+        self.wait_for_rollout(name)
+        return self.deployment(name)
+
+    def deployment(self, name: str) -> dict[str, Any]:
+        """A copy of the Deployment's JSON as the API serves it."""
+        with self.lock:
+            return copy.deepcopy(self.deployments[(self.namespace, name)])
+
+    def deployment_pods(self, name: str) -> list[Pod]:
+        with self.lock:
+            return [pod for pod in self.pods.values() if pod.owner == name]
+
+    def wait_for_rollout(self, name: str, seconds: float = 60) -> None:
+        """Until the controller has rolled out the Deployment's current template."""
+        key = (self.namespace, name)
+        for _ in range(int(seconds * 10)):
+            with self.lock:
+                if self.rolled_out.get(key) == rollout_key(self.deployments[key]):
+                    return
+            time.sleep(0.1)
+        raise TimeoutError(f"deployment {name} did not roll out in {seconds}s")
+
+    def patch_deployment(
+        self, namespace: str, name: str, patch: Any, content_type: str
+    ) -> dict[str, Any]:
+        """What the API server does with a PATCH (``deployments.PatchError`` if refused)."""
+        with self.lock:
+            current = self.deployments[(namespace, name)]
+            patched = apply_patch(current, patch, content_type)
+            if patched != current:
+                self.resource_version += 1
+                patched["metadata"]["resourceVersion"] = str(self.resource_version)
+                self.deployments[(namespace, name)] = patched
+        self.rollouts.put((namespace, name))
+        return copy.deepcopy(patched)
+
+    def _control_deployments(self) -> None:
+        while (key := self.rollouts.get()) is not None:
+            with self.lock:
+                deployment = copy.deepcopy(self.deployments.get(key))
+            if deployment is None or self.rolled_out.get(key) == rollout_key(deployment):
+                continue
+            self._roll_out(deployment)
+            with self.lock:
+                self.rolled_out[key] = rollout_key(deployment)
+                ready = len(self.deployment_pods(key[1]))
+                status = {"replicas": ready, "readyReplicas": ready, "updatedReplicas": ready}
+                status["observedGeneration"] = deployment["metadata"]["generation"]
+                self.deployments[key]["status"] = status
+
+    def _roll_out(self, deployment: dict[str, Any]) -> None:
+        """The Recreate strategy: every old pod is deleted, then the new ones start."""
+        name = deployment["metadata"]["name"]
+        for pod in self.deployment_pods(name):
+            self.delete_pod(pod.name, pod.namespace)
+        template = deployment["spec"]["template"]
+        labels = template["metadata"]["labels"]
+        containers = template["spec"]["containers"]
+        specs = {c["name"]: {k: v for k, v in c.items() if k != "name"} for c in containers}
+        first = containers[0]
+        command = [*first.get("command", []), *first.get("args", [])] or None
+        for _ in range(deployment["spec"].get("replicas", 1)):
+            pod_name = f"{name}-{uuid.uuid4().hex[:10]}"
+            pod = Pod(
+                name=pod_name,
+                namespace=deployment["metadata"]["namespace"],
+                labels=dict(labels),
+                containers=tuple(specs),
+                specs=specs,
+                owner=name,
+            )
+            pod.container = self._start_container(pod_name, command)
+            self._record("ADDED", pod)
+
+    # -- access control and watch history ------------------------------------------------
+
     def deny(self, verb: str, resource: str) -> None:
         """Answer ``verb`` on ``resource`` (``pods/exec``...) with 403 from now on."""
         self.denied.add((verb, resource))
@@ -189,10 +302,10 @@ class KubeApiDouble:
 
         self.server.call_soon(publish)
 
-    def _start_container(self, name: str) -> Any:
+    def _start_container(self, name: str, command: list[str] | None = None) -> Any:
         return self.docker.containers.run(
             TEST_IMAGE,
-            ["sleep", "infinity"],
+            command or ["sleep", "infinity"],
             name=f"podlink-kube-{name}-{uuid.uuid4().hex[:6]}",
             detach=True,
             init=True,

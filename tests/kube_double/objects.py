@@ -53,6 +53,10 @@ class Pod:
     scheduling_message: str | None = None
     terminating: bool = False
     container: Any = None
+    # The container fields of the pod template it came from (command, args, probes...), by
+    # container name, and the Deployment that owns it.
+    specs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    owner: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         metadata: dict[str, Any] = {
@@ -84,7 +88,12 @@ class Pod:
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": metadata,
-            "spec": {"containers": [{"name": n, "image": self.image} for n in self.containers]},
+            "spec": {
+                "containers": [
+                    {"name": n, "image": self.image, **self.specs.get(n, {})}
+                    for n in self.containers
+                ]
+            },
             "status": status,
         }
 

@@ -8,6 +8,8 @@ serves, over plain HTTP on 127.0.0.1 with one bearer token:
   JSON lines, ``resourceVersion``, ``timeoutSeconds``, an ERROR event with a 410 Status once
   the requested version has been compacted away), delete;
 * ``GET /api/v1/namespaces/{ns}/events`` (``fieldSelector involvedObject.name=``);
+* apps/v1 deployments: list (``labelSelector``), get, and patch (strategic merge or JSON
+  merge patch, with a ``metadata.resourceVersion`` precondition; ``deployments.py``);
 * exec over WebSocket (``v5.channel.k8s.io`` or ``v4.channel.k8s.io``: a channel byte then
   data; 0 stdin, 1 stdout, 2 stderr, 3 the final Status, 4 resize; on v5 ``[255, 0]``
   closes stdin);
@@ -33,12 +35,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.kube_double.deployments import PatchError
 from tests.kube_double.objects import Pod, matches_fields, matches_labels, status_body
 from tests.kube_double.websocket import WebSocket, handshake_response
 
 EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
 PORTFORWARD_PROTOCOL = "portforward.k8s.io"
 STDIN, STDOUT, STDERR, STATUS, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
+DEPLOYMENTS = r"/apis/apps/v1/namespaces/([^/]+)/deployments"
 
 
 @dataclass
@@ -67,7 +71,16 @@ class Reply(Exception):
         self.body = body
 
 
-REASONS = {200: "OK", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 410: "Gone"}
+REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    409: "Conflict",
+    410: "Gone",
+    415: "Unsupported Media Type",
+}
 
 Handler = Callable[[Request, "re.Match[str]"], Awaitable[dict[str, Any] | None]]
 
@@ -89,6 +102,9 @@ class ApiServer:
             ("GET", re.compile(r"/api/v1/namespaces/([^/]+)/pods/([^/]+)"), self._get_pod),
             ("DELETE", re.compile(r"/api/v1/namespaces/([^/]+)/pods/([^/]+)"), self._delete_pod),
             ("GET", re.compile(r"/api/v1/namespaces/([^/]+)/events"), self._list_events),
+            ("GET", re.compile(DEPLOYMENTS), self._list_deployments),
+            ("GET", re.compile(DEPLOYMENTS + r"/([^/]+)"), self._get_deployment),
+            ("PATCH", re.compile(DEPLOYMENTS + r"/([^/]+)"), self._patch_deployment),
             ("*", re.compile(r"/api/v1/namespaces/([^/]+)/pods/([^/]+)/exec"), self._exec),
             (
                 "*",
@@ -341,6 +357,55 @@ class ApiServer:
                 if event.pod.namespace == namespace and (not wanted or event.pod.name == wanted)
             ]
         return {"apiVersion": "v1", "kind": "EventList", "metadata": {}, "items": items}
+
+    async def _list_deployments(self, request: Request, match: re.Match[str]) -> dict[str, Any]:
+        namespace = match[1]
+        self._authorize("list", "deployments", namespace)
+        self._namespace(namespace)
+        labels = request.param("labelSelector")
+        with self.cluster.lock:
+            items = [
+                json.loads(json.dumps(body))
+                for (space, _), body in sorted(self.cluster.deployments.items())
+                if space == namespace and matches_labels(body["metadata"].get("labels", {}), labels)
+            ]
+            version = self.cluster.resource_version
+        return {
+            "apiVersion": "apps/v1",
+            "kind": "DeploymentList",
+            "metadata": {"resourceVersion": str(version)},
+            "items": items,
+        }
+
+    def _deployment(self, namespace: str, name: str) -> dict[str, Any]:
+        self._namespace(namespace)
+        with self.cluster.lock:
+            body = self.cluster.deployments.get((namespace, name))
+            if body is None:
+                message = f'deployments.apps "{name}" not found'
+                raise Reply(404, status_body(404, "NotFound", message))
+            copied: dict[str, Any] = json.loads(json.dumps(body))
+            return copied
+
+    async def _get_deployment(self, request: Request, match: re.Match[str]) -> dict[str, Any]:
+        self._authorize("get", "deployments", match[1], match[2])
+        return self._deployment(match[1], match[2])
+
+    async def _patch_deployment(self, request: Request, match: re.Match[str]) -> dict[str, Any]:
+        namespace, name = match[1], match[2]
+        self._authorize("patch", "deployments", namespace, name)
+        self._deployment(namespace, name)
+        try:
+            patch = json.loads(request.body or b"null")
+        except ValueError as error:
+            raise Reply(400, status_body(400, "BadRequest", f"invalid patch: {error}")) from error
+        content_type = request.headers.get("content-type", "")
+        try:
+            return await asyncio.to_thread(
+                self.cluster.patch_deployment, namespace, name, patch, content_type
+            )
+        except PatchError as error:
+            raise Reply(error.code, error.body) from error
 
     # -- streaming subresources --------------------------------------------------------
 

@@ -6,6 +6,10 @@ WebSockets opened by the official client (``kubernetes_streams``). A watch on th
 deletion, container restarts and replacement by a new Ready pod into target events; the
 session reconnects on them, and ``connect`` picks whichever pod matches then. Blocking client
 calls run in worker threads.
+
+With ``devMode`` the target first patches the Deployment (``kubernetes_devmode``), then
+follows the pods of the Deployment's selector that run the patched template, and restores
+the Deployment on ``close``.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from podlink.targets.base import (
     TargetEventKind,
     TargetUnavailable,
 )
+from podlink.targets.kubernetes_devmode import DevMode, session_owner
 from podlink.targets.kubernetes_streams import KubeExec, open_forwarded_socket, wrapped_argv
 
 log = logging.getLogger(__name__)
@@ -51,9 +56,21 @@ SHOWN_EVENTS = 3
 
 
 class KubernetesTarget:
-    def __init__(self, config: KubernetesTargetConfig, kubeconfig: str | None = None) -> None:
+    def __init__(
+        self,
+        config: KubernetesTargetConfig,
+        kubeconfig: str | None = None,
+        *,
+        folder: Path | None = None,
+    ) -> None:
+        """``folder``: the workspace, which with this machine names the session that holds
+        a devMode Deployment (the working directory when not given)."""
         self._config = config
         self._kubeconfig = kubeconfig
+        self._owner = session_owner(folder or Path.cwd())
+        self._dev_mode: DevMode | None = None
+        # In dev mode the pods are the Deployment's, whatever pod: says.
+        self._selector = config.pod.selector
         self._api: Any = None
         self._context = config.context or ""
         self._namespace = config.namespace or "default"
@@ -78,14 +95,11 @@ class KubernetesTarget:
 
     async def connect(self) -> None:
         self._loop = asyncio.get_running_loop()
-        if self._config.dev_mode is not None:
-            raise TargetUnavailable(
-                "devMode (patching a Deployment) is not available in this version of podlink; "
-                "remove target.kubernetes.devMode and point pod: at a running pod"
-            )
         if self._api is None:
             self._api = await asyncio.to_thread(self._open_client)
             await asyncio.to_thread(self._check_namespace)
+        if self._config.dev_mode is not None:
+            await asyncio.to_thread(self._engage_dev_mode)
         pod = await asyncio.to_thread(self._find_pod)
         with self._state_lock:
             self._pod_name = pod.metadata.name
@@ -149,6 +163,47 @@ class KubernetesTarget:
         if not self._config.namespace:
             self._namespace = (chosen.get("context") or {}).get("namespace") or "default"
 
+    def _engage_dev_mode(self) -> None:
+        """Patch the Deployment (again after a reconnect) and wait for its dev pod."""
+        assert self._config.dev_mode is not None
+        if self._dev_mode is None:
+            self._dev_mode = DevMode(
+                self._api,
+                self._namespace,
+                self._config.dev_mode,
+                container=self._config.container,
+                owner=self._owner,
+            )
+        name = self._dev_mode.deployment
+        try:
+            self._dev_mode.engage()
+        except ApiException as error:
+            raise self._failure(
+                error, f"patching deployment {name} for devMode", "patch", "deployments"
+            ) from error
+        except TargetUnavailable:
+            raise
+        except Exception as error:
+            raise self._failure(error, f"patching deployment {name} for devMode") from error
+        self._selector = self._dev_mode.selector
+        try:
+            self._dev_mode.wait_for_pod(self._core(), _is_ready)
+        except Exception as error:
+            raise self._failure(error, "waiting for the devMode pod", "list", "pods") from error
+
+    def _release_dev_mode(self) -> None:
+        dev_mode = self._dev_mode
+        if dev_mode is None or not dev_mode.engaged:
+            return
+        try:
+            dev_mode.release()
+        except Exception as error:  # closing must go on; the annotation lets purge finish it
+            log.warning(
+                "could not restore deployment %s (%s); `podlink purge` restores it",
+                dev_mode.deployment,
+                error,
+            )
+
     def _core(self) -> Any:
         if self._api is None:
             raise TargetUnavailable("the Kubernetes target is not connected")
@@ -173,7 +228,7 @@ class KubernetesTarget:
 
     def _find_pod(self) -> Any:
         core = self._core()
-        selector = self._config.pod.selector
+        selector = self._selector
         try:
             if selector is None:
                 name = self._config.pod.name or ""
@@ -194,6 +249,16 @@ class KubernetesTarget:
                     self._namespace, label_selector=selector, _request_timeout=REQUEST_TIMEOUT
                 )
                 candidates = [p for p in listing.items if not p.metadata.deletion_timestamp]
+                if self._dev_mode is not None:
+                    # Pods of the template from before the patch may still be around.
+                    candidates = [p for p in candidates if self._dev_mode.runs_dev_spec(p)]
+                if not candidates and self._dev_mode is not None:
+                    raise TargetUnavailable(
+                        f"no pod of deployment {self._dev_mode.deployment} runs the devMode "
+                        f"command yet (selector {selector!r}, namespace {self._namespace!r}, "
+                        f"{self._where()}); `kubectl rollout status deployment/"
+                        f"{self._dev_mode.deployment} -n {self._namespace}` shows why"
+                    )
                 if not candidates:
                     raise TargetUnavailable(
                         f"no pod in namespace {self._namespace!r} matches the selector "
@@ -385,7 +450,8 @@ class KubernetesTarget:
                 "context": self._context,
                 "container": self._container,
                 "server": self._server,
-                "selector": pod.selector,
+                "selector": self._selector,
+                "deployment": self._dev_mode.deployment if self._dev_mode is not None else None,
             },
         )
 
@@ -393,8 +459,8 @@ class KubernetesTarget:
 
     def _watch_pods(self) -> None:
         core = self._core()
-        if self._config.pod.selector is not None:
-            scope = {"label_selector": self._config.pod.selector}
+        if self._selector is not None:
+            scope = {"label_selector": self._selector}
         else:
             scope = {"field_selector": f"metadata.name={self._config.pod.name}"}
         version: str | None = None
@@ -514,6 +580,8 @@ class KubernetesTarget:
         )
         if self._watch is not None:
             self._watch.stop()
+        if self._api is not None and self._dev_mode is not None:
+            await asyncio.to_thread(self._release_dev_mode)
         if self._api is not None:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self._api.close)
