@@ -152,8 +152,8 @@ async def test_a_session_runs_in_the_patched_pod_and_restores_the_deployment(
     try:
         await listener.wait_for_state("ready", seconds=90)
         patched = cluster.deployment("web")
-        # Until the target is told its folder, the session is named by the working directory.
-        assert_in_dev_mode(patched, session_owner(Path.cwd()))
+        # The session is named by this machine and the workspace folder.
+        assert_in_dev_mode(patched, session_owner(load_config(workspace).folder))
         pods = cluster.deployment_pods("web")
         assert len(pods) == 1 and pods[0].specs["app"]["command"] == DEV_COMMAND
         (workspace / "app" / "edited.py").write_text("EDITED = True\n")
