@@ -11,7 +11,7 @@ import collections
 import contextlib
 import logging
 import shlex
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Literal
 
 from podlink.targets.base import ExecStream, Target, TargetUnavailable
@@ -21,6 +21,11 @@ log = logging.getLogger(__name__)
 AppState = Literal["running", "exited", "restarting", "stopped"]
 TAIL_LINES = 20
 STOP_GRACE_SECONDS = 3.0
+# Rewrites the command and environment before each start (debugging runs the app under
+# debugpy); raises TargetUnavailable when it cannot, and the app then starts as configured.
+Launcher = Callable[
+    [tuple[str, ...], Mapping[str, str]], Awaitable[tuple[tuple[str, ...], dict[str, str]]]
+]
 
 
 class AppRunner:
@@ -46,6 +51,16 @@ class AppRunner:
         self._process: ExecStream | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self.launcher: Launcher | None = None
+        self.on_started: Callable[[], None] | None = None
+
+    @property
+    def cwd(self) -> str:
+        return self._cwd
+
+    @property
+    def env(self) -> dict[str, str]:
+        return dict(self._env)
 
     async def start(self) -> None:
         async with self._lock:
@@ -64,9 +79,15 @@ class AppRunner:
     async def _start_locked(self) -> None:
         self.exit_code = None
         self.tail.clear()
-        self._on_output(f"$ {shlex.join(self.command)}")
+        command, env = self.command, self._env
+        if self.launcher is not None:
+            try:
+                command, env = await self.launcher(command, env)
+            except TargetUnavailable as error:
+                self._report_line(f"podlink: {error}; starting the app as configured")
+        self._on_output(f"$ {shlex.join(command)}")
         try:
-            process = await self._target.exec(self.command, env=self._env, cwd=self._cwd)
+            process = await self._target.exec(command, env=env, cwd=self._cwd)
         except TargetUnavailable as error:
             self.exit_code = None
             self._report_line(f"podlink: could not start the app: {error}")
@@ -75,6 +96,8 @@ class AppRunner:
         self._process = process
         self._set_state("running")
         self._supervisor = asyncio.create_task(self._supervise(process))
+        if self.on_started is not None:
+            self.on_started()
 
     async def _stop_locked(self, final_state: AppState) -> None:
         process, supervisor = self._process, self._supervisor
@@ -93,8 +116,11 @@ class AppRunner:
         if self._process is not process:
             return  # stopped on purpose; the stopper sets the state
         self._process = None
+        await process.terminate(0)  # children that outlived it must not hold its port
         self.exit_code = code
-        self._on_output(f"podlink: the app exited with code {code}")
+        last = next((line.strip() for line in reversed(self.tail) if line.strip()), "")
+        said = f" (its last output: {last})" if code != 0 and last else ""
+        self._on_output(f"podlink: the app exited with code {code}{said}")
         self._set_state("exited")
 
     async def _pump(self, stream: asyncio.StreamReader) -> None:

@@ -26,6 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from podlink import __version__
 from podlink import protocol as wire
+from podlink.cli_tests import build_command, test_command
 from podlink.config import (
     CONFIG_FILE_NAME,
     Config,
@@ -62,6 +63,10 @@ def main() -> None:
     """podlink: your workspace, synced into a dev container or pod, driven from your editor."""
 
 
+main.add_command(test_command)
+main.add_command(build_command)
+
+
 @main.command()
 @FOLDER_ARGUMENT
 @click.option("--config", "config_file", help="Config file, relative to FOLDER.")
@@ -74,6 +79,27 @@ def up(folder: Path, config_file: str | None, verbose: bool) -> None:
         asyncio.run(_run_up(folder, config_file, console))
     except ConfigError as error:
         _fail(str(error), EXIT_BAD_CONFIG)
+    except TargetUnavailable as error:
+        _fail(f"podlink: {error}", EXIT_FAILED)
+
+
+@main.command()
+@FOLDER_ARGUMENT
+@click.option("--config", "config_file", help="Config file, relative to FOLDER.")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug detail to stderr.")
+def debug(folder: Path, config_file: str | None, verbose: bool) -> None:
+    """Like `up`, with the app under debugpy: prints the VS Code attach configuration (JSON)
+    once the debug server is ready, and keeps it there across restarts. Ctrl-C stops it."""
+    from podlink.debug import DebugNotPossible
+
+    setup_logging(verbose=verbose)
+    console = Console(highlight=False)
+    try:
+        asyncio.run(_run_up(folder, config_file, console, debug=True))
+    except ConfigError as error:
+        _fail(str(error), EXIT_BAD_CONFIG)
+    except DebugNotPossible as error:
+        _fail(f"podlink: {error}", EXIT_BAD_CONFIG)
     except TargetUnavailable as error:
         _fail(f"podlink: {error}", EXIT_FAILED)
 
@@ -110,7 +136,9 @@ class ConsoleListener:
         self._console.print(f"[dim]{_clock()}[/] [bold red]error[/] {message}", soft_wrap=True)
 
 
-async def _run_up(folder: Path, config_file: str | None, console: Console) -> None:
+async def _run_up(
+    folder: Path, config_file: str | None, console: Console, *, debug: bool = False
+) -> None:
     from podlink.registry import SessionRegistry
 
     listener = ConsoleListener(console)
@@ -139,9 +167,15 @@ async def _run_up(folder: Path, config_file: str | None, console: Console) -> No
         f"[green]ready[/]: {folder.resolve()} -> {session.to_protocol().target.name} "
         f"({status.files_synced} files synced); watching for changes, Ctrl-C to stop"
     )
-    await stop.wait()
-    console.print("stopping…")
-    await registry.stop_all()
+    try:
+        if debug:
+            configuration = await session.start_debug()
+            console.print("attach configuration (a VS Code launch.json entry):")
+            click.echo(json.dumps(configuration, indent=2))
+        await stop.wait()
+        console.print("stopping…")
+    finally:
+        await registry.stop_all()
 
 
 @main.command()
@@ -185,6 +219,12 @@ def status(as_json: bool) -> None:
         if app:
             code = f" (exit code {app['exitCode']})" if app.get("exitCode") is not None else ""
             click.echo(f"  app     {app['state']}{code}: {' '.join(app['command'])}")
+        for forward in session.get("ports", []):
+            problem = f" ({forward['error']})" if forward.get("error") else ""
+            click.echo(
+                f"  port    127.0.0.1:{forward['localPort']} -> {forward['remotePort']}: "
+                f"{forward['state']}, {forward['connections']} connection(s){problem}"
+            )
         if session.get("error"):
             click.echo(f"  error   {session['error']}")
 

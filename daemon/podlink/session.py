@@ -15,7 +15,7 @@ import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 
@@ -23,8 +23,11 @@ from podlink import protocol
 from podlink.agent.client import AgentError, AgentGone
 from podlink.agent.transport import FileTransport, start_transport
 from podlink.app import AppRunner
+from podlink.build import BuildRunner
 from podlink.config import Config, ConfigError, LocalTargetConfig, SyncEntryConfig, load_config
+from podlink.debug import Debugger, DebugNotPossible
 from podlink.diagnostics import Diagnostic, DiagnosticSource
+from podlink.ports import PortForwards
 from podlink.runtime import sessions_dir
 from podlink.sync.engine import BatchResult, UploadEngine
 from podlink.sync.ignore import IgnoreRules
@@ -33,6 +36,8 @@ from podlink.sync.watch import TreeWatcher
 from podlink.targets.base import Target, TargetEventKind, TargetUnavailable
 from podlink.targets.docker_build import BuildFailure
 from podlink.targets.factory import make_target
+from podlink.targets.local import LocalTarget
+from podlink.testing import TestRunner
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +79,14 @@ class Session:
         self.engines: list[UploadEngine] = []
         self._watchers: list[TreeWatcher] = []
         self.app: AppRunner | None = None
+        self.ports = PortForwards(
+            self._open_tunnel,
+            self._check_target,
+            on_change=self._changed,
+            on_log=lambda text: self._log("daemon", text),
+        )
+        self._debugger: Debugger | None = None
+        self._restart_owed = False
         self._reconfiguring = asyncio.Lock()
         self._following: asyncio.Task[None] | None = None
         self._recovering: asyncio.Task[None] | None = None
@@ -83,6 +96,8 @@ class Session:
         self._background: set[asyncio.Task[None]] = set()
         self._emit_handle: asyncio.TimerHandle | None = None
         self._last_emit = 0.0
+        self.tests = TestRunner(self)
+        self.builds = BuildRunner(self)
 
     @property
     def folder(self) -> Path:
@@ -124,10 +139,16 @@ class Session:
 
     async def _apply_config_locked(self, config: Config) -> None:
         self._log("daemon", f"configuration changed ({config.path}): restarting the session")
+        debugging = self._debugger is not None
         await self._tear_down()
         self.config = config
         self.state, self.error = "starting", None
         await self.start()
+        if debugging:
+            try:
+                await self.start_debug()
+            except (DebugNotPossible, TargetUnavailable) as error:
+                self._log("daemon", f"debugging stopped with the new configuration: {error}")
 
     async def _bring_up(self, progress: ProgressCallback | None) -> None:
         self.state, self.error = "starting", None
@@ -189,10 +210,12 @@ class Session:
                 on_change=self._changed,
             )
             await self.app.start()
+        await self._open_configured_ports()
         self.state = "ready"
         self._changed()
 
     async def _tear_down(self) -> None:
+        await asyncio.gather(self.tests.stop(), self.builds.stop())
         for task in (self._recovering, self._following):
             if task is not None:
                 task.cancel()
@@ -202,9 +225,13 @@ class Session:
         self._engines_ready.set()  # a batch waiting for engines must not hold up its watcher
         watchers, self._watchers = self._watchers, []
         await asyncio.gather(*(watcher.stop() for watcher in watchers))
+        await self.ports.close()
+        debugger, self._debugger = self._debugger, None
         app, self.app = self.app, None
         if app is not None:
             await app.stop()
+        if debugger is not None:
+            await debugger.close()
         self.engines = []
         agent, self._agent = self._agent, None
         if agent is not None:
@@ -258,6 +285,11 @@ class Session:
             took = f" in {latency_ms:.0f} ms" if latency_ms is not None else ""
             self._log("sync", f"synced {describe(result)}{took}")
             if self.app is not None and self.config.run and self.config.run.restart == "on-sync":
+                self._restart_owed = True
+        # More changes already waiting: restart once they are written too, not halfway.
+        if self._restart_owed and not any(w.pending_count for w in self._watchers):
+            self._restart_owed = False
+            if self.app is not None:
                 await self.app.restart()
         self._changed()
 
@@ -314,6 +346,7 @@ class Session:
             self._log("daemon", f"{reason}; reconnecting")
         self.state, self.sync_state, self.error = "degraded", "error", reason
         self._changed()
+        self.ports.target_lost(reason)
         if self._recovering is None or self._recovering.done():
             self._recovering = asyncio.create_task(self._recover(reason))
 
@@ -332,6 +365,7 @@ class Session:
                 delay = min(delay * 2, RECONNECT_MAX_DELAY)
                 continue
             self._log("daemon", "reconnected to the target and resynced")
+            self.ports.target_back()
             return
 
     async def _reconnect(self) -> None:
@@ -354,6 +388,17 @@ class Session:
             await self.app.start()
 
     # -- diagnostics ---------------------------------------------------------------------
+
+    def publish_diagnostics(
+        self, source: DiagnosticSource, path: Path, diagnostics: list[Diagnostic]
+    ) -> None:
+        """For tests and builds: replace ``source``'s diagnostics of a local file."""
+        self._publish(source, path, diagnostics)
+
+    @property
+    def transport(self) -> FileTransport | None:
+        """The file channel into the target while connected (tests put their plugin there)."""
+        return self._agent
 
     def _publish(self, source: DiagnosticSource, path: Path, items: list[Diagnostic]) -> None:
         published = self._published.setdefault(source, set())
@@ -382,6 +427,65 @@ class Session:
     async def stop_app(self) -> None:
         if self.app is not None:
             await self.app.stop()
+
+    # -- ports and debugging ---------------------------------------------------------------
+
+    def _shares_loopback(self) -> bool:
+        """The local target's 127.0.0.1 is this machine's: a port's own number is the app's."""
+        return isinstance(self.target, LocalTarget)
+
+    async def _open_configured_ports(self) -> None:
+        for port in self.config.ports:
+            try:
+                await self.add_port(port.remote_port, port.local_port)
+            except OSError as error:
+                self._log("daemon", f"cannot forward port {port.remote_port}: {error}")
+
+    async def add_port(
+        self, remote_port: int, local_port: int | None = None
+    ) -> protocol.PortForward:
+        """Forward ``remote_port`` to 127.0.0.1:``local_port`` or the next free port."""
+        forward = await self.ports.add(
+            remote_port, local_port, shares_loopback=self._shares_loopback()
+        )
+        if self.state == "degraded":
+            forward.target_lost(self.error or "the target is unreachable")
+        return forward.to_protocol()
+
+    async def remove_port(self, local_port: int) -> bool:
+        return await self.ports.remove(local_port)
+
+    async def _open_tunnel(self, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        target = self.target
+        if target is None or self.state == "stopped":
+            raise TargetUnavailable("the session is stopped")
+        return await target.tunnel(port)
+
+    async def _check_target(self) -> None:
+        """A forward's retry: the target is usable again once the session reconnected."""
+        if self.target is None or self.state in ("degraded", "stopped"):
+            raise TargetUnavailable(self.error or "the session is not connected to its target")
+
+    async def start_debug(self) -> dict[str, Any]:
+        """Run the app under debugpy from now on; the editor's attach configuration.
+
+        Raises DebugNotPossible (the configuration) or TargetUnavailable (the target).
+        """
+        if self.app is None:
+            raise DebugNotPossible("this session runs no app: add a `run:` section to podlink.yaml")
+        if self.target is None or self.state != "ready":
+            raise TargetUnavailable(self.error or f"the session is {self.state}, not ready")
+        if self._debugger is None:
+            self._debugger = Debugger(
+                config=self.config,
+                target=self.target,
+                transport=lambda: self._agent,
+                app=self.app,
+                forwards=self.ports,
+                shares_loopback=self._shares_loopback(),
+                log=lambda text: self._log("daemon", text),
+            )
+        return await self._debugger.start()
 
     # -- state out -------------------------------------------------------------------------
 
@@ -423,10 +527,13 @@ class Session:
             state=self.state,
             target=target,
             sync=self.sync_status(),
-            ports=(),
+            ports=self.ports.to_protocol(),
             app=self._app_status(),
             error=self.error,
         )
+
+    def log(self, source: protocol.LogSource, text: str) -> None:
+        self._log(source, text)
 
     def _log(self, source: protocol.LogSource, text: str) -> None:
         self._listener.log(self.id, source, text)

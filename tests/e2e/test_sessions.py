@@ -68,7 +68,7 @@ async def flush(daemon: Daemon, session_id: str) -> dict[str, Any]:
 
 async def test_unimplemented_and_unknown_requests_fail_at_once(daemon: Daemon) -> None:
     with pytest.raises(JsonRpcException) as raised:
-        await asyncio.wait_for(daemon.request("podlink/runTests", {"sessionId": "x"}), 5)
+        await asyncio.wait_for(daemon.request("podlink/resumeSync", {"sessionId": "x"}), 5)
     assert raised.value.code == -32006
     assert raised.value.data["reason"] == "notImplemented"
 

@@ -69,10 +69,12 @@ class PodlinkServer(LanguageServer):
 
 
 def create_server() -> PodlinkServer:
-    from podlink.server import lifecycle, sessions
+    from podlink.server import lifecycle, ports, sessions, testing
 
     server = PodlinkServer()
     lifecycle.register(server)
+    testing.register(server)  # before sessions: it answers the unregistered methods
+    ports.register(server)
     sessions.register(server)
     return server
 

@@ -18,6 +18,10 @@ class TargetUnavailable(Exception):
     """The target cannot be reached or used. The message says what was tried and what to do."""
 
 
+class PortRefused(TargetUnavailable):
+    """The target is reachable, but nothing accepts connections on the port inside it."""
+
+
 class TargetEventKind(enum.Enum):
     STARTED = "started"
     RESTARTED = "restarted"

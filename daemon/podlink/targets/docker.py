@@ -25,6 +25,7 @@ from docker.models.containers import Container
 
 from podlink.config import DockerTargetConfig
 from podlink.targets.base import (
+    PortRefused,
     TargetDescription,
     TargetEvent,
     TargetEventKind,
@@ -52,6 +53,7 @@ IDLE_COMMAND = ["sleep", "infinity"]
 # Connects to a port on the container's own loopback and relays it over stdin/stdout: one
 # exec per connection, as kubectl port-forward uses one stream per connection. It writes
 # one byte once connected, so a refused port is an error at once, not an empty stream.
+RELAY_REFUSED = 3  # the relay's exit code when the port refuses the connection
 RELAY_SOURCE = r"""
 import os, socket, sys, threading
 try:
@@ -59,10 +61,11 @@ try:
 except OSError as error:
     sys.stderr.write("%s\n" % error)
     sys.exit(3)
+conn.settimeout(None)  # the timeout was for connecting; an idle connection is fine
 os.write(1, b"\x01")
 def upstream():
     while True:
-        data = os.read(0, 65536)
+        data = os.read(0, 262144)
         if not data:
             break
         conn.sendall(data)
@@ -72,10 +75,11 @@ def upstream():
         pass
 threading.Thread(target=upstream, daemon=True).start()
 while True:
-    data = conn.recv(65536)
+    data = memoryview(conn.recv(262144))
     if not data:
         break
-    os.write(1, data)
+    while data:
+        data = data[os.write(1, data):]
 """
 
 
@@ -286,12 +290,17 @@ class DockerTarget:
         if first != b"\x01":
             assert execution.stderr is not None
             reason = (await execution.stderr.read()).decode(errors="replace").strip()
-            await execution.wait()
+            if await execution.wait() == RELAY_REFUSED:
+                raise PortRefused(
+                    f"nothing accepts connections on 127.0.0.1:{port} in container "
+                    f"{self._name()}: {reason}"
+                )
             raise TargetUnavailable(
-                f"nothing accepts connections on 127.0.0.1:{port} in container "
-                f"{self._name()}: {reason or 'the relay could not start (is python3 there?)'}"
+                f"cannot relay to port {port} in container {self._name()}: "
+                f"{reason or 'the relay could not start (is python3 there?)'}"
             )
         assert execution.stdin is not None
+        execution.limit_buffering()
         return execution.stdout, execution.stdin
 
     @property

@@ -136,6 +136,22 @@ async def _error_body(reader: asyncio.StreamReader, head: bytes) -> str:
     return ""
 
 
+class _ReadGate(asyncio.ReadTransport):
+    """Stands in for a transport under ``stdout``, so that a reader falling behind pauses the
+    demultiplexer (and with it the Engine's stream) instead of letting output pile up."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open = asyncio.Event()
+        self.open.set()
+
+    def pause_reading(self) -> None:
+        self.open.clear()
+
+    def resume_reading(self) -> None:
+        self.open.set()
+
+
 class DockerExec:
     """One command in a container: stdin, split stdout/stderr, exit code, group stop."""
 
@@ -166,6 +182,7 @@ class DockerExec:
             None if tty else asyncio.StreamReader(limit=STREAM_LIMIT)
         )
         self.pid: int | None = None
+        self._gate: _ReadGate | None = None
         self._pid_known: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
         self._pid_buffer = b""
         self._exit_code: int | None = None
@@ -173,6 +190,14 @@ class DockerExec:
         if not wants_stdin:
             with contextlib.suppress(OSError):
                 writer.write_eof()
+
+    def limit_buffering(self) -> None:
+        """Hold at most about twice the stream limit of unread stdout: back-pressure for
+        streams whose reader may be slow (a tunnel to a slow client). Only for execs whose
+        stdout is always read, since stderr and ``wait`` then wait for that reader too."""
+        if self._gate is None:
+            self._gate = _ReadGate()
+            self.stdout.set_transport(self._gate)
 
     async def wait_for_pid(self) -> int | None:
         """The command's pid in the container (None with a TTY, where it is not printed)."""
@@ -185,6 +210,8 @@ class DockerExec:
             if self._tty:
                 while chunk := await self._raw.read(1 << 16):
                     self.stdout.feed_data(chunk)
+                    if self._gate is not None:
+                        await self._gate.open.wait()
             else:
                 await self._read_frames()
         except (ConnectionError, asyncio.IncompleteReadError, OSError) as error:
@@ -207,6 +234,8 @@ class DockerExec:
             payload = await self._raw.readexactly(size)
             if stream == STDOUT:
                 self.stdout.feed_data(payload)
+                if self._gate is not None:
+                    await self._gate.open.wait()
             elif stream == STDERR:
                 self._feed_stderr(payload)
 

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 
 from podlink.targets.base import (
+    PortRefused,
     TargetDescription,
     TargetEvent,
     TargetEventKind,
@@ -140,7 +141,7 @@ class LocalTarget:
         try:
             return await asyncio.open_connection("127.0.0.1", port)
         except OSError as error:
-            raise TargetUnavailable(
+            raise PortRefused(
                 f"nothing accepts connections on 127.0.0.1:{port} in the local target"
             ) from error
 

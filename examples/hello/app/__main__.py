@@ -1,4 +1,8 @@
-"""Serve the greeting over HTTP on 127.0.0.1:$PORT (8000 by default)."""
+"""Serve the greeting over HTTP on 127.0.0.1:$PORT (8000 by default).
+
+``POST /echo`` answers with the request body: ``Content-Length`` bytes, or, without that
+header, everything the client sends until it closes its side of the connection.
+"""
 
 import json
 import os
@@ -19,6 +23,18 @@ class GreetingHandler(BaseHTTPRequestHandler):
         else:
             self._reply(404, {"error": f"no page at {url.path}"})
 
+    def do_POST(self) -> None:
+        if urlparse(self.path).path != "/echo":
+            self._reply(404, {"error": f"nothing to post to at {self.path}"})
+            return
+        length = self.headers.get("Content-Length")
+        body = self.rfile.read(int(length)) if length is not None else self.rfile.read()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def _reply(self, status: int, body: dict) -> None:
         payload = json.dumps(body).encode()
         self.send_response(status)
@@ -31,9 +47,14 @@ class GreetingHandler(BaseHTTPRequestHandler):
         print(f"{self.command} {self.path} -> {args[1] if len(args) > 1 else ''}", flush=True)
 
 
+class GreetingServer(ThreadingHTTPServer):
+    # The default backlog of 5 turns a burst of clients into connection resets.
+    request_queue_size = 128
+
+
 def main() -> None:
     port = int(os.environ.get("PORT", "8000"))
-    server = ThreadingHTTPServer(("127.0.0.1", port), GreetingHandler)
+    server = GreetingServer(("127.0.0.1", port), GreetingHandler)
     print(f"hello app listening on http://127.0.0.1:{port}", flush=True)
     try:
         server.serve_forever()

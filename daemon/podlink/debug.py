@@ -1,0 +1,443 @@
+"""Debugging in the target: the app restarted under debugpy, reached through a forward.
+
+``podlink/startDebug`` makes debugpy importable by the app (copying in the daemon's own
+debugpy when the target has none), restarts the app as ``python -m debugpy --listen
+127.0.0.1:PORT ...`` and forwards that port to a free local one. The answer is a ready VS
+Code attach configuration whose ``pathMappings`` come from the sync entries.
+
+Debugging stays on for the rest of the session: every later start of the app (a sync, a
+manual restart, a reconnect) runs under debugpy again, on the same ports, and the session
+logs when the debug server is ready for the editor to attach again.
+
+The copy leaves out compiled files: their speed-ups may not match the target's Python, and
+pydevd runs in pure Python without them (``PYDEVD_USE_CYTHON=NO``). Nothing is installed
+with pip and nothing is fetched from a network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hashlib
+import json
+import re
+import socket
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path, PurePath, PurePosixPath
+from typing import Any
+
+import debugpy
+import msgspec
+
+from podlink.agent.client import AgentError
+from podlink.agent.transport import FileTransport
+from podlink.app import AppRunner
+from podlink.config import Config
+from podlink.ports import Forward, PortForwards
+from podlink.targets.base import Target, TargetUnavailable
+
+LOOPBACK = "127.0.0.1"
+MINIMUM_PYTHON = (3, 8)
+READY_TIMEOUT_SECONDS = 30.0
+READY_POLL_SECONDS = 0.05
+PROBE_TIMEOUT_SECONDS = 30.0
+COPY_MARKER = ".podlink-complete"
+
+PYTHON_NAME = re.compile(r"python(\d+(\.\d+)*)?")
+# Interpreter options whose value is the next word; the others stand alone.
+OPTIONS_WITH_VALUE = frozenset({"-W", "-X", "--check-hash-based-pycs"})
+# Compiled speed-ups and the sources they are built from: the target's Python may not match.
+NOT_COPIED = frozenset(
+    {".so", ".pyd", ".dll", ".dylib", ".exe", ".pyc", ".c", ".cpp", ".h", ".hpp", ".pyx", ".pxd"}
+)
+# For a copied debugpy: pure-Python pydevd, no native helper library.
+COPIED_DEBUGPY_ENV = {"PYDEVD_USE_CYTHON": "NO", "PYDEVD_LOAD_NATIVE_LIB": "0"}
+
+# Run by the app's interpreter, with the app's environment and folder: can it import
+# debugpy, and is a complete copy already in place?
+PROBE_SOURCE = r"""
+import json, os, sys
+try:
+    import debugpy
+    found = True
+except Exception:
+    found = False
+sys.stdout.write(json.dumps({
+    "python": list(sys.version_info[:2]),
+    "debugpy": found,
+    "pythonpath": os.environ.get("PYTHONPATH", ""),
+    "copied": os.path.isfile(sys.argv[1]),
+}))
+"""
+
+# Port work in the target, done by reading /proc rather than by connecting: a connection
+# that closes at once leaves debugpy's adapter unable to serve the next client.
+#   wait PORT SECONDS: exit 0 once something listens on PORT, 1 on timeout, 2 without /proc.
+#   release PORT SECONDS: stop the debugpy adapter serving PORT, if one is left; exit 0 once
+#     the port is free. The adapter leaves the app's process group (it daemonizes), so
+#     stopping the app does not stop it, and it would hold the port the next run needs.
+PORT_SOURCE = r"""
+import os, signal, sys, time
+mode, port, deadline = sys.argv[1], int(sys.argv[2]), time.monotonic() + float(sys.argv[3])
+suffix = ":%04X" % port
+def listening():
+    readable = False
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as rows:
+                lines = rows.readlines()[1:]
+        except OSError:
+            continue
+        readable = True
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 3 and fields[1].endswith(suffix) and fields[3] == "0A":
+                return True
+    if not readable:
+        sys.exit(2)
+    return False
+def adapters():
+    for name in os.listdir("/proc"):
+        try:
+            args = open("/proc/%s/cmdline" % name, "rb").read().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        serving = b"--port" in args and args.index(b"--port") + 1 < len(args)
+        if serving and args[args.index(b"--port") + 1] == str(port).encode() \
+                and b"--for-server" in args and any(b"debugpy" in arg for arg in args):
+            yield int(name)
+if mode == "release":
+    for pid in adapters():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+while time.monotonic() < deadline:
+    if listening() == (mode == "wait"):
+        sys.exit(0)
+    time.sleep(0.02)
+sys.exit(1)
+"""
+
+
+class DebugNotPossible(Exception):
+    """This configuration cannot be debugged; the message says what to change."""
+
+
+class _Facts(msgspec.Struct, frozen=True):
+    python: tuple[int, int]
+    debugpy: bool
+    pythonpath: str
+    copied: bool
+
+
+# -- pure parts -----------------------------------------------------------------------------
+
+
+def debug_command(command: Sequence[str], port: int) -> tuple[str, ...]:
+    """``command`` run under debugpy listening on 127.0.0.1:``port`` in the target.
+
+    ``python [options] -m module args`` becomes ``python [options] -Xfrozen_modules=off -m
+    debugpy --listen 127.0.0.1:PORT -m module args``; a script or ``-c`` works the same way.
+    """
+    if not command or not PYTHON_NAME.fullmatch(PurePosixPath(command[0]).name):
+        shown = command[0] if command else "(empty)"
+        raise DebugNotPossible(
+            f"run.command starts with {shown!r}; podlink debugs Python apps started as "
+            "`python ...` or `python3 ...` (for example [python3, -m, app])"
+        )
+    interpreter, rest = command[0], list(command[1:])
+    options: list[str] = []
+    while rest and rest[0].startswith("-") and rest[0] not in ("-m", "-c", "-"):
+        option = rest.pop(0)
+        if option[:2] in ("-m", "-c"):  # -mapp is -m app
+            rest[:0] = [option[:2], option[2:]]
+            break
+        options.append(option)
+        if option in OPTIONS_WITH_VALUE and rest:
+            options.append(rest.pop(0))
+    if not rest or rest[0] == "-" or (rest[0] in ("-m", "-c") and len(rest) < 2):
+        raise DebugNotPossible(
+            "run.command must name a script, `-m module` or `-c code` for debugpy to run"
+        )
+    return (
+        interpreter,
+        *options,
+        "-Xfrozen_modules=off",
+        "-m",
+        "debugpy",
+        "--listen",
+        f"{LOOPBACK}:{port}",
+        *rest,
+    )
+
+
+def path_mappings(config: Config, target_path: Callable[[str], str]) -> list[dict[str, str]]:
+    """One mapping per sync entry, absolute on both sides, the most specific first."""
+    pairs = [(str(config.local_root(entry)), target_path(entry.remote)) for entry in config.sync]
+    pairs.sort(key=lambda pair: (-len(PurePath(pair[0]).parts), -len(PurePosixPath(pair[1]).parts)))
+    return [{"localRoot": local, "remoteRoot": remote} for local, remote in pairs]
+
+
+def attach_configuration(
+    config: Config, target_path: Callable[[str], str], local_port: int
+) -> dict[str, Any]:
+    """The VS Code ``debugpy`` attach configuration for a debug server on ``local_port``."""
+    return {
+        "type": "debugpy",
+        "request": "attach",
+        "name": f"podlink: {config.folder.name}",
+        "connect": {"host": LOOPBACK, "port": local_port},
+        "pathMappings": path_mappings(config, target_path),
+        "justMyCode": config.debug.just_my_code,
+        "subProcess": True,
+    }
+
+
+@functools.cache
+def debugpy_files() -> tuple[tuple[str, Path], ...]:
+    """The daemon's own debugpy as ``(path in the copy, local file)`` pairs, compiled files
+    left out."""
+    package = Path(debugpy.__file__).resolve().parent
+    found = []
+    for source in sorted(package.rglob("*")):
+        if (
+            source.is_file()
+            and source.suffix not in NOT_COPIED
+            and "__pycache__" not in source.parts
+        ):
+            found.append((source.relative_to(package.parent).as_posix(), source))
+    return tuple(found)
+
+
+@functools.cache
+def copy_folder() -> str:
+    """Where the copy goes in the target (a target path): named by version and content, so
+    a different debugpy never reuses a stale copy."""
+    digest = hashlib.sha256()
+    for relative, source in debugpy_files():
+        digest.update(f"{relative}\0{source.stat().st_size}\0".encode())
+    return f"/tmp/podlink-debugpy-{debugpy.__version__}-{digest.hexdigest()[:10]}"
+
+
+# -- the session's debugger ---------------------------------------------------------------
+
+
+class Debugger:
+    """Debugging for one session: debugpy in place, the app under it, a forward to it."""
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        target: Target,
+        transport: Callable[[], FileTransport | None],
+        app: AppRunner,
+        forwards: PortForwards,
+        shares_loopback: bool,
+        log: Callable[[str], None],
+    ) -> None:
+        self._config = config
+        self._target = target
+        self._transport = transport
+        self._app = app
+        self._forwards = forwards
+        self._shares_loopback = shares_loopback
+        self._log = log
+        self._remote_port: int | None = None
+        self.forward: Forward | None = None
+        self._prepared_for: FileTransport | None = None
+        self._extra_env: dict[str, str] = {}
+        self._ready: asyncio.Task[bool] | None = None
+
+    async def start(self) -> dict[str, Any]:
+        """Restart the app under debugpy; the attach configuration once it is ready.
+
+        Raises DebugNotPossible (configuration) or TargetUnavailable (the target).
+        """
+        remote_port = self._remote_port or self._pick_remote_port()
+        debug_command(self._app.command, remote_port)  # refuse a non-Python app before anything
+        await self._prepare()
+        if self.forward is None or self.forward.closed:
+            self.forward = await self._forwards.add(
+                remote_port, shares_loopback=self._shares_loopback
+            )
+        self._remote_port = remote_port
+        self._app.launcher = self._launch
+        self._app.on_started = self._watch_ready
+        self._ready = None
+        await self._app.restart()
+        ready = self._started_watch()
+        if ready is None or not await ready:
+            tail = "\n".join(self._app.tail)
+            raise TargetUnavailable(
+                "the app did not start a debug server"
+                + (f"; its last output:\n{tail}" if tail else "")
+            )
+        return attach_configuration(self._config, self._target.target_path, self.forward.local_port)
+
+    async def close(self) -> None:
+        """Stop watching, and stop a debug adapter the app left behind (the app is stopped)."""
+        if self._ready is not None:
+            self._ready.cancel()
+        self._app.launcher = None
+        self._app.on_started = None
+        if self._remote_port is not None:
+            with contextlib.suppress(TargetUnavailable):
+                await self._port_script("release", 2.0)
+
+    # -- launching ----------------------------------------------------------------------
+
+    async def _launch(
+        self, command: tuple[str, ...], env: Mapping[str, str]
+    ) -> tuple[tuple[str, ...], dict[str, str]]:
+        """The app's launcher while debugging: the same app, under debugpy."""
+        assert self._remote_port is not None
+        try:
+            await self._prepare()
+        except (DebugNotPossible, AgentError) as error:
+            raise TargetUnavailable(f"cannot start the app under debugpy: {error}") from error
+        if await self._port_script("release", 5.0) == 1:
+            self._log(f"port {self._remote_port} in the target is still taken; starting anyway")
+        return debug_command(command, self._remote_port), {**env, **self._extra_env}
+
+    async def _prepare(self) -> None:
+        """Make debugpy importable by the app; once per connection to the target."""
+        transport = self._transport()
+        if transport is not None and transport is self._prepared_for:
+            return
+        folder = self._target.target_path(copy_folder())
+        facts = await self._probe(f"{folder}/{COPY_MARKER}")
+        if facts.python < MINIMUM_PYTHON:
+            raise DebugNotPossible(
+                f"the app's Python in the target is {'.'.join(map(str, facts.python))}; "
+                f"debugpy needs {'.'.join(map(str, MINIMUM_PYTHON))} or newer"
+            )
+        if facts.debugpy:
+            self._extra_env = {}
+        else:
+            if not facts.copied:
+                if transport is None:
+                    raise TargetUnavailable("the target is not connected")
+                await self._copy_debugpy(transport, folder)
+            paths = [folder, *filter(None, facts.pythonpath.split(":"))]
+            self._extra_env = {"PYTHONPATH": ":".join(paths), **COPIED_DEBUGPY_ENV}
+        self._prepared_for = transport
+
+    async def _probe(self, marker: str) -> _Facts:
+        argv = (self._app.command[0], "-c", PROBE_SOURCE, marker)
+        code, output, errors = await self._run(argv, env=self._app.env, cwd=self._app.cwd)
+        if code != 0:
+            detail = errors.decode(errors="replace").strip().splitlines()
+            raise TargetUnavailable(
+                f"cannot run {self._app.command[0]!r} in the target (exit code {code})"
+                + (f": {detail[-1]}" if detail else "")
+            )
+        return msgspec.json.decode(output, type=_Facts)
+
+    async def _copy_debugpy(self, transport: FileTransport, folder: str) -> None:
+        self._log(f"copying debugpy {debugpy.__version__} into the target ({folder})")
+        files = debugpy_files()
+        await transport.ensure_root(folder)
+        result = await transport.write_many(folder, files)
+        problems = [*result.failed, *((path, "vanished", "") for path in result.vanished)]
+        if problems:
+            path, _, message = problems[0]
+            raise TargetUnavailable(f"cannot copy debugpy into the target: {path}: {message}")
+        # The marker goes last: a copy cut short is never taken for a complete one.
+        with tempfile.TemporaryDirectory() as scratch:
+            marker = Path(scratch) / COPY_MARKER
+            marker.write_text(json.dumps({"debugpy": debugpy.__version__}))
+            await transport.write_many(folder, [(COPY_MARKER, marker)])
+
+    def _pick_remote_port(self) -> int:
+        """debug.port; on the local target, whose loopback is this machine's, the first free
+        port from there."""
+        wanted = self._config.debug.port
+        if not self._shares_loopback:
+            return wanted
+        for port in range(wanted, min(wanted + 100, 65536)):
+            with socket.socket() as probe:
+                # As debugpy binds: a port with connections in TIME_WAIT is still free.
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind((LOOPBACK, port))
+                except OSError:
+                    continue
+                return port
+        raise TargetUnavailable(f"no free port on 127.0.0.1 from {wanted} for the debug server")
+
+    # -- readiness ----------------------------------------------------------------------
+
+    def _started_watch(self) -> asyncio.Task[bool] | None:
+        """The readiness watch of the app's latest start, if it started."""
+        return self._ready
+
+    def _watch_ready(self) -> None:
+        """The app started (again): tell the user when its debug server accepts an editor."""
+        if self._ready is not None:
+            self._ready.cancel()
+        self._ready = asyncio.create_task(self._wait_ready())
+
+    async def _wait_ready(self) -> bool:
+        waiting = asyncio.ensure_future(self._port_script("wait", READY_TIMEOUT_SECONDS))
+        try:
+            while not waiting.done():
+                if self._app.state not in ("running", "restarting"):
+                    self._log("the debug server did not start: the app's output says why")
+                    return False
+                await asyncio.wait({waiting}, timeout=READY_POLL_SECONDS)
+            code = waiting.result()
+        except TargetUnavailable as error:
+            self._log(f"cannot tell whether the debug server is ready: {error}")
+            return False
+        finally:
+            waiting.cancel()
+        local = self.forward.local_port if self.forward is not None else None
+        if code == 0:
+            self._log(
+                f"debug server ready: attach to 127.0.0.1:{local} "
+                f"(debugpy listens on 127.0.0.1:{self._remote_port} in the target)"
+            )
+            return True
+        if code == 2:  # nothing to read the sockets from: it is probably up by now
+            self._log(f"debug server started: attach to 127.0.0.1:{local}")
+            return True
+        self._log(f"the debug server did not start within {READY_TIMEOUT_SECONDS:.0f} s")
+        return False
+
+    async def _port_script(self, mode: str, seconds: float) -> int:
+        assert self._remote_port is not None
+        argv = (self._target.python, "-c", PORT_SOURCE, mode, str(self._remote_port), str(seconds))
+        code, _, _ = await self._run(argv)
+        return code
+
+    async def _run(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+    ) -> tuple[int, bytes, bytes]:
+        """Run a short command in the target: exit code, stdout, stderr. Stopped if cancelled."""
+        execution = await self._target.exec(argv, env=env, cwd=cwd)
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT_SECONDS + READY_TIMEOUT_SECONDS):
+                output, errors = await asyncio.gather(
+                    execution.stdout.read(), _read_all(execution.stderr)
+                )
+                return await execution.wait(), output, errors
+        except TimeoutError:
+            with contextlib.suppress(TargetUnavailable, OSError):
+                await execution.terminate(1.0)
+            raise TargetUnavailable(f"{argv[0]!r} did not finish in the target") from None
+        except BaseException:
+            with contextlib.suppress(TargetUnavailable, OSError):
+                await asyncio.shield(execution.terminate(1.0))
+            raise
+
+
+async def _read_all(stream: asyncio.StreamReader | None) -> bytes:
+    return b"" if stream is None else await stream.read()

@@ -1,0 +1,133 @@
+"""`podlink test` and `podlink build`, run as real processes on the local target."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "hello"
+
+
+def podlink(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "podlink", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "PODLINK_STATE_DIR": str(tmp_path / "state"), "COLUMNS": "200"}
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    folder = tmp_path / "workspace"
+    shutil.copytree(EXAMPLE, folder, ignore=shutil.ignore_patterns(".podlink", "__pycache__"))
+    # The local target runs this machine's python3, which need not have pytest: use ours.
+    config = folder / "podlink.yaml"
+    command = json.dumps([sys.executable, "-m", "pytest", "-q"])
+    config.write_text(config.read_text().replace('["python3", "-m", "pytest", "-q"]', command))
+    return folder.resolve()
+
+
+def break_greeting_test(workspace: Path) -> int:
+    """Make test_greets_by_name fail; the line of its assertion."""
+    test_file = workspace / "tests" / "test_greeting.py"
+    test_file.write_text(test_file.read_text().replace('"Hello, Ada!"', '"Hello, Grace!"'))
+    lines = test_file.read_text().splitlines()
+    return next(i for i, line in enumerate(lines, 1) if "Hello, Grace!" in line)
+
+
+def test_failures_are_printed_with_local_file_and_line(
+    workspace: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    line = break_greeting_test(workspace)
+    report = tmp_path / "junit.xml"
+    result = podlink("test", "--junit-xml", str(report), cwd=workspace, env=env)
+    assert result.returncode == 1, result.stderr
+    assert "FAILED tests/test_greeting.py::test_greets_by_name" in result.stdout
+    test_file = workspace / "tests" / "test_greeting.py"
+    assert f"{test_file}:{line}: assert 'Hello, Ada!' == 'Hello, Grace!'" in result.stdout
+    assert "2 passed, 1 failed" in result.stdout
+
+    [suite] = ElementTree.parse(report).getroot()
+    assert (suite.attrib["tests"], suite.attrib["failures"]) == ("3", "1")
+    failed = next(case for case in suite if case.attrib["name"] == "test_greets_by_name")
+    assert failed.attrib["classname"] == "tests.test_greeting"
+    assert failed.attrib["line"] == str(line)
+    assert failed.find("failure") is not None
+    assert not list((tmp_path / "state").glob("**/*.json")), "the session is gone"
+
+
+def test_passing_run_and_chosen_ids(workspace: Path, env: dict[str, str]) -> None:
+    everything = podlink("test", cwd=workspace, env=env)
+    assert everything.returncode == 0, everything.stdout + everything.stderr
+    assert "3 passed" in everything.stdout
+
+    break_greeting_test(workspace)
+    chosen = podlink(
+        "test",
+        "-C",
+        str(workspace),
+        "tests/test_greeting.py::test_shout_is_upper_case",
+        cwd=REPO,
+        env=env,
+    )
+    assert chosen.returncode == 0, chosen.stdout + chosen.stderr
+    assert "1 passed" in chosen.stdout
+
+
+def test_one_id_runs_with_the_conftest_files_of_a_whole_run(
+    workspace: Path, env: dict[str, str]
+) -> None:
+    (workspace / "conftest.py").write_text(
+        "import pytest\n\n\n@pytest.fixture\ndef visitor():\n    return 'Ada'\n"
+    )
+    (workspace / "tests" / "test_visitor.py").write_text(
+        "from app.greeting import greet\n\n\ndef test_visitor(visitor):\n"
+        "    assert greet(visitor) == 'Hello, Ada!'\n"
+    )
+    result = podlink("test", "tests/test_visitor.py::test_visitor", cwd=workspace, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
+
+
+def test_ids_outside_the_workspace_are_refused(workspace: Path, env: dict[str, str]) -> None:
+    result = podlink("test", "../elsewhere/test_x.py", cwd=workspace, env=env)
+    assert result.returncode == 2
+    assert "not in a folder podlink syncs" in result.stderr
+
+
+def test_build_prints_output_and_errors_on_local_files(
+    workspace: Path, env: dict[str, str]
+) -> None:
+    no_build = podlink("build", cwd=workspace, env=env)
+    assert no_build.returncode == 2
+    assert "build:" in no_build.stderr
+
+    config = workspace / "podlink.yaml"
+    config.write_text(
+        config.read_text() + 'build:\n  command: ["python3", "-m", "compileall", "-q", "."]\n'
+    )
+    (workspace / "app" / "broken.py").write_text('"""Broken."""\n\ndef f(:\n    pass\n')
+    result = podlink("build", cwd=workspace, env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "*** Error compiling './app/broken.py'" in result.stdout
+    assert f"{workspace / 'app' / 'broken.py'}:3:1: error: SyntaxError" in result.stdout
+
+    (workspace / "app" / "broken.py").unlink()
+    fixed = podlink("build", str(workspace), cwd=REPO, env=env)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
