@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -47,3 +49,38 @@ def descendants(pid: int) -> list[int]:
             found.append(child)
             pending.append(child)
     return found
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """Command lines of living processes that contain ``text``, searched in all of /proc: a
+    daemonized process (debugpy's adapter) is nobody's descendant."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            args = (Path("/proc") / entry / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if text.encode() in args:
+            found.append(args.decode(errors="replace"))
+    return found
+
+
+def run_podlink(
+    *args: str,
+    cwd: Path,
+    env: dict[str, str],
+    stdin_text: str | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    """Run the `podlink` command to its end; stdin is ``stdin_text``, or empty (never a TTY)."""
+    return subprocess.run(
+        [sys.executable, "-m", "podlink", *args],
+        cwd=cwd,
+        env=env,
+        input=stdin_text if stdin_text is not None else "",
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

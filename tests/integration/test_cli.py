@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
@@ -15,25 +14,10 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import descendants
+from tests.helpers import run_podlink as podlink
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "hello"
-
-
-def podlink(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "podlink", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, "PODLINK_STATE_DIR": str(tmp_path / "state"), "COLUMNS": "200"}
 
 
 @pytest.fixture

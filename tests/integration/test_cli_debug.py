@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import socket
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import processes_mentioning
 from tests.integration.test_cli import LineWatcher, podlink
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,11 +24,6 @@ def free_port() -> int:
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         return int(listener.getsockname()[1])
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, "PODLINK_STATE_DIR": str(tmp_path / "state"), "COLUMNS": "200"}
 
 
 @pytest.fixture
@@ -56,21 +51,6 @@ def debug_process(workspace: Path, env: dict[str, str]) -> Iterator[subprocess.P
     if process.poll() is None:
         process.kill()
         process.wait()
-
-
-def processes_mentioning(text: str) -> list[str]:
-    """Command lines of living processes that contain ``text`` (a daemonized debug adapter
-    is no child of anything here, so /proc is searched as a whole)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != os.getpid():
-            try:
-                args = (Path("/proc") / entry / "cmdline").read_bytes().replace(b"\0", b" ")
-            except OSError:
-                continue
-            if text.encode() in args:
-                found.append(args.decode(errors="replace"))
-    return found
 
 
 def test_debug_prints_the_attach_configuration_and_stops_cleanly(

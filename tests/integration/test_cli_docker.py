@@ -24,26 +24,12 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import run_podlink as podlink
 from tests.integration.test_cli import LineWatcher
 from tests.targets import TEST_IMAGE, TEST_LABEL, docker_client, start_test_container
 
 MANAGED = {"podlink.managed": "1"}
 WAIT_SECONDS = 30.0
-
-
-def podlink(
-    *args: str, cwd: Path, env: dict[str, str], stdin_text: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run podlink to its end; stdin is ``stdin_text``, or empty (never a terminal)."""
-    return subprocess.run(
-        [sys.executable, "-m", "podlink", *args],
-        cwd=cwd,
-        env=env,
-        input=stdin_text if stdin_text is not None else "",
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def write_config(folder: Path, target_section: str) -> Path:
@@ -67,11 +53,6 @@ def wait_until(condition: Any, what: str, seconds: float = WAIT_SECONDS) -> None
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out waiting for {what}")
         time.sleep(0.05)
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, "PODLINK_STATE_DIR": str(tmp_path / "state"), "TERM": "xterm"}
 
 
 @pytest.fixture
