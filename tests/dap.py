@@ -158,6 +158,10 @@ class DapClient:
                 }
             )
 
+    async def wait_closed(self, seconds: float = 20.0) -> None:
+        """Wait until the adapter has closed the connection."""
+        await asyncio.wait_for(asyncio.shield(self._reading), seconds)
+
     async def close(self) -> None:
         self._writer.close()
         with contextlib.suppress(ConnectionError, OSError):

@@ -1,7 +1,9 @@
 """The app loop: ``run.command`` started in the target, its output streamed, restarted on sync.
 
 Stopping always takes the whole process group (SIGTERM, then SIGKILL after a grace period),
-so a restart never leaves an orphan holding the app's port.
+so a restart never leaves an orphan holding the app's port. An app that ends by itself shows
+``exited`` with its exit code; its output, a traceback included, is in the log already, and
+the line saying it exited repeats the last of it.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ import collections
 import contextlib
 import logging
 import shlex
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Literal
+from collections.abc import Callable, Mapping
+from typing import Literal, Protocol
 
 from podlink.targets.base import ExecStream, Target, TargetUnavailable
 
@@ -21,11 +23,24 @@ log = logging.getLogger(__name__)
 AppState = Literal["running", "exited", "restarting", "stopped"]
 TAIL_LINES = 20
 STOP_GRACE_SECONDS = 3.0
-# Rewrites the command and environment before each start (debugging runs the app under
-# debugpy); raises TargetUnavailable when it cannot, and the app then starts as configured.
-Launcher = Callable[
-    [tuple[str, ...], Mapping[str, str]], Awaitable[tuple[tuple[str, ...], dict[str, str]]]
-]
+# How long to keep reading the app's output once it has exited. What it wrote itself is
+# there at once; a daemon it left behind (debugpy's adapter is one) may hold the pipes open.
+OUTPUT_DRAIN_SECONDS = 1.0
+
+
+class AppWrapper(Protocol):
+    """Changes how the app runs: debugging runs it under debugpy."""
+
+    async def launch(
+        self, command: tuple[str, ...], env: Mapping[str, str]
+    ) -> tuple[tuple[str, ...], dict[str, str]]:
+        """The command and environment to start; TargetUnavailable: start it as configured."""
+
+    def started(self) -> None:
+        """The app was started (again)."""
+
+    async def stopping(self) -> None:
+        """The app is being stopped: stop what it started outside its process group."""
 
 
 class AppRunner:
@@ -51,8 +66,7 @@ class AppRunner:
         self._process: ExecStream | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
-        self.launcher: Launcher | None = None
-        self.on_started: Callable[[], None] | None = None
+        self.wrapper: AppWrapper | None = None
 
     @property
     def cwd(self) -> str:
@@ -80,9 +94,9 @@ class AppRunner:
         self.exit_code = None
         self.tail.clear()
         command, env = self.command, self._env
-        if self.launcher is not None:
+        if self.wrapper is not None:
             try:
-                command, env = await self.launcher(command, env)
+                command, env = await self.wrapper.launch(command, env)
             except TargetUnavailable as error:
                 self._report_line(f"podlink: {error}; starting the app as configured")
         self._on_output(f"$ {shlex.join(command)}")
@@ -96,14 +110,17 @@ class AppRunner:
         self._process = process
         self._set_state("running")
         self._supervisor = asyncio.create_task(self._supervise(process))
-        if self.on_started is not None:
-            self.on_started()
+        if self.wrapper is not None:
+            self.wrapper.started()
 
     async def _stop_locked(self, final_state: AppState) -> None:
         process, supervisor = self._process, self._supervisor
         self._process = self._supervisor = None
         if process is not None:
-            await process.terminate(STOP_GRACE_SECONDS)
+            if self.wrapper is not None:
+                await asyncio.gather(process.terminate(STOP_GRACE_SECONDS), self.wrapper.stopping())
+            else:
+                await process.terminate(STOP_GRACE_SECONDS)
         if supervisor is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await supervisor
@@ -111,8 +128,13 @@ class AppRunner:
 
     async def _supervise(self, process: ExecStream) -> None:
         streams = [process.stdout] + ([process.stderr] if process.stderr is not None else [])
-        await asyncio.gather(*(self._pump(stream) for stream in streams))
-        code = await process.wait()
+        pumps = [asyncio.ensure_future(self._pump(stream)) for stream in streams]
+        try:
+            code = await process.wait()
+            await asyncio.wait(pumps, timeout=OUTPUT_DRAIN_SECONDS)
+        finally:
+            for pump in pumps:
+                pump.cancel()
         if self._process is not process:
             return  # stopped on purpose; the stopper sets the state
         self._process = None

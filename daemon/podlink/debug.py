@@ -251,6 +251,7 @@ class Debugger:
         self._prepared_for: FileTransport | None = None
         self._extra_env: dict[str, str] = {}
         self._ready: asyncio.Task[bool] | None = None
+        self._released = False
 
     async def start(self) -> dict[str, Any]:
         """Restart the app under debugpy; the attach configuration once it is ready.
@@ -265,8 +266,7 @@ class Debugger:
                 remote_port, shares_loopback=self._shares_loopback
             )
         self._remote_port = remote_port
-        self._app.launcher = self._launch
-        self._app.on_started = self._watch_ready
+        self._app.wrapper = self
         self._ready = None
         await self._app.restart()
         ready = self._started_watch()
@@ -282,26 +282,35 @@ class Debugger:
         """Stop watching, and stop a debug adapter the app left behind (the app is stopped)."""
         if self._ready is not None:
             self._ready.cancel()
-        self._app.launcher = None
-        self._app.on_started = None
+        if self._app.wrapper is self:
+            self._app.wrapper = None
         if self._remote_port is not None:
             with contextlib.suppress(TargetUnavailable):
                 await self._port_script("release", 2.0)
 
-    # -- launching ----------------------------------------------------------------------
+    # -- the app's wrapper while debugging -----------------------------------------------
 
-    async def _launch(
+    async def launch(
         self, command: tuple[str, ...], env: Mapping[str, str]
     ) -> tuple[tuple[str, ...], dict[str, str]]:
-        """The app's launcher while debugging: the same app, under debugpy."""
+        """The same app, under debugpy."""
         assert self._remote_port is not None
         try:
             await self._prepare()
         except (DebugNotPossible, AgentError) as error:
             raise TargetUnavailable(f"cannot start the app under debugpy: {error}") from error
-        if await self._port_script("release", 5.0) == 1:
+        released, self._released = self._released, False
+        if not released and await self._port_script("release", 5.0) == 1:
             self._log(f"port {self._remote_port} in the target is still taken; starting anyway")
         return debug_command(command, self._remote_port), {**env, **self._extra_env}
+
+    async def stopping(self) -> None:
+        """Stop the app's debug adapter with it: the adapter leaves the app's process group
+        and keeps the app's output open, so stopping the group alone would not end it."""
+        try:
+            self._released = await self._port_script("release", 5.0) == 0
+        except TargetUnavailable as error:
+            self._log(f"cannot stop the debug adapter: {error}")
 
     async def _prepare(self) -> None:
         """Make debugpy importable by the app; once per connection to the target."""
@@ -375,7 +384,7 @@ class Debugger:
         """The readiness watch of the app's latest start, if it started."""
         return self._ready
 
-    def _watch_ready(self) -> None:
+    def started(self) -> None:
         """The app started (again): tell the user when its debug server accepts an editor."""
         if self._ready is not None:
             self._ready.cancel()
@@ -402,8 +411,11 @@ class Debugger:
                 f"(debugpy listens on 127.0.0.1:{self._remote_port} in the target)"
             )
             return True
-        if code == 2:  # nothing to read the sockets from: it is probably up by now
-            self._log(f"debug server started: attach to 127.0.0.1:{local}")
+        if code == 2:
+            self._log(
+                "cannot tell when the debug server is ready (the target has no /proc); "
+                f"attach to 127.0.0.1:{local} once the app runs"
+            )
             return True
         self._log(f"the debug server did not start within {READY_TIMEOUT_SECONDS:.0f} s")
         return False

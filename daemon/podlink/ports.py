@@ -39,7 +39,6 @@ FIRST_RETRY_DELAY = 0.05
 MAX_RETRY_DELAY = 15.0
 HEALTHY_AFTER_SECONDS = 1.0
 
-ForwardState = Literal["active", "reconnecting", "error"]
 Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 OpenTunnel = Callable[[int], Awaitable[Streams]]
 CheckTarget = Callable[[], Awaitable[None]]
@@ -85,8 +84,6 @@ class Forward:
 
     def __init__(
         self,
-        server: asyncio.Server,
-        local_port: int,
         remote_port: int,
         *,
         open_tunnel: OpenTunnel,
@@ -94,12 +91,12 @@ class Forward:
         on_change: Callable[[], None],
         on_log: Callable[[str], None],
     ) -> None:
-        self.local_port = local_port
+        self.local_port = 0
         self.remote_port = remote_port
-        self.state: ForwardState = "active"
+        self.state: protocol.PortForwardState = "active"
         self.error: str | None = None
         self.closed = False
-        self._server = server
+        self._server: asyncio.Server | None = None
         self._open_tunnel = open_tunnel
         self._check_target = check_target
         self._on_change = on_change
@@ -111,6 +108,10 @@ class Forward:
         self._backoff = Backoff()
         self._backoff.succeeded()
         self._reconnecting: asyncio.Task[None] | None = None
+
+    async def listen(self, wanted: int, avoid: int | None) -> None:
+        """Listen on 127.0.0.1:``wanted``, or the next free port other than ``avoid``."""
+        self._server, self.local_port = await _listen(self.serve, wanted, avoid)
 
     @property
     def name(self) -> str:
@@ -146,6 +147,7 @@ class Forward:
             await self._carry(client_reader, client)
         except asyncio.CancelledError:
             _reset(client)  # the forward is closing
+            raise
         finally:
             self._connections.discard(task)
             if not self.closed:
@@ -218,14 +220,16 @@ class Forward:
 
     async def close(self) -> None:
         self.closed = True
-        self._server.close()
+        if self._server is not None:
+            self._server.close()
         tasks = [*self._connections]
         if self._reconnecting is not None:
             tasks.append(self._reconnecting)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await self._server.wait_closed()
+        if self._server is not None:
+            await self._server.wait_closed()
 
 
 class PortForwards:
@@ -245,13 +249,6 @@ class PortForwards:
         self._on_log = on_log
         self._forwards: dict[int, Forward] = {}
 
-    @property
-    def forwards(self) -> list[Forward]:
-        return list(self._forwards.values())
-
-    def get(self, local_port: int) -> Forward | None:
-        return self._forwards.get(local_port)
-
     async def add(
         self, remote_port: int, local_port: int | None = None, *, shares_loopback: bool = False
     ) -> Forward:
@@ -262,25 +259,16 @@ class PortForwards:
         Raises OSError when no port can be bound at all.
         """
         wanted = local_port if local_port is not None else remote_port
-        avoid = remote_port if shares_loopback else None
-        holder: list[Forward] = []
-
-        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await holder[0].serve(reader, writer)
-
-        server, bound = await _listen(serve, wanted, avoid)
         forward = Forward(
-            server,
-            bound,
             remote_port,
             open_tunnel=self._open_tunnel,
             check_target=self._check_target,
             on_change=self._on_change,
             on_log=self._on_log,
         )
-        holder.append(forward)
-        self._forwards[bound] = forward
-        moved = f" ({wanted} was taken)" if bound != wanted else ""
+        await forward.listen(wanted, remote_port if shares_loopback else None)
+        self._forwards[forward.local_port] = forward
+        moved = f" ({wanted} was taken)" if forward.local_port != wanted else ""
         self._on_log(f"{forward.name}: listening{moved}")
         self._on_change()
         return forward
@@ -330,7 +318,7 @@ async def _listen(
             raise
         bound = int(server.sockets[0].getsockname()[1])
         return server, bound
-    raise OSError(errno.EADDRINUSE, "no free port on 127.0.0.1")  # pragma: no cover
+    raise AssertionError("port 0 always binds or raises")
 
 
 # -- copying bytes ------------------------------------------------------------------------
