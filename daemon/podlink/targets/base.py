@@ -7,6 +7,7 @@ seen from inside it (``tunnel``), report lifecycle events, and describe itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Protocol
@@ -20,6 +21,42 @@ class TargetUnavailable(Exception):
 
 class PortRefused(TargetUnavailable):
     """The target is reachable, but nothing accepts connections on the port inside it."""
+
+
+class PidLine:
+    """The first line a wrapped command writes on stderr: its pid, before any output of its own.
+
+    Container targets start commands under ``sh`` that reports the pid this way, because
+    neither Docker nor Kubernetes can stop an exec: the pid is how its process group is
+    signalled later.
+    """
+
+    def __init__(self) -> None:
+        self.known: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        self._buffer = b""
+
+    def feed(self, data: bytes) -> bytes:
+        """Take stderr bytes; what is left for the command's own stderr."""
+        if self.known.done():
+            return data
+        self._buffer += data
+        line, newline, rest = self._buffer.partition(b"\n")
+        if not newline:
+            return b""
+        pid: int | None = None
+        with contextlib.suppress(ValueError):
+            pid = int(line)
+        self.known.set_result(pid)
+        return rest
+
+    def end(self) -> None:
+        """The stream ended: a pid never reported stays unknown."""
+        if not self.known.done():
+            self.known.set_result(None)
+
+    @property
+    def pid(self) -> int | None:
+        return self.known.result() if self.known.done() else None
 
 
 class TargetEventKind(enum.Enum):

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
+from podlink.targets.base import PidLine
+
 log = logging.getLogger(__name__)
 
 FRAME_HEADER = struct.Struct(">BxxxI")
@@ -181,10 +183,8 @@ class DockerExec:
         self.stderr: asyncio.StreamReader | None = (
             None if tty else asyncio.StreamReader(limit=STREAM_LIMIT)
         )
-        self.pid: int | None = None
         self._gate: _ReadGate | None = None
-        self._pid_known: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
-        self._pid_buffer = b""
+        self._pid_line = PidLine()
         self._exit_code: int | None = None
         self._pump = asyncio.create_task(self._demultiplex())
         if not wants_stdin:
@@ -199,11 +199,16 @@ class DockerExec:
             self._gate = _ReadGate()
             self.stdout.set_transport(self._gate)
 
+    @property
+    def pid(self) -> int | None:
+        """The command's pid in the target, once reported."""
+        return self._pid_line.pid
+
     async def wait_for_pid(self) -> int | None:
         """The command's pid in the container (None with a TTY, where it is not printed)."""
         if self._tty:
             return None
-        return await self._pid_known
+        return await self._pid_line.known
 
     async def _demultiplex(self) -> None:
         try:
@@ -220,8 +225,7 @@ class DockerExec:
             self.stdout.feed_eof()
             if self.stderr is not None:
                 self.stderr.feed_eof()
-            if not self._pid_known.done():
-                self._pid_known.set_result(None)
+            self._pid_line.end()
 
     async def _read_frames(self) -> None:
         assert self.stderr is not None
@@ -241,17 +245,7 @@ class DockerExec:
 
     def _feed_stderr(self, payload: bytes) -> None:
         assert self.stderr is not None
-        if self._pid_known.done():
-            self.stderr.feed_data(payload)
-            return
-        self._pid_buffer += payload
-        line, newline, rest = self._pid_buffer.partition(b"\n")
-        if not newline:
-            return
-        with contextlib.suppress(ValueError):
-            self.pid = int(line)
-        self._pid_known.set_result(self.pid)
-        if rest:
+        if rest := self._pid_line.feed(payload):
             self.stderr.feed_data(rest)
 
     async def close_stdin(self) -> None:
@@ -297,7 +291,7 @@ class DockerExec:
     async def terminate(self, grace_seconds: float = 3.0) -> int:
         if self._exit_code is not None:
             return self._exit_code
-        pid = self.pid if self._pid_known.done() else None
+        pid = self.pid
         if pid is None:
             # A TTY exec (or one that never started): closing the stream hangs it up.
             self._writer.close()

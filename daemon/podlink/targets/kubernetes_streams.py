@@ -19,6 +19,8 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from podlink.targets.base import PidLine
+
 log = logging.getLogger(__name__)
 
 STDOUT_CHANNEL, STDERR_CHANNEL, STATUS_CHANNEL = 1, 2, 3
@@ -78,9 +80,7 @@ class KubeExec:
         self.stderr: asyncio.StreamReader | None = (
             None if tty else asyncio.StreamReader(limit=STREAM_LIMIT)
         )
-        self.pid: int | None = None
-        self._pid_known: asyncio.Future[int | None] = self._loop.create_future()
-        self._pid_buffer = b""
+        self._pid_line = PidLine()
         self._done: asyncio.Future[int] = self._loop.create_future()
         self._stdin_peer: socket.socket | None = None
         self._wants_stdin = wants_stdin
@@ -153,35 +153,32 @@ class KubeExec:
         if channel == STDOUT_CHANNEL or self.stderr is None:
             self.stdout.feed_data(data)
             return
-        if self._pid_known.done() or self._tty:
+        if self._tty:
             self.stderr.feed_data(data)
             return
-        self._pid_buffer += data
-        line, newline, rest = self._pid_buffer.partition(b"\n")
-        if not newline:
-            return
-        with contextlib.suppress(ValueError):
-            self.pid = int(line)
-        self._pid_known.set_result(self.pid)
-        if rest:
+        if rest := self._pid_line.feed(data):
             self.stderr.feed_data(rest)
 
     def _finish(self, code: int) -> None:
         self.stdout.feed_eof()
         if self.stderr is not None:
             self.stderr.feed_eof()
-        if not self._pid_known.done():
-            self._pid_known.set_result(None)
+        self._pid_line.end()
         if not self._done.done():
             self._done.set_result(code)
         if self.stdin is not None:
             self.stdin.close()
 
+    @property
+    def pid(self) -> int | None:
+        """The command's pid in the target, once reported."""
+        return self._pid_line.pid
+
     async def wait_for_pid(self) -> int | None:
         """The command's pid in the container (None with a TTY, where it is not printed)."""
         if self._tty:
             return None
-        return await self._pid_known
+        return await self._pid_line.known
 
     async def close_stdin(self) -> None:
         if self.stdin is not None and not self.stdin.is_closing():
@@ -198,7 +195,7 @@ class KubeExec:
     async def terminate(self, grace_seconds: float = 3.0) -> int:
         if self._done.done():
             return self._done.result()
-        pid = self.pid if self._pid_known.done() else None
+        pid = self.pid
         if pid is None:
             await asyncio.to_thread(self.hang_up)
             return await self.wait()
