@@ -1,0 +1,388 @@
+"""Three-way reconcile: the last agreed state (ancestor) and both sides in, one merged state out.
+
+Pure: no I/O. For every path the side that changed since the ancestor wins; both sides
+changing it the same way needs nothing; a deletion loses to a modification; two different
+modifications are a conflict, where the workspace's version wins and the target's version is
+kept as a local copy beside it (``NAME.podlink-conflict-<time>``) so that nothing written on
+either side is lost. The merged state is what *both* sides should hold afterwards; the
+upload and download plans are ``plan_mirror(merged, side)``.
+
+In ``upload`` mode the workspace always wins; target-side changes that will be replaced are
+listed in ``overwritten`` so they can be reported before they go.
+
+Safety halts stop a pass, before anything is applied, when a side's root vanished or became
+empty while the ancestor had content, or when the pass would delete more than a share of
+the tree: the typical "container restarted without its volume" and "workspace unmounted"
+cases, where propagating the deletion would destroy the other side.
+"""
+
+from __future__ import annotations
+
+import enum
+import posixpath
+from collections.abc import Iterable, Mapping
+
+import msgspec
+
+from podlink.sync.core.plan import depth, is_within, quick_match
+from podlink.sync.core.snapshot import Entry, Kind, Snapshot
+
+CONFLICT_MARKER = ".podlink-conflict-"
+# The share check needs a tree of some size: deleting 3 of 4 files is ordinary editing.
+MIN_FILES_FOR_DELETE_SHARE = 20
+
+
+class Mode(enum.Enum):
+    UPLOAD = "upload"
+    TWO_WAY = "two-way"
+
+
+class RootState(enum.Enum):
+    """What a whole-tree scan found at a side's root."""
+
+    PRESENT = "present"
+    MISSING = "missing"
+    NOT_A_FOLDER = "not a folder"
+    NOT_SCANNED = "not scanned"  # an incremental pass: only some paths were looked at
+
+
+class Conflict(msgspec.Struct, frozen=True):
+    """Both sides changed ``path`` differently; the target's version went to ``copy_path``."""
+
+    path: str
+    copy_path: str | None
+    message: str
+
+
+class ConflictCopy(msgspec.Struct, frozen=True):
+    """Copy the target's ``remote_path`` (and what lies below it) to the local ``local_path``."""
+
+    remote_path: str
+    local_path: str
+
+
+class Halt(msgspec.Struct, frozen=True):
+    reason: str
+    side: str  # "workspace" | "target"
+
+
+class Reconciliation(msgspec.Struct, frozen=True):
+    merged: dict[str, Entry]
+    conflicts: tuple[Conflict, ...] = ()
+    copies: tuple[ConflictCopy, ...] = ()
+    overwritten: tuple[str, ...] = ()
+    halt: Halt | None = None
+
+
+def same_entry(first: Entry | None, second: Entry | None) -> bool:
+    """Whether two entries describe the same content and mode (inodes never count).
+
+    Files match by digest when both have one, else by size and mtime (podlink writes files
+    with their source's mtime, so this holds for everything it synced). Equal sizes with
+    other mtimes and no digests count as different: the engine fills digests beforehand
+    where that would turn into a conflict.
+    """
+    if first is None or second is None:
+        return first is second
+    if first.kind is not second.kind:
+        return False
+    if first.kind is Kind.SYMLINK:
+        return first.link_target == second.link_target
+    if first.mode != second.mode:
+        return False
+    if first.kind is Kind.DIRECTORY:
+        return True
+    return same_file_content(first, second)
+
+
+def same_file_content(first: Entry, second: Entry) -> bool:
+    if first.size != second.size:
+        return False
+    if first.digest is not None and second.digest is not None:
+        return first.digest == second.digest
+    return quick_match(first, second)
+
+
+def conflict_copy_name(path: str, stamp: str) -> str:
+    return f"{path}{CONFLICT_MARKER}{stamp}"
+
+
+def is_conflict_copy(path: str) -> bool:
+    return CONFLICT_MARKER in posixpath.basename(path)
+
+
+def paths_needing_digests_both_changed(
+    ancestor: Snapshot, local: Snapshot, remote: Snapshot, *, mode: Mode
+) -> list[str]:
+    """Files that would look like conflicts only because no digest tells equal content apart.
+
+    Two-way mode, both sides changed since the ancestor, equal sizes, other mtimes.
+    Upload mode needs only what ``plan.paths_needing_digests`` asks for.
+    """
+    if mode is Mode.UPLOAD:
+        return []
+    found = []
+    for path, here in local.items():
+        there = remote.get(path)
+        if (
+            there is None
+            or here.kind is not Kind.FILE
+            or there.kind is not Kind.FILE
+            or here.size != there.size
+            or quick_match(here, there)
+            or (here.digest is not None and there.digest is not None)
+        ):
+            continue
+        base = ancestor.get(path)
+        if not same_entry(base, here) and not same_entry(base, there):
+            found.append(path)
+    return sorted(found)
+
+
+def reconcile(
+    ancestor: Snapshot,
+    local: Snapshot,
+    remote: Snapshot,
+    *,
+    mode: Mode,
+    conflict_stamp: str,
+    local_root: RootState = RootState.NOT_SCANNED,
+    remote_root: RootState = RootState.NOT_SCANNED,
+    ancestor_files: int | None = None,
+    max_delete_share: float = 0.5,
+    allow_deletions: bool = False,
+) -> Reconciliation:
+    """Merge the three states for every path any of them holds.
+
+    All three snapshots cover the same scope (the whole tree, or the paths a pass looks at,
+    each with what lies below it). ``ancestor_files``: how many files the whole ancestor
+    holds, for the delete-share halt (defaults to the files in ``ancestor``).
+    ``allow_deletions``: the user resumed after a halt; apply what was held back.
+    """
+    first_sync = not ancestor
+    merged: dict[str, Entry] = {}
+    origin: dict[str, str] = {}
+    conflicts: list[Conflict] = []
+    copies: list[ConflictCopy] = []
+    overwritten: list[str] = []
+
+    for path in sorted(set(ancestor) | set(local) | set(remote), key=lambda p: (depth(p), p)):
+        base, here, there = ancestor.get(path), local.get(path), remote.get(path)
+        winner, side = _decide(path, base, here, there, mode, first_sync, overwritten)
+        if side == "conflict":
+            assert here is not None and there is not None
+            copy_path = conflict_copy_name(path, conflict_stamp)
+            copies.append(ConflictCopy(path, copy_path))
+            conflicts.append(Conflict(path, copy_path, _conflict_message(here, there, copy_path)))
+            side = "local"
+        if winner is not None:
+            merged[path] = winner
+            origin[path] = side
+
+    _repair_folders(merged, origin, local, remote, mode, conflict_stamp, conflicts, copies)
+    if not allow_deletions:
+        halt = _halt_reason(
+            ancestor,
+            local,
+            remote,
+            merged,
+            mode,
+            local_root,
+            remote_root,
+            ancestor_files,
+            max_delete_share,
+        )
+        if halt is not None:
+            return Reconciliation(merged=merged, halt=halt)
+    return Reconciliation(
+        merged=merged,
+        conflicts=tuple(conflicts),
+        copies=tuple(copies),
+        overwritten=tuple(overwritten),
+    )
+
+
+def _decide(
+    path: str,
+    base: Entry | None,
+    here: Entry | None,
+    there: Entry | None,
+    mode: Mode,
+    first_sync: bool,
+    overwritten: list[str],
+) -> tuple[Entry | None, str]:
+    """The entry both sides should hold at ``path``, and which side it came from."""
+    remote_changed = not same_entry(base, there)
+    if not remote_changed or same_entry(here, there):
+        return here, "local"
+    local_changed = not same_entry(base, here)
+    if mode is Mode.UPLOAD:
+        if not first_sync:
+            overwritten.append(path)
+        return here, "local"
+    if not local_changed:
+        return there, "remote"
+    if first_sync and here is not None:
+        # No agreed state yet: the workspace is the truth for what both sides hold.
+        return here, "local"
+    if here is None:
+        return there, "remote"  # deleted here, modified there: the modification wins
+    if there is None:
+        return here, "local"
+    if here.kind is Kind.DIRECTORY and there.kind is Kind.DIRECTORY:
+        return here, "local"  # only modes differ; a folder's content is decided below it
+    if here.kind is there.kind is Kind.FILE and same_file_content(here, there):
+        return here, "local"  # same bytes, other modes: no content to lose
+    return here, "conflict"
+
+
+def _conflict_message(here: Entry, there: Entry, copy_path: str) -> str:
+    name = posixpath.basename(copy_path)
+    if here.kind is not there.kind:
+        what = f"the target has a {_noun(there)} where the workspace has a {_noun(here)}"
+    else:
+        what = "changed in the workspace and in the target"
+    return f"{what}; the workspace's version was kept, the target's is saved as {name}"
+
+
+def _noun(entry: Entry) -> str:
+    return {Kind.FILE: "file", Kind.DIRECTORY: "folder", Kind.SYMLINK: "symlink"}[entry.kind]
+
+
+def _repair_folders(
+    merged: dict[str, Entry],
+    origin: dict[str, str],
+    local: Snapshot,
+    remote: Snapshot,
+    mode: Mode,
+    stamp: str,
+    conflicts: list[Conflict],
+    copies: list[ConflictCopy],
+) -> None:
+    """Make every kept entry's parent a folder in ``merged``.
+
+    A parent deleted on one side while something below it changed on the other comes back
+    (the modification wins). A parent replaced by a file or link on one side while the other
+    changed something below it is a conflict: the workspace's parent wins, and a target
+    subtree that would be dropped is copied to the workspace first.
+    """
+    for path in sorted(list(merged), key=lambda p: (depth(p), p)):
+        if path not in merged:
+            continue  # dropped as part of a copied subtree
+        parent = posixpath.dirname(path)
+        if not parent or (parent not in local and parent not in remote):
+            continue  # outside this pass's scope: the parent is not being changed
+        parent_entry = merged.get(parent)
+        if parent_entry is not None and parent_entry.kind is Kind.DIRECTORY:
+            continue
+        here, there = local.get(parent), remote.get(parent)
+        if parent_entry is None:
+            _revive_folder(parent, merged, origin, local, remote)
+            continue
+        if origin.get(path) == "local" and here is not None and here.kind is Kind.DIRECTORY:
+            # The target replaced the folder; the workspace changed inside it.
+            merged[parent], origin[parent] = here, "local"
+            if there is not None and mode is Mode.TWO_WAY:
+                _add_copy(parent, here, there, stamp, conflicts, copies)
+            continue
+        # The workspace replaced the folder; the target changed inside it.
+        if there is not None and mode is Mode.TWO_WAY and there.kind is Kind.DIRECTORY:
+            _add_copy(parent, parent_entry, there, stamp, conflicts, copies)
+        for below in [p for p in merged if is_within(p, parent) and p != parent]:
+            del merged[below]
+
+
+def _revive_folder(
+    folder: str,
+    merged: dict[str, Entry],
+    origin: dict[str, str],
+    local: Snapshot,
+    remote: Snapshot,
+) -> None:
+    while folder and folder not in merged:
+        here, there = local.get(folder), remote.get(folder)
+        if here is not None and here.kind is Kind.DIRECTORY:
+            merged[folder], origin[folder] = here, "local"
+        elif there is not None and there.kind is Kind.DIRECTORY:
+            merged[folder], origin[folder] = there, "remote"
+        else:
+            merged[folder], origin[folder] = Entry(kind=Kind.DIRECTORY, mode=0o755), "local"
+        folder = posixpath.dirname(folder)
+
+
+def _add_copy(
+    path: str,
+    here: Entry,
+    there: Entry,
+    stamp: str,
+    conflicts: list[Conflict],
+    copies: list[ConflictCopy],
+) -> None:
+    if any(copy.remote_path == path for copy in copies):
+        return
+    copy_path = conflict_copy_name(path, stamp)
+    copies.append(ConflictCopy(path, copy_path))
+    conflicts.append(Conflict(path, copy_path, _conflict_message(here, there, copy_path)))
+
+
+def _halt_reason(
+    ancestor: Snapshot,
+    local: Snapshot,
+    remote: Snapshot,
+    merged: Mapping[str, Entry],
+    mode: Mode,
+    local_root: RootState,
+    remote_root: RootState,
+    ancestor_files: int | None,
+    max_delete_share: float,
+) -> Halt | None:
+    held = _count_files(ancestor.values())
+    if held == 0:
+        return None
+    if local_root is not RootState.NOT_SCANNED and _count_files(local.values()) == 0:
+        what = _root_description(local_root)
+        return Halt(
+            f"the workspace folder {what} but held {held} files when last synced; "
+            "podlink paused instead of deleting them in the target",
+            "workspace",
+        )
+    if (
+        mode is Mode.TWO_WAY
+        and remote_root is not RootState.NOT_SCANNED
+        and _count_files(remote.values()) == 0
+    ):
+        what = _root_description(remote_root)
+        return Halt(
+            f"the sync folder in the target {what} but held {held} files when last synced "
+            "(was the container recreated without its volume?); podlink paused instead of "
+            "deleting them in the workspace",
+            "target",
+        )
+    total = held if ancestor_files is None else max(ancestor_files, held)
+    for side_name, side in (("target", remote), ("workspace", local)):
+        deleted = sum(
+            1
+            for path, entry in side.items()
+            if entry.kind is not Kind.DIRECTORY and path not in merged
+        )
+        if deleted >= MIN_FILES_FOR_DELETE_SHARE and deleted > max_delete_share * total:
+            share = round(100 * deleted / total)
+            return Halt(
+                f"this sync would delete {deleted} files ({share}% of the tree) in the "
+                f"{side_name}, more than the {round(100 * max_delete_share)}% allowed by "
+                "sync[].maxDeleteShare; podlink paused",
+                side_name,
+            )
+    return None
+
+
+def _root_description(state: RootState) -> str:
+    if state is RootState.MISSING:
+        return "is gone"
+    if state is RootState.NOT_A_FOLDER:
+        return "is no longer a folder"
+    return "is empty"
+
+
+def _count_files(entries: Iterable[Entry]) -> int:
+    return sum(1 for entry in entries if entry.kind is not Kind.DIRECTORY)
