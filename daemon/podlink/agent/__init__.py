@@ -7,4 +7,6 @@
 * ``wire.py`` is the frame layout, message types and reply payloads, daemon side.
 * ``client.py`` is ``Agent``, the asyncio client: it starts the agent through a ``Target``
   and pipelines requests over the one stream.
+* ``two_way.py`` holds what two-way sync adds on the client side: preconditions, the
+  streaming of READs into local files, and the decoding of reported changes.
 """

@@ -25,15 +25,18 @@ import hashlib
 import json
 import os
 import platform
+import select
 import signal
 import stat
 import struct
 import sys
+import threading
+import time
 import traceback
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from types import FrameType
 
 # --- Protocol constants. podlink.agent.wire holds the same values; a test keeps them equal.
@@ -56,9 +59,13 @@ CHMOD = 9
 RENAME = 10
 ENSURE_ROOT = 11
 WRITE_MANY = 12
+READ = 13
+WATCH = 14
+UNWATCH = 15
 OK = 64
 ERROR = 65
 ENTRIES = 66
+CHANGES = 67
 
 HEADER = struct.Struct(HEADER_FORMAT)
 READ_CHUNK = 1024 * 1024
@@ -204,10 +211,13 @@ def open_root(root: str) -> int:
         raise Failure("notDirectory", f"the sync root {root} is not a folder") from None
 
 
-def open_child_folder(parent_fd: int, name: str, create: bool, shown: str) -> int:
+def open_child_folder(
+    parent_fd: int, name: str, create: bool, shown: str, owner: tuple[int, int] | None = None
+) -> int:
     """Open the folder ``name`` inside ``parent_fd`` without following a symlink there.
 
-    ``shown`` is the path of that folder relative to the root, for messages.
+    ``shown`` is the path of that folder relative to the root, for messages. A folder made
+    here is given to ``owner``.
     """
     try:
         return os.open(name, FOLDER_FLAGS, dir_fd=parent_fd)
@@ -222,6 +232,8 @@ def open_child_folder(parent_fd: int, name: str, create: bool, shown: str) -> in
         os.mkdir(name, 0o755, dir_fd=parent_fd)
     except FileExistsError:
         pass  # made concurrently; the open below finds out what it is
+    else:
+        give_to(owner, parent_fd, name)
     try:
         return os.open(name, FOLDER_FLAGS, dir_fd=parent_fd)
     except OSError as error:
@@ -237,21 +249,45 @@ def raise_not_a_folder(parent_fd: int, name: str, shown: str) -> NoReturn:
 
 
 @contextlib.contextmanager
-def folder_of(root: str, parts: list[str], create: bool) -> Iterator[int]:
+def folder_of(
+    root: str, parts: list[str], create: bool, expected: Expected | None = None
+) -> Iterator[int]:
     """An fd of the folder holding ``parts[-1]``, reached from the root without symlinks.
 
-    With ``create``, missing folders on the way are made (mode 0o755).
+    With ``create``, missing folders on the way are made (mode 0o755, given to the root's
+    owner), unless ``expected`` says something is there already: then a missing folder
+    means that it is gone, Failure ``changed``.
     """
     fd = open_root(root)
+    owner = OWNERS.get(root)
     try:
         for depth in range(len(parts) - 1):
-            shown = "/".join(parts[: depth + 1])
-            child = open_child_folder(fd, parts[depth], create, shown)
+            child = open_folder_on_the_way(fd, parts, depth, create, owner, expected)
             os.close(fd)
             fd = child
         yield fd
     finally:
         os.close(fd)
+
+
+def open_folder_on_the_way(
+    parent_fd: int,
+    parts: list[str],
+    depth: int,
+    create: bool,
+    owner: tuple[int, int] | None,
+    expected: Expected | None,
+) -> int:
+    """Open ``parts[depth]``, a folder on the way to ``parts[-1]``, as ``folder_of`` does."""
+    shown = "/".join(parts[: depth + 1])
+    may_create = create and may_make_parents(expected)
+    try:
+        return open_child_folder(parent_fd, parts[depth], may_create, shown, owner)
+    except Failure as failure:
+        if failure.code in ("notFound", "notDirectory") and not may_make_parents(expected):
+            message = "the target changed: nothing is there now"
+            raise Failure("changed", message, "/".join(parts)) from None
+        raise
 
 
 def lstat_or_none(dir_fd: int, name: str) -> os.stat_result | None:
@@ -263,10 +299,25 @@ def lstat_or_none(dir_fd: int, name: str) -> os.stat_result | None:
 
 def temp_name(name: str) -> str:
     """A fresh temporary name beside ``name``, still within the file system's name limit."""
-    prefix = f"{TEMP_PREFIX}{os.urandom(4).hex()}-"
+    # The writer's pid in the name lets a later agent tell a dead agent's leftover apart.
+    prefix = f"{TEMP_PREFIX}{os.getpid()}-{os.urandom(4).hex()}-"
     room = NAME_MAX - len(prefix.encode("ascii"))
     shortened = name.encode("utf-8")[:room].decode("utf-8", "ignore")
     return prefix + shortened
+
+
+def writer_is_gone(temporary: str) -> bool:
+    """Whether the agent that named ``temporary`` (``temp_name``) no longer runs."""
+    pid_text = temporary[len(TEMP_PREFIX) :].split("-", 1)[0]
+    if not pid_text.isdigit() or int(pid_text) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def chmod_no_follow(dir_fd: int, name: str, mode: int, path: str) -> None:
@@ -293,15 +344,82 @@ def chmod_no_follow(dir_fd: int, name: str, mode: int, path: str) -> None:
         os.close(pinned)
 
 
+# --- Ownership -------------------------------------------------------------------------------
+
+# (uid, gid) for everything made below a root, as ENSURE_ROOT set it; -1 keeps that id as the
+# agent created it. The agent serves one daemon for its whole life, so this lives as long.
+OWNERS: dict[str, tuple[int, int]] = {}
+
+
+def give_to(owner: tuple[int, int] | None, dir_fd: int | None, name: str) -> None:
+    """Hand ``name`` (a link itself, never what it points to) to ``owner``, if there is one."""
+    if owner is not None:
+        os.chown(name, owner[0], owner[1], dir_fd=dir_fd, follow_symlinks=False)
+
+
+def resolve_owner(spec: object) -> tuple[int, int]:
+    """``user``, ``user:group``, ``uid`` or ``uid:gid`` as ids, looked up in this target."""
+    import grp
+    import pwd
+
+    if not isinstance(spec, str) or not spec or spec.count(":") > 1:
+        raise Failure("badRequest", f"owner must be 'user' or 'user:group', got {spec!r}")
+    user, _, group = spec.partition(":")
+    if user.isdigit():
+        uid = int(user)
+        try:
+            gid = pwd.getpwuid(uid).pw_gid
+        except KeyError:
+            gid = -1  # a bare uid with no account here: the group stays as created
+    else:
+        try:
+            account = pwd.getpwnam(user)
+        except KeyError:
+            message = f"the owner {spec!r} names user {user!r}, which does not exist in the target"
+            raise Failure("badRequest", message) from None
+        uid, gid = account.pw_uid, account.pw_gid
+    if group.isdigit():
+        gid = int(group)
+    elif group:
+        try:
+            gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            message = (
+                f"the owner {spec!r} names group {group!r}, which does not exist in the target"
+            )
+            raise Failure("badRequest", message) from None
+    return uid, gid
+
+
+def check_may_give_away(uid: int, gid: int, spec: str) -> None:
+    """Refuse up front an owner this process could never hand files to.
+
+    Only root may give files away; anyone may keep their own uid and pick one of their groups.
+    """
+    if os.geteuid() == 0:
+        return
+    if uid in (-1, os.geteuid()) and gid in (-1, os.getegid(), *os.getgroups()):
+        return
+    raise Failure(
+        "permissionDenied",
+        f"cannot give files to {spec!r}: the agent runs as uid {os.geteuid()}, and only root "
+        "can give files away; run the container as root or drop 'owner'",
+    )
+
+
 # --- Framing ---------------------------------------------------------------------------------
 
 
 class Channel:
-    """Frames over a pair of binary streams."""
+    """Frames over a pair of binary streams.
+
+    Sending is locked: the watcher thread sends CHANGES while the main loop answers requests.
+    """
 
     def __init__(self, reader: IO[bytes], writer: IO[bytes]) -> None:
         self.reader = reader
         self.writer = writer
+        self.send_lock = threading.Lock()
 
     def read_frame(self) -> tuple[int, int, bytes]:
         """The next (message type, request id, payload); EndOfInput when the input ends."""
@@ -327,19 +445,25 @@ class Channel:
             raise EndOfInput()
         return b"".join(chunks)
 
-    def send(self, kind: int, request_id: int, payload: bytes) -> None:
-        self.writer.write(HEADER.pack(len(payload), kind, request_id))
-        self.writer.write(payload)
+    def send(self, kind: int, request_id: int, payload: bytes, flush: bool = False) -> None:
+        with self.send_lock:
+            self.writer.write(HEADER.pack(len(payload), kind, request_id))
+            self.writer.write(payload)
+            if flush:
+                self.writer.flush()
 
-    def send_json(self, kind: int, request_id: int, message: dict[str, Any]) -> None:
-        self.send(kind, request_id, encode_json(message))
+    def send_json(
+        self, kind: int, request_id: int, message: dict[str, Any], flush: bool = False
+    ) -> None:
+        self.send(kind, request_id, encode_json(message), flush)
 
     def send_error(self, request_id: int, failure: Failure) -> None:
         message = {"code": failure.code, "message": failure.message, "path": failure.path}
         self.send_json(ERROR, request_id, message)
 
     def flush(self) -> None:
-        self.writer.flush()
+        with self.send_lock:
+            self.writer.flush()
 
 
 def encode_json(message: dict[str, Any]) -> bytes:
@@ -377,6 +501,88 @@ def required_path(fields: dict[str, Any], key: str = "path") -> tuple[str, list[
     return str(path), split_relative_path(path)
 
 
+# --- Preconditions -------------------------------------------------------------------------
+
+KIND_NAMES = {
+    "f": "a file",
+    "d": "a folder",
+    "l": "a symlink",
+    None: "nothing",
+    "?": "a special file",
+}
+
+
+class Expected:
+    """A precondition on one path: what must be there right before a change replaces it.
+
+    Two-way sync sends one so an edit made in the target after the daemon looked is never
+    overwritten. ``kind`` None means nothing may be there; a file must also keep its size
+    and mtime; for folders and links the kind is enough.
+    """
+
+    def __init__(self, kind: str | None, size: int = 0, mtime_ns: int = 0) -> None:
+        self.kind = kind
+        self.size = size
+        self.mtime_ns = mtime_ns
+
+    @classmethod
+    def parse(cls, value: object, path: str | None) -> Expected:
+        if value is None:
+            return cls(None)
+        valid = (
+            isinstance(value, list)
+            and len(value) == 3
+            and value[0] in ("f", "d", "l")
+            and all(isinstance(n, int) and not isinstance(n, bool) for n in value[1:])
+        )
+        if not valid:
+            raise Failure("badRequest", "expect must be null or [kind, size, mtime_ns]", path)
+        assert isinstance(value, list)
+        return cls(value[0], value[1], value[2])
+
+    def check(self, dir_fd: int, name: str, path: str) -> None:
+        """Failure ``changed`` unless ``name`` in ``dir_fd`` is what was expected."""
+        found = lstat_or_none(dir_fd, name)
+        kind = None if found is None else kind_of(found.st_mode)
+        if kind != self.kind:
+            found_name, expected_name = KIND_NAMES[kind], KIND_NAMES[self.kind]
+            message = f"the target changed: {found_name} is there now, where {expected_name} was"
+            raise Failure("changed", message, path)
+        if found is not None and kind == "f":
+            now = (found.st_size, found.st_mtime_ns)
+            if now != (self.size, self.mtime_ns):
+                message = (
+                    f"the target changed: the file now has size {now[0]} and mtime_ns {now[1]}, "
+                    f"where it had {self.size} and {self.mtime_ns}"
+                )
+                raise Failure("changed", message, path)
+
+
+def expectation(fields: dict[str, Any], key: str = "expect") -> Expected | None:
+    """The request's precondition under ``key``; None when it asks for no check."""
+    if key not in fields:
+        return None
+    return Expected.parse(fields[key], request_path(fields))
+
+
+def check_expected(expected: Expected | None, dir_fd: int, name: str, path: str) -> None:
+    if expected is not None:
+        expected.check(dir_fd, name, path)
+
+
+def may_make_parents(expected: Expected | None) -> bool:
+    """Whether missing folders on the way may be made: not when something is expected there."""
+    return expected is None or expected.kind is None
+
+
+def kind_of(mode: int) -> str:
+    if stat.S_ISREG(mode):
+        return "f"
+    if stat.S_ISDIR(mode):
+        return "d"
+    return "l" if stat.S_ISLNK(mode) else "?"
+
+
 # --- Requests ------------------------------------------------------------------------------
 
 
@@ -392,30 +598,49 @@ def handle_hello(channel: Channel, request_id: int, fields: dict[str, Any]) -> d
 
 
 def handle_ensure_root(channel: Channel, request_id: int, fields: dict[str, Any]) -> dict[str, Any]:
+    """Make the root; with ``owner``, everything the agent makes below it is given to them."""
     root = required_root(fields)
+    owner = None
+    if fields.get("owner") is not None:
+        owner = resolve_owner(fields["owner"])
+        check_may_give_away(owner[0], owner[1], fields["owner"])
     existed = os.path.isdir(root)
     try:
         os.makedirs(root, 0o755, exist_ok=True)
     except FileExistsError:
         raise Failure("notDirectory", f"the sync root {root} is not a folder") from None
+    if owner is None:
+        OWNERS.pop(root, None)
+        return {"created": not existed}
+    if not existed:
+        give_to(owner, None, root)  # only a root it made: an existing one belongs to the image
+    OWNERS[root] = owner
     return {"created": not existed}
 
 
-class Scanner:
-    """Walks a root without following symlinks and streams what it finds in ENTRIES frames."""
+class TreeWalker:
+    """Walks a folder without following symlinks and turns what it finds into entry rows.
 
-    def __init__(self, channel: Channel, request_id: int, with_digests: bool) -> None:
-        self.channel = channel
-        self.request_id = request_id
+    Subclasses decide what becomes of each row (``add``) and each problem (``problem``).
+    """
+
+    def __init__(self, with_digests: bool) -> None:
         self.with_digests = with_digests
-        self.count = 0
-        self.batch: list[list[Any]] = []
-        self.batch_bytes = 0
-        self.problems: list[dict[str, str]] = []
 
-    def walk(self, root_fd: int) -> None:
+    def add(self, row: list[Any]) -> None:
+        raise NotImplementedError
+
+    def problem(self, path: str, message: str) -> None:
+        raise NotImplementedError
+
+    def found_temporary(self, folder_fd: int, name: str) -> None:
+        """A temporary file of an agent's write; never reported."""
+
+    def walk(self, root_fd: int, top: str = "") -> None:
+        """Everything below ``root_fd``, which is the folder ``top`` ("" for the root)."""
         # Depth first with one open fd per level, so wide trees cannot exhaust fds.
-        stack = [(root_fd, "", iter(self.list_folder(root_fd, "")))]
+        prefix = top + "/" if top else ""
+        stack = [(root_fd, prefix, iter(self.list_folder(root_fd, prefix)))]
         try:
             while stack:
                 folder_fd, prefix, subfolders = stack[-1]
@@ -450,6 +675,7 @@ class Scanner:
     def report(self, folder_fd: int, prefix: str, item: os.DirEntry[str]) -> bool:
         """Add one entry to the batch; True when it is a folder to walk into."""
         if item.name.startswith(TEMP_PREFIX):
+            self.found_temporary(folder_fd, item.name)
             return False
         path = prefix + item.name
         if not is_utf8(path):
@@ -494,6 +720,28 @@ class Scanner:
         except OSError as error:
             self.problem(path, f"cannot read the file: {error.strerror}")
             return None
+
+
+class Scanner(TreeWalker):
+    """A SCAN: streams the rows of a walk in ENTRIES frames."""
+
+    def found_temporary(self, folder_fd: int, name: str) -> None:
+        """Remove a temporary file an agent that was killed left half-written."""
+        if not writer_is_gone(name):
+            return
+        try:
+            os.unlink(name, dir_fd=folder_fd)
+        except OSError:
+            pass
+
+    def __init__(self, channel: Channel, request_id: int, with_digests: bool) -> None:
+        super().__init__(with_digests)
+        self.channel = channel
+        self.request_id = request_id
+        self.count = 0
+        self.batch: list[list[Any]] = []
+        self.batch_bytes = 0
+        self.problems: list[dict[str, str]] = []
 
     def add(self, row: list[Any]) -> None:
         self.batch.append(row)
@@ -547,16 +795,68 @@ def digest_file(dir_fd: int, name: str) -> str | None:
             return None
         raise
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        before = os.fstat(fd)
+        if not stat.S_ISREG(before.st_mode):
             return None
-        digest = hashlib.sha256()
-        chunk = os.read(fd, READ_CHUNK)
-        while chunk:
-            digest.update(chunk)
-            chunk = os.read(fd, READ_CHUNK)
-        return digest.hexdigest()
+        digest = DIGESTS.get(before)
+        if digest is None:
+            digest = hash_content(fd)
+            DIGESTS.put(before, os.fstat(fd), digest)
+        return digest
     finally:
         os.close(fd)
+
+
+def hash_content(fd: int) -> str:
+    digest = hashlib.sha256()
+    chunk = os.read(fd, READ_CHUNK)
+    while chunk:
+        digest.update(chunk)
+        chunk = os.read(fd, READ_CHUNK)
+    return digest.hexdigest()
+
+
+class DigestCache:
+    """Digests of files hashed before, reused while the file's inode, size, mtime and ctime stay.
+
+    A rescan then reads only files that changed. ctime on top of rsync's size and mtime:
+    tools that put an old mtime back after writing (cp -p, tar, rsync -t) cannot do that to
+    ctime, so such an edit is still seen. Packed, as a tree may hold hundreds of thousands
+    of files: about 18 MB per 100 000. Once full it keeps what it has, since evicting the
+    oldest would miss every time on a tree scanned in the same order each time.
+    """
+
+    LIMIT = 200_000
+    VERSION = struct.Struct(">qqq")  # size, mtime_ns, ctime_ns
+
+    def __init__(self) -> None:
+        self.known: dict[int, bytes] = {}
+
+    def get(self, found: os.stat_result) -> str | None:
+        known = self.known.get(self.key(found))
+        if known is None or known[: self.VERSION.size] != self.version(found):
+            return None
+        return known[self.VERSION.size :].hex()
+
+    def put(self, before: os.stat_result, after: os.stat_result, digest: str) -> None:
+        """Remember ``digest`` unless the file changed while it was being read."""
+        version = self.version(before)
+        key = self.key(before)
+        if version != self.version(after):
+            return
+        if len(self.known) < self.LIMIT or key in self.known:
+            self.known[key] = version + bytes.fromhex(digest)
+
+    @staticmethod
+    def key(found: os.stat_result) -> int:
+        return found.st_dev << 64 | found.st_ino
+
+    def version(self, found: os.stat_result) -> bytes:
+        return self.VERSION.pack(found.st_size, found.st_mtime_ns, found.st_ctime_ns)
+
+
+# Lives as long as the agent, which serves one daemon for its whole life.
+DIGESTS = DigestCache()
 
 
 def handle_hash(channel: Channel, request_id: int, fields: dict[str, Any]) -> dict[str, Any]:
@@ -579,6 +879,61 @@ def digest_at(root: str, parts: list[str]) -> str | None:
     except OSError:
         # Missing or unreadable: either way there is no content here to compare with.
         return None
+
+
+def handle_read(channel: Channel, request_id: int, fields: dict[str, Any]) -> dict[str, Any]:
+    """Send a regular file's bytes in DATA frames; Failure ``changed`` if it changed meanwhile."""
+    root = required_root(fields)
+    path, parts = required_path(fields)
+    with folder_of(root, parts, create=False) as folder_fd:
+        fd = open_regular_file(folder_fd, parts[-1], path)
+        try:
+            before = os.fstat(fd)
+            digest = hashlib.sha256()
+            remaining = before.st_size
+            while remaining > 0:  # never past the size it had: a growing file must not stream on
+                chunk = os.read(fd, min(READ_CHUNK, remaining))
+                if not chunk:
+                    break
+                digest.update(chunk)
+                channel.send(DATA, request_id, chunk)
+                remaining -= len(chunk)
+            after = os.fstat(fd)
+        finally:
+            os.close(fd)
+        now = lstat_or_none(folder_fd, parts[-1])  # replaced by a rename meanwhile?
+    unchanged = now is not None and file_version(before) == file_version(after) == file_version(now)
+    if remaining or not unchanged:
+        raise Failure("changed", "the file changed while it was being read", path)
+    hex_digest = digest.hexdigest()
+    DIGESTS.put(before, after, hex_digest)
+    mode = stat.S_IMODE(before.st_mode)
+    return {
+        "size": before.st_size,
+        "mode": mode,
+        "mtime_ns": before.st_mtime_ns,
+        "digest": hex_digest,
+    }
+
+
+def file_version(found: os.stat_result) -> tuple[int, int, int]:
+    return found.st_size, found.st_mtime_ns, found.st_ino
+
+
+def open_regular_file(folder_fd: int, name: str, path: str) -> int:
+    try:
+        fd = os.open(name, FILE_FLAGS, dir_fd=folder_fd)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise Failure("isSymlink", "a symlink has no content to read", path) from None
+        raise
+    kind = kind_of(os.fstat(fd).st_mode)
+    if kind != "f":
+        os.close(fd)
+        if kind == "d":
+            raise Failure("isDirectory", "a folder has no content to read", path)
+        raise Failure("invalid", "not a regular file", path)
+    return fd
 
 
 class IncomingData:
@@ -640,8 +995,11 @@ def write_file(fields: dict[str, Any], incoming: IncomingData) -> dict[str, Any]
     mtime_ns = fields.get("mtime_ns")
     if mtime_ns is not None and (not isinstance(mtime_ns, int) or isinstance(mtime_ns, bool)):
         raise Failure("badRequest", "mtime_ns must be an integer", path)
-    with folder_of(root, parts, create=True) as folder_fd:
+    expected = expectation(fields)
+    owner = OWNERS.get(root)
+    with folder_of(root, parts, create=True, expected=expected) as folder_fd:
         name = parts[-1]
+        check_expected(expected, folder_fd, name, path)  # early too: the clearer error
         refuse_folder(folder_fd, name, path)
         temp = temp_name(name)
         fd = os.open(temp, NEW_FILE_FLAGS, 0o600, dir_fd=folder_fd)
@@ -650,6 +1008,8 @@ def write_file(fields: dict[str, Any], incoming: IncomingData) -> dict[str, Any]
             for chunk in incoming.chunks():
                 digest.update(chunk)
                 write_all(fd, chunk)
+            if owner is not None:
+                os.fchown(fd, *owner)  # before fchmod: a chown clears setuid and setgid bits
             os.fchmod(fd, mode)
             if mtime_ns is not None:
                 # The source's own time: tools that trust size + mtime (Python's .pyc
@@ -659,6 +1019,7 @@ def write_file(fields: dict[str, Any], incoming: IncomingData) -> dict[str, Any]
             fd = -1
             # No fsync: readers must never see a partial file, but a target that crashes
             # is synced again from scratch anyway, so durability is not worth its cost.
+            check_expected(expected, folder_fd, name, path)
             os.replace(temp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
         except BaseException:
             if fd >= 0:
@@ -713,22 +1074,25 @@ class FolderCache:
 
     LIMIT = 256
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, create: bool = True) -> None:
         self.root_fd = open_root(root)
+        self.create = create
+        self.owner = OWNERS.get(root)
         self.fds: dict[tuple[str, ...], int] = {}
 
-    def folder(self, parts: list[str]) -> int:
-        key = tuple(parts)
-        if not key:
-            return self.root_fd
-        found = self.fds.get(key)
-        if found is None:
-            if len(self.fds) >= self.LIMIT:
-                self.close_folders()
-            parent = self.folder(parts[:-1])
-            found = open_child_folder(parent, parts[-1], True, "/".join(parts))
-            self.fds[key] = found
-        return found
+    def folder(self, parts: list[str], expected: Expected | None = None) -> int:
+        """An fd of the folder holding ``parts[-1]``, as ``folder_of`` would give it."""
+        if len(self.fds) + len(parts) > self.LIMIT:
+            self.close_folders()
+        fd = self.root_fd
+        for depth in range(len(parts) - 1):
+            key = tuple(parts[: depth + 1])
+            if key not in self.fds:
+                self.fds[key] = open_folder_on_the_way(
+                    fd, parts, depth, self.create, self.owner, expected
+                )
+            fd = self.fds[key]
+        return fd
 
     def close_folders(self) -> None:
         for fd in self.fds.values():
@@ -741,11 +1105,11 @@ class FolderCache:
 
 
 def handle_write_many(channel: Channel, request_id: int, fields: dict[str, Any]) -> dict[str, Any]:
-    """Many small files in one request: ``files`` is ``[[path, mode, size, mtime_ns], ...]``
-    and the DATA frames carry their contents back to back. A file that cannot be written
-    is reported in ``failed``; the others are still written."""
+    """Many small files in one request: ``files`` is ``[[path, mode, size, mtime_ns,
+    expect?], ...]`` and the DATA frames carry their contents back to back. A file that
+    cannot be written is reported in ``failed``; the others are still written."""
     files = write_many_listing(fields, request_id)
-    incoming = IncomingData(channel, request_id, sum(size for _, _, size, _ in files))
+    incoming = IncomingData(channel, request_id, sum(file[2] for file in files))
     contents = FileBytes(incoming)
     failed: list[list[str]] = []
     try:
@@ -754,10 +1118,11 @@ def handle_write_many(channel: Channel, request_id: int, fields: dict[str, Any])
         incoming.discard_rest()
         raise
     try:
-        for path, mode, size, mtime_ns in files:
+        for path, mode, size, mtime_ns, expect in files:
             pieces = contents.take(size)
             try:
-                write_listed_file(folders, path, mode, mtime_ns, pieces)
+                expected = Expected.parse(expect[0], path) if expect else None
+                write_listed_file(folders, path, mode, mtime_ns, pieces, expected)
             except (Failure, OSError) as error:
                 for _ in pieces:  # the rest of this file's bytes, to stay in step
                     pass
@@ -772,33 +1137,41 @@ def handle_write_many(channel: Channel, request_id: int, fields: dict[str, Any])
     return {"failed": failed}
 
 
-def write_many_listing(fields: dict[str, Any], request_id: int) -> list[tuple[str, int, int, int]]:
+def write_many_listing(
+    fields: dict[str, Any], request_id: int
+) -> list[tuple[str, int, int, int, list[Any]]]:
+    """Each file as ``(path, mode, size, mtime_ns, [expect] or [])``."""
     files = fields.get("files")
-    listing: list[tuple[str, int, int, int]] = []
+    listing: list[tuple[str, int, int, int, list[Any]]] = []
     if not isinstance(files, list):
         raise ProtocolViolation("a WRITE_MANY without a files list", request_id)
     for item in files:
         valid = (
             isinstance(item, list)
-            and len(item) == 4
+            and len(item) in (4, 5)
             and isinstance(item[0], str)
-            and all(isinstance(n, int) and not isinstance(n, bool) for n in item[1:])
+            and all(isinstance(n, int) and not isinstance(n, bool) for n in item[1:4])
             and item[2] >= 0
         )
         if not valid:
             # Without every size there is no telling where each file's bytes end.
             raise ProtocolViolation("a WRITE_MANY with a malformed file entry", request_id)
-        listing.append((item[0], item[1], item[2], item[3]))
+        listing.append((item[0], item[1], item[2], item[3], item[4:]))
     return listing
 
 
 def write_listed_file(
-    folders: FolderCache, path: str, mode: int, mtime_ns: int, pieces: Iterator[memoryview]
+    folders: FolderCache,
+    path: str,
+    mode: int,
+    mtime_ns: int,
+    pieces: Iterator[memoryview],
+    expected: Expected | None,
 ) -> None:
     parts = split_relative_path(path)
     if not 0 <= mode <= 0o7777:
         raise Failure("badRequest", "mode must be permission bits", path)
-    folder_fd = folders.folder(parts[:-1])
+    folder_fd = folders.folder(parts, expected)
     name = parts[-1]
     temp = temp_name(name)
     # umask is 0 here, so the mode given at creation is exact: no separate chmod.
@@ -806,9 +1179,13 @@ def write_listed_file(
     try:
         for piece in pieces:
             write_all(fd, piece)
+        if folders.owner is not None:
+            os.fchown(fd, *folders.owner)
+            os.fchmod(fd, mode)  # the chown cleared any setuid and setgid bits
         os.utime(fd, ns=(mtime_ns, mtime_ns))
         os.close(fd)
         fd = -1
+        check_expected(expected, folder_fd, name, path)
         try:
             os.replace(temp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
         except IsADirectoryError:
@@ -825,8 +1202,10 @@ def handle_delete(channel: Channel, request_id: int, fields: dict[str, Any]) -> 
     root = required_root(fields)
     path, parts = required_path(fields)
     recursive = bool(fields.get("recursive"))
+    expected = expectation(fields)
     try:
-        with folder_of(root, parts, create=False) as folder_fd:
+        with folder_of(root, parts, create=False, expected=expected) as folder_fd:
+            check_expected(expected, folder_fd, parts[-1], path)
             return {"existed": delete_entry(folder_fd, parts[-1], recursive, path)}
     except Failure as failure:
         if failure.code in ("notFound", "notDirectory"):
@@ -894,8 +1273,10 @@ def handle_mkdir(channel: Channel, request_id: int, fields: dict[str, Any]) -> d
     root = required_root(fields)
     path, parts = required_path(fields)
     mode = required_mode(fields)
-    with folder_of(root, parts, create=True) as folder_fd:
+    expected = expectation(fields)
+    with folder_of(root, parts, create=True, expected=expected) as folder_fd:
         name = parts[-1]
+        check_expected(expected, folder_fd, name, path)
         try:
             os.mkdir(name, mode, dir_fd=folder_fd)
         except FileExistsError:
@@ -903,6 +1284,8 @@ def handle_mkdir(channel: Channel, request_id: int, fields: dict[str, Any]) -> d
             if not stat.S_ISDIR(found.st_mode):
                 message = "something other than a folder is in the way"
                 raise Failure("exists", message, path) from None
+        else:
+            give_to(OWNERS.get(root), folder_fd, name)
         # Also after a fresh mkdir: the umask and setgid inheritance may have changed the bits.
         chmod_no_follow(folder_fd, name, mode, path)
     return {}
@@ -912,12 +1295,16 @@ def handle_symlink(channel: Channel, request_id: int, fields: dict[str, Any]) ->
     root = required_root(fields)
     path, parts = required_path(fields)
     target = check_link_target(parts, fields.get("target"), path)
-    with folder_of(root, parts, create=True) as folder_fd:
+    expected = expectation(fields)
+    with folder_of(root, parts, create=True, expected=expected) as folder_fd:
         name = parts[-1]
+        check_expected(expected, folder_fd, name, path)
         refuse_folder(folder_fd, name, path)
         temp = temp_name(name)
         os.symlink(target, temp, dir_fd=folder_fd)
         try:
+            give_to(OWNERS.get(root), folder_fd, temp)
+            check_expected(expected, folder_fd, name, path)
             os.replace(temp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -930,7 +1317,9 @@ def handle_chmod(channel: Channel, request_id: int, fields: dict[str, Any]) -> d
     root = required_root(fields)
     path, parts = required_path(fields)
     mode = required_mode(fields)
-    with folder_of(root, parts, create=False) as folder_fd:
+    expected = expectation(fields)
+    with folder_of(root, parts, create=False, expected=expected) as folder_fd:
+        check_expected(expected, folder_fd, parts[-1], path)
         chmod_no_follow(folder_fd, parts[-1], mode, path)
     return {}
 
@@ -938,11 +1327,16 @@ def handle_chmod(channel: Channel, request_id: int, fields: dict[str, Any]) -> d
 def handle_rename(channel: Channel, request_id: int, fields: dict[str, Any]) -> dict[str, Any]:
     root = required_root(fields)
     source, source_parts = required_path(fields, "src")
-    _, destination_parts = required_path(fields, "dst")
-    with folder_of(root, source_parts, create=False) as source_fd:
+    destination, destination_parts = required_path(fields, "dst")
+    expected, expected_destination = expectation(fields), expectation(fields, "expect_dst")
+    with folder_of(root, source_parts, create=False, expected=expected) as source_fd:
+        check_expected(expected, source_fd, source_parts[-1], source)
         if lstat_or_none(source_fd, source_parts[-1]) is None:
             raise Failure("notFound", "there is nothing to rename", source)
-        with folder_of(root, destination_parts, create=True) as destination_fd:
+        with folder_of(
+            root, destination_parts, create=True, expected=expected_destination
+        ) as destination_fd:
+            check_expected(expected_destination, destination_fd, destination_parts[-1], destination)
             os.replace(
                 source_parts[-1],
                 destination_parts[-1],
@@ -952,7 +1346,470 @@ def handle_rename(channel: Channel, request_id: int, fields: dict[str, Any]) -> 
     return {}
 
 
-HANDLERS = {
+# --- Watching --------------------------------------------------------------------------------
+
+# inotify(7) event bits.
+IN_MODIFY = 0x2
+IN_ATTRIB = 0x4
+IN_CLOSE_WRITE = 0x8
+IN_MOVED_FROM = 0x40
+IN_MOVED_TO = 0x80
+IN_CREATE = 0x100
+IN_DELETE = 0x200
+IN_DELETE_SELF = 0x400
+IN_MOVE_SELF = 0x800
+IN_Q_OVERFLOW = 0x4000
+IN_IGNORED = 0x8000
+IN_ONLYDIR = 0x1000000
+IN_DONT_FOLLOW = 0x2000000
+IN_ISDIR = 0x40000000
+WATCH_MASK = (
+    IN_CREATE
+    | IN_DELETE
+    | IN_MODIFY
+    | IN_CLOSE_WRITE
+    | IN_ATTRIB
+    | IN_MOVED_FROM
+    | IN_MOVED_TO
+    | IN_DELETE_SELF
+    | IN_MOVE_SELF
+    | IN_DONT_FOLLOW
+    | IN_ONLYDIR
+)
+INOTIFY_EVENT = struct.Struct("iIII")  # wd, mask, cookie, length of the name that follows
+EVENT_BUFFER = 64 * 1024
+# A batch of changes goes out once no event came for QUIET seconds, or LATEST seconds after
+# its first event: an editor's save (temp file, rename, chmod) then arrives as one report.
+QUIET = 0.005
+LATEST = 0.05
+DEFAULT_POLL_INTERVAL_MS = 500
+
+
+class UsePolling(Exception):
+    """inotify cannot (or can no longer) watch the root; the message says why, for the user."""
+
+
+class Inotify:
+    """The kernel's inotify, through ctypes: the standard library has no binding for it."""
+
+    def __init__(self) -> None:
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            init, self.add_watch, self.rm_watch = (
+                libc.inotify_init1,
+                libc.inotify_add_watch,
+                libc.inotify_rm_watch,
+            )
+        except (ImportError, OSError, AttributeError) as error:
+            raise UsePolling(f"inotify is not available in the target ({error})") from None
+        self.get_errno = ctypes.get_errno
+        self.add_watch.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32)
+        self.rm_watch.argtypes = (ctypes.c_int, ctypes.c_int)
+        self.fd = int(init(os.O_NONBLOCK | os.O_CLOEXEC))
+        if self.fd < 0:
+            code = self.get_errno()
+            if code == errno.EMFILE:
+                raise UsePolling(
+                    "the target's limit of inotify instances is reached; raise the sysctl "
+                    "fs.inotify.max_user_instances"
+                )
+            raise UsePolling(f"inotify cannot start in the target: {os.strerror(code)}")
+
+    def add(self, path: str) -> int:
+        wd = int(self.add_watch(self.fd, os.fsencode(path), WATCH_MASK))
+        if wd < 0:
+            code = self.get_errno()
+            raise OSError(code, os.strerror(code))
+        return wd
+
+    def remove(self, wd: int) -> None:
+        self.rm_watch(self.fd, wd)  # fails only for a watch the kernel dropped already
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def parse_events(buffer: bytes) -> Iterator[tuple[int, int, bytes]]:
+    """(watch descriptor, mask, name) of each inotify event in ``buffer``."""
+    offset = 0
+    while offset + INOTIFY_EVENT.size <= len(buffer):
+        wd, mask, _, length = INOTIFY_EVENT.unpack_from(buffer, offset)
+        offset += INOTIFY_EVENT.size
+        yield wd, mask, buffer[offset : offset + length].rstrip(b"\0")
+        offset += length
+
+
+class Watcher:
+    """Reports changes below a root in CHANGES frames, from a thread of its own.
+
+    With inotify there is a watch on every folder; without it (or once its limits are
+    reached) the tree is walked every ``interval`` seconds and diffed against the last walk.
+    """
+
+    def __init__(
+        self, channel: Channel, request_id: int, root: str, interval: float, max_watches: int
+    ) -> None:
+        self.channel = channel
+        self.request_id = request_id
+        self.root = root
+        self.interval = interval
+        self.max_watches = max_watches
+        self.inotify: Inotify | None = None
+        self.folders: dict[int, str] = {}  # watch descriptor -> folder path ("" is the root)
+        self.changed: set[str] = set()  # paths to report, as they are when reported
+        self.overflow = False
+        self.warning: str | None = None
+        self.polled: dict[str, list[Any]] = {}  # the last walk's rows, when polling
+        self.wake_read, self.wake_write = os.pipe()
+        self.thread = threading.Thread(target=self.run, name="podlink-watch", daemon=True)
+
+    def start(self, method: str) -> dict[str, Any]:
+        """Set up watching (the thread starts later, after this OK went out); the OK."""
+        if method == "polling":
+            self.switch_to_polling(None)
+        else:
+            try:
+                self.inotify = Inotify()
+                self.watch_tree("", report=False)
+            except UsePolling as reason:
+                self.switch_to_polling(str(reason))
+        reply: dict[str, Any] = {"method": "polling" if self.inotify is None else "inotify"}
+        if self.warning:
+            reply["warning"] = self.warning
+        self.overflow, self.warning = False, None  # nothing was reported yet to be lost
+        return reply
+
+    def stop(self) -> None:
+        os.write(self.wake_write, b"x")
+        if self.thread.ident is not None:
+            self.thread.join()
+        if self.inotify is not None:
+            self.inotify.close()
+        os.close(self.wake_read)
+        os.close(self.wake_write)
+
+    def run(self) -> None:
+        try:
+            if self.inotify is not None:
+                self.follow_events()
+            if self.inotify is None:
+                self.poll()
+        except OSError:
+            pass  # the daemon's end of the stream closed: nobody is listening any more
+        except Exception as error:  # a bug here must be seen, and must not end the agent
+            traceback.print_exc(file=sys.stderr)
+            self.overflow = True
+            self.warning = f"podlink stopped watching after an internal error: {error!r}"
+            with contextlib.suppress(OSError):
+                self.send_changes([], [])
+
+    def switch_to_polling(self, reason: str | None) -> None:
+        if self.inotify is not None:
+            self.inotify.close()
+            self.inotify = None
+            self.overflow = True  # events may have been missed on the way
+        if reason is not None:
+            self.warning = (
+                f"{reason}: podlink watches {self.root} by walking it every "
+                f"{self.interval * 1000:.0f} ms instead, which costs more and notices later"
+            )
+        self.polled = self.walk_tree()
+
+    # --- inotify ---
+
+    def follow_events(self) -> None:
+        assert self.inotify is not None
+        first = last = 0.0
+        while True:
+            pending = bool(self.changed) or self.overflow
+            deadline = min(last + QUIET, first + LATEST) if pending else None
+            ready = wait_readable([self.wake_read, self.inotify.fd], deadline)
+            if self.wake_read in ready:
+                return
+            now = time.monotonic()
+            if ready:
+                if not pending:
+                    first = now
+                last = now
+                try:
+                    self.take_events(read_available(self.inotify.fd))
+                except UsePolling as reason:
+                    self.switch_to_polling(str(reason))
+                    self.report()
+                    return
+            if (self.changed or self.overflow) and (now >= last + QUIET or now >= first + LATEST):
+                self.report()
+
+    def take_events(self, buffer: bytes) -> None:
+        for wd, mask, raw_name in parse_events(buffer):
+            if mask & IN_Q_OVERFLOW:
+                self.overflow = True
+                self.watch_tree("", report=False)  # folders made meanwhile need watches too
+                continue
+            folder = self.folders.get(wd)
+            if folder is None:
+                continue  # a watch dropped already; its folder was reported then
+            if mask & IN_IGNORED:
+                del self.folders[wd]
+            if folder == "" and mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED):
+                raise UsePolling(f"the sync root {self.root} was removed or moved")
+            try:
+                name = raw_name.decode("utf-8")
+            except UnicodeDecodeError:
+                continue  # scans skip such names too
+            if not name or name.startswith(TEMP_PREFIX):
+                continue  # the folder itself (its parent reports it), or the agent's own temp
+            path = folder + "/" + name if folder else name
+            self.changed.add(path)
+            if mask & IN_ISDIR and mask & (IN_MOVED_FROM | IN_DELETE):
+                self.unwatch_below(path)
+            if mask & IN_ISDIR and mask & (IN_CREATE | IN_MOVED_TO):
+                self.watch_tree(path, report=True)
+
+    def watch_tree(self, top: str, report: bool) -> None:
+        """Watch ``top`` and every folder below it. With ``report``, count all of it changed:
+        what was made in a new folder before its watch was added sent no events."""
+        parts = top.split("/") if top else []
+        try:
+            if parts:
+                with folder_of(self.root, parts, create=False) as parent_fd:
+                    fd = open_child_folder(parent_fd, parts[-1], False, top)
+            else:
+                fd = open_root(self.root)
+        except (Failure, OSError):
+            return  # gone again, or not a folder now: its own events tell
+        try:
+            WatchingWalk(self, report).walk(fd, top)
+        finally:
+            os.close(fd)
+
+    def add_watch(self, folder: str) -> None:
+        assert self.inotify is not None
+        try:
+            wd = self.inotify.add(self.root.rstrip("/") + "/" + folder if folder else self.root)
+        except OSError as error:
+            if error.errno == errno.ENOSPC:
+                raise UsePolling(self.limit_reached()) from None
+            return  # gone, replaced or unreadable: there is nothing to watch there
+        if wd not in self.folders and len(self.folders) >= self.max_watches:
+            self.inotify.remove(wd)
+            raise UsePolling(self.limit_reached())
+        self.folders[wd] = folder
+
+    def limit_reached(self) -> str:
+        return (
+            f"the limit of inotify watches is reached after {len(self.folders)} folders; "
+            "raise the sysctl fs.inotify.max_user_watches (on the node: containers share it)"
+        )
+
+    def unwatch_below(self, top: str) -> None:
+        assert self.inotify is not None
+        for wd, folder in list(self.folders.items()):
+            if folder == top or folder.startswith(top + "/"):
+                self.inotify.remove(wd)
+                del self.folders[wd]
+
+    def report(self) -> None:
+        """Send every changed path as it is now: a row, or ``gone``."""
+        paths, self.changed = sorted(self.changed), set()
+        entries: list[list[Any]] = []
+        gone: list[str] = []
+        try:
+            folders: FolderCache | None = FolderCache(self.root, create=False)
+        except (Failure, OSError):
+            folders = None  # the root itself is gone
+        try:
+            for path in paths:
+                row = None if folders is None else row_now(folders, path)
+                if row is None:
+                    gone.append(path)
+                else:
+                    entries.append(row)
+        finally:
+            if folders is not None:
+                folders.close()
+        self.send_changes(entries, gone)
+
+    # --- polling ---
+
+    def poll(self) -> None:
+        while not wait_readable([self.wake_read], time.monotonic() + self.interval):
+            rows = self.walk_tree()
+            before = self.polled
+            entries = [
+                row for path, row in rows.items() if comparable(before.get(path)) != comparable(row)
+            ]
+            gone = [path for path in before if path not in rows]
+            self.polled = rows
+            if entries or gone or self.overflow or self.warning:
+                self.send_changes(entries, gone)
+
+    def walk_tree(self) -> dict[str, list[Any]]:
+        walk = PolledWalk()
+        try:
+            root_fd = open_root(self.root)
+        except (Failure, OSError):
+            return {}
+        try:
+            walk.walk(root_fd)
+        finally:
+            os.close(root_fd)
+        return walk.rows
+
+    # --- sending ---
+
+    def send_changes(self, entries: list[list[Any]], gone: list[str]) -> None:
+        """CHANGES frames, each well below MAX_PAYLOAD; the overflow flag and warning go first."""
+        batch: dict[str, Any] = {"entries": [], "gone": [], "overflow": self.overflow}
+        if self.warning:
+            batch["warning"] = self.warning
+        self.overflow, self.warning = False, None
+        batch_bytes = 0
+        for key, items in (("entries", entries), ("gone", gone)):
+            for item in items:
+                batch[key].append(item)
+                batch_bytes += len(str(item)) + 16  # near its JSON size; the limit has room
+                if batch_bytes >= BATCH_BYTES:
+                    self.channel.send_json(CHANGES, self.request_id, batch, flush=True)
+                    batch, batch_bytes = {"entries": [], "gone": [], "overflow": False}, 0
+        if batch["entries"] or batch["gone"] or batch["overflow"] or "warning" in batch:
+            self.channel.send_json(CHANGES, self.request_id, batch, flush=True)
+
+
+class WatchingWalk(TreeWalker):
+    """Adds an inotify watch to each folder before listing it, and counts what it finds."""
+
+    def __init__(self, watcher: Watcher, report: bool) -> None:
+        super().__init__(with_digests=False)
+        self.watcher = watcher
+        self.report_all = report
+
+    def list_folder(self, folder_fd: int, prefix: str) -> list[str]:
+        self.watcher.add_watch(prefix.rstrip("/"))
+        return super().list_folder(folder_fd, prefix)
+
+    def report(self, folder_fd: int, prefix: str, item: os.DirEntry[str]) -> bool:
+        if item.name.startswith(TEMP_PREFIX) or not is_utf8(item.name):
+            return False
+        if self.report_all:
+            self.watcher.changed.add(prefix + item.name)
+        return item.is_dir(follow_symlinks=False)  # from the listing: no stat needed
+
+
+class PolledWalk(TreeWalker):
+    """One walk of a polled tree: its rows by path."""
+
+    def __init__(self) -> None:
+        super().__init__(with_digests=False)
+        self.rows: dict[str, list[Any]] = {}
+
+    def add(self, row: list[Any]) -> None:
+        self.rows[row[0]] = row
+
+    def problem(self, path: str, message: str) -> None:
+        pass  # a scan reports it; a watch only says what changed
+
+
+def comparable(row: list[Any] | None) -> list[Any] | None:
+    """A row as polling compares it: a folder's mtime changes with its contents, which are
+    reported themselves."""
+    if row is None or row[1] != "d":
+        return row
+    return [*row[:4], 0, *row[5:]]
+
+
+def row_now(folders: FolderCache, path: str) -> list[Any] | None:
+    """The SCAN row of ``path`` as it is now; None when nothing syncable is there."""
+    parts = path.split("/")
+    try:
+        folder_fd = folders.folder(parts)
+        found = lstat_or_none(folder_fd, parts[-1])
+        if found is None:
+            return None
+        kind, size, link_target = kind_of(found.st_mode), found.st_size, None
+        if kind == "d":
+            size = 0
+        elif kind == "l":
+            link_target = os.readlink(parts[-1], dir_fd=folder_fd)
+        elif kind != "f":
+            return None  # scans skip it: to the daemon it is as good as gone
+    except (Failure, OSError):
+        return None
+    if link_target is not None and not is_utf8(link_target):
+        return None
+    mode = stat.S_IMODE(found.st_mode)
+    return [path, kind, mode, size, found.st_mtime_ns, found.st_ino, link_target, None]
+
+
+def wait_readable(fds: list[int], deadline: float | None) -> set[int]:
+    """Those of ``fds`` readable before ``deadline`` (a time.monotonic() value, None: ever)."""
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    timeout = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000) + 1)
+    return {fd for fd, _ in poller.poll(timeout)}
+
+
+def read_available(fd: int) -> bytes:
+    try:
+        return os.read(fd, EVENT_BUFFER)
+    except BlockingIOError:
+        return b""
+
+
+class WatchSlot:
+    """The one watch an agent runs: a new WATCH replaces it; UNWATCH and the end of input end it."""
+
+    def __init__(self) -> None:
+        self.watcher: Watcher | None = None
+
+    def replace(self, watcher: Watcher | None) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
+        self.watcher = watcher
+
+
+WATCHING = WatchSlot()
+
+
+def handle_watch(channel: Channel, request_id: int, fields: dict[str, Any]) -> None:
+    """Start reporting changes below ``root``; answers itself, as CHANGES must follow its OK."""
+    WATCHING.replace(None)
+    root = required_root(fields)
+    interval_ms = optional_int(fields, "poll_interval_ms", DEFAULT_POLL_INTERVAL_MS)
+    max_watches = optional_int(fields, "max_watches", 2**31)
+    method = fields.get("method", "auto")
+    if method not in ("auto", "polling"):
+        raise Failure("badRequest", f"method must be 'auto' or 'polling', not {method!r}")
+    os.close(open_root(root))  # a missing root is an error now, not a silent empty watch
+    watcher = Watcher(channel, request_id, root, interval_ms / 1000, max_watches)
+    try:
+        reply = watcher.start(method)
+    except BaseException:
+        watcher.stop()
+        raise
+    channel.send_json(OK, request_id, reply)
+    WATCHING.replace(watcher)
+    watcher.thread.start()
+
+
+def handle_unwatch(channel: Channel, request_id: int, fields: dict[str, Any]) -> dict[str, Any]:
+    WATCHING.replace(None)
+    return {}
+
+
+def optional_int(fields: dict[str, Any], key: str, default: int) -> int:
+    value = fields.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise Failure("badRequest", f"{key} must be a positive integer")
+    return value
+
+
+HANDLERS: dict[int, Callable[[Channel, int, dict[str, Any]], dict[str, Any] | None]] = {
     HELLO: handle_hello,
     SCAN: handle_scan,
     HASH: handle_hash,
@@ -964,6 +1821,9 @@ HANDLERS = {
     RENAME: handle_rename,
     ENSURE_ROOT: handle_ensure_root,
     WRITE_MANY: handle_write_many,
+    READ: handle_read,
+    WATCH: handle_watch,
+    UNWATCH: handle_unwatch,
 }
 
 
@@ -1014,7 +1874,8 @@ def answer(channel: Channel, kind: int, request_id: int, payload: bytes) -> None
         message = f"internal error: {type(error).__name__}: {error}"
         channel.send_error(request_id, Failure("internal", message, request_path(fields)))
     else:
-        channel.send_json(OK, request_id, result)
+        if result is not None:  # None: the handler answered itself
+            channel.send_json(OK, request_id, result)
 
 
 def request_path(fields: dict[str, Any]) -> str | None:
@@ -1023,17 +1884,20 @@ def request_path(fields: dict[str, Any]) -> str | None:
 
 
 def serve(channel: Channel) -> None:
-    """Answer requests strictly in order until the input ends."""
-    while True:
-        try:
-            kind, request_id, payload = channel.read_frame()
-        except EndOfInput:
-            return
-        try:
-            answer(channel, kind, request_id, payload)
-        except EndOfInput:
-            return
-        channel.flush()
+    """Answer requests strictly in order until the input ends; a watch ends with it."""
+    try:
+        while True:
+            try:
+                kind, request_id, payload = channel.read_frame()
+            except EndOfInput:
+                return
+            try:
+                answer(channel, kind, request_id, payload)
+            except EndOfInput:
+                return
+            channel.flush()
+    finally:
+        WATCHING.replace(None)
 
 
 def stop_on_signal(signum: int, frame: FrameType | None) -> None:

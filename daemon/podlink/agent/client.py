@@ -7,6 +7,9 @@ agent answers file requests; callers may issue them concurrently: each gets a fr
 id, frames go out in order under a send lock, and one reader task hands every reply to the
 call waiting for it. A saved file costs one round trip.
 
+A READ's DATA frames and a WATCH's CHANGES frames arrive through the same reader, between
+other replies (see ``two_way``).
+
 When the stream ends, every pending and later call raises ``AgentGone``.
 """
 
@@ -20,18 +23,47 @@ import importlib.resources
 import logging
 import os
 import stat
-from collections.abc import AsyncGenerator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO, Literal, TypeVar
 
 import msgspec
 
 from podlink.agent import wire
-from podlink.agent.wire import ErrorCode, MessageType
-from podlink.sync.core.snapshot import Entry, Kind
+from podlink.agent.two_way import (
+    NO_CHECK,
+    Expected,
+    Incoming,
+    LocalFile,
+    Precondition,
+    RemoteChanges,
+    add_precondition,
+    decode_changes,
+    encode_precondition,
+    entry_from_row,
+)
+from podlink.agent.wire import ErrorCode, MessageType, ReadResult, WatchStarted
+from podlink.sync.core.snapshot import Entry
 from podlink.targets.base import ExecStream, Target, TargetUnavailable
 
 logger = logging.getLogger("podlink.agent")
+
+# The public names; some live in wire and two_way, beside the protocol they belong to.
+__all__ = [
+    "NO_CHECK",
+    "Agent",
+    "AgentError",
+    "AgentGone",
+    "AgentHello",
+    "Expected",
+    "Precondition",
+    "ReadResult",
+    "RemoteChanges",
+    "ScanResult",
+    "SentFile",
+    "WatchStarted",
+    "WriteManyResult",
+]
 
 # Runs in the target's Python: reads one line with a byte count, then that much agent source
 # from the same buffered stdin the agent goes on reading frames from.
@@ -54,7 +86,6 @@ STDERR_TAIL_LINES = 20
 # How long an ended stream may take to report its exit code and last stderr lines.
 END_REPORT_TIMEOUT = 1.0
 
-_KINDS = {"f": Kind.FILE, "d": Kind.DIRECTORY, "l": Kind.SYMLINK}
 _ABORT_WRITE = b""  # an empty DATA frame cancels a write (see wire)
 
 ReplyT = TypeVar("ReplyT")
@@ -105,13 +136,24 @@ class _BrokenStream(Exception):
 
 
 class _Call:
-    __slots__ = ("batches", "future", "request_id", "sent")
+    __slots__ = ("batches", "future", "incoming", "request_id", "sent")
 
-    def __init__(self, request_id: int, future: asyncio.Future[bytes]) -> None:
+    def __init__(
+        self, request_id: int, future: asyncio.Future[bytes], incoming: Incoming | None
+    ) -> None:
         self.request_id = request_id
         self.future = future
         self.batches: list[bytes] = []  # ENTRIES payloads that came before the reply
+        self.incoming = incoming  # where a READ's DATA goes
         self.sent = False
+
+
+class _Watch:
+    __slots__ = ("on_changes", "request_id")
+
+    def __init__(self, request_id: int, on_changes: Callable[[RemoteChanges], None]) -> None:
+        self.request_id = request_id
+        self.on_changes = on_changes
 
 
 class Agent:
@@ -125,6 +167,7 @@ class Agent:
         self._stream = stream
         self._stdin = stream.stdin
         self._calls: dict[int, _Call] = {}
+        self._watch: _Watch | None = None
         self._last_request_id = 0
         self._send_lock = asyncio.Lock()
         self._gone: AgentGone | None = None
@@ -132,6 +175,12 @@ class Agent:
         self._input_closed = False
         self._close_task: asyncio.Task[None] | None = None
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
+        # The reply reader waits while a READ's caller writes slower than the agent sends; an
+        # exec stream that can hold output back then must, or that output piles up here.
+        # (Local pipes always do; a Docker exec does once asked to.)
+        limit_buffering = getattr(stream, "limit_buffering", None)
+        if limit_buffering is not None:
+            limit_buffering()
         self._stderr_task = asyncio.create_task(self._forward_stderr())
         self._reader_task = asyncio.create_task(self._read_replies())
 
@@ -227,16 +276,7 @@ class Agent:
         problems: list[tuple[str, str]] = []
         for payload in batches:
             batch = self._decode(payload, wire.EntriesBatch)
-            for path, kind, mode, size, mtime_ns, inode, link_target, digest in batch.entries:
-                entries[path] = Entry(
-                    kind=_KINDS[kind],
-                    mode=mode,
-                    size=size,
-                    mtime_ns=mtime_ns,
-                    digest=digest,
-                    link_target=link_target,
-                    inode=inode,
-                )
+            entries.update(entry_from_row(row) for row in batch.entries)
             problems.extend((problem.path, problem.message) for problem in batch.problems)
         problems.extend((problem.path, problem.message) for problem in done.problems)
         return ScanResult(entries=entries, problems=problems, missing=done.missing)
@@ -253,10 +293,20 @@ class Agent:
         return digests
 
     async def write_bytes(
-        self, root: str, path: str, data: bytes, mode: int = 0o644, mtime_ns: int | None = None
+        self,
+        root: str,
+        path: str,
+        data: bytes,
+        mode: int = 0o644,
+        mtime_ns: int | None = None,
+        *,
+        expect: Precondition = NO_CHECK,
     ) -> str:
-        """Atomically replace ``path`` with ``data``; the sha256 the agent computed."""
-        return await self._write(root, path, mode, len(data), _slices(data), mtime_ns)
+        """Atomically replace ``path`` with ``data``; the sha256 the agent computed.
+
+        AgentError ``changed`` when ``expect`` does not hold (see ``two_way``).
+        """
+        return await self._write(root, path, mode, len(data), _slices(data), mtime_ns, expect)
 
     async def write_file(
         self,
@@ -266,15 +316,17 @@ class Agent:
         mode: int | None = None,
         *,
         expected_size: int | None = None,
+        expect: Precondition = NO_CHECK,
     ) -> str:
         """Stream the local file ``source`` to ``path``; the sha256 the agent computed.
 
         ``mode`` defaults to the source's permission bits. AgentError ``changed`` when the
         source changed while it was sent (the target may then hold any version of it) or
-        vanished before: the caller should look again and retry. OSError when the source
-        cannot be read. A small ``expected_size`` lets the file be read on the event loop:
-        a few kilobytes from the page cache cost less than two hops to a worker thread, and
-        that hop is most of a saved file's latency.
+        vanished before, or when ``expect`` did not hold in the target: either way the
+        caller should look again. OSError when the source cannot be read. A small
+        ``expected_size`` lets the file be read on the event loop: a few kilobytes from the
+        page cache cost less than two hops to a worker thread, and that hop is most of a
+        saved file's latency.
         """
         inline = expected_size is not None and expected_size <= INLINE_READ_LIMIT
         try:
@@ -289,7 +341,7 @@ class Agent:
         try:
             chunks = _read_chunks(handle, first, before.st_size)
             digest = await self._write(
-                root, path, mode, before.st_size, chunks, mtime_ns=before.st_mtime_ns
+                root, path, mode, before.st_size, chunks, before.st_mtime_ns, expect
             )
         except AgentError as error:
             if error.code != ErrorCode.CANCELLED:
@@ -304,15 +356,27 @@ class Agent:
             raise AgentError(ErrorCode.CHANGED, message, path)
         return digest
 
-    async def write_many(self, root: str, files: Sequence[tuple[str, Path]]) -> WriteManyResult:
-        """Send many small local files (``(path, source)`` pairs) in one round trip.
+    async def write_many(
+        self, root: str, files: Sequence[tuple[str, Path] | tuple[str, Path, Precondition]]
+    ) -> WriteManyResult:
+        """Send many small local files (``(path, source)`` or ``(path, source, expect)``) in
+        one round trip.
 
         The sources are read in a worker thread; what is sent is what was read then (mode,
         size and mtime included). Files gone by then are listed in ``vanished``; files the
-        agent could not write, or that could not be read here, in ``failed``.
+        agent could not write (``changed`` where ``expect`` did not hold), or that could not
+        be read here, in ``failed``.
         """
-        loaded, vanished, unreadable = await asyncio.to_thread(_load_files, files)
-        listing = [[f.path, f.mode, len(f.data), f.mtime_ns] for f in loaded]
+        sources = [(file[0], file[1]) for file in files]
+        expectations = {file[0]: file[2] for file in files if len(file) == 3}
+        loaded, vanished, unreadable = await asyncio.to_thread(_load_files, sources)
+        listing: list[list[Any]] = []
+        for f in loaded:
+            listed: list[Any] = [f.path, f.mode, len(f.data), f.mtime_ns]
+            expect = expectations.get(f.path, NO_CHECK)
+            if expect is not NO_CHECK:
+                listed.append(encode_precondition(expect))
+            listing.append(listed)
         request = _encode({"root": root, "files": listing})
         call = self._open_call()
         try:
@@ -348,31 +412,143 @@ class Agent:
             vanished=vanished,
         )
 
-    async def delete(self, root: str, path: str, *, recursive: bool = False) -> bool:
+    # Each change below takes ``expect``: AgentError ``changed`` unless it holds right before
+    # the change (see ``two_way.Precondition``).
+
+    async def delete(
+        self, root: str, path: str, *, recursive: bool = False, expect: Precondition = NO_CHECK
+    ) -> bool:
         """Remove ``path`` (a symlink as a link); whether something was there."""
         request = {"root": root, "path": path, "recursive": recursive}
+        add_precondition(request, "expect", expect)
         return self._decode(await self._call(MessageType.DELETE, request), wire.DeleteReply).existed
 
-    async def mkdir(self, root: str, path: str, mode: int = 0o755) -> None:
+    async def mkdir(
+        self, root: str, path: str, mode: int = 0o755, *, expect: Precondition = NO_CHECK
+    ) -> None:
         """Make the folder ``path`` (and its parents), or set the mode of an existing one."""
-        await self._call(MessageType.MKDIR, {"root": root, "path": path, "mode": mode})
+        request = {"root": root, "path": path, "mode": mode}
+        add_precondition(request, "expect", expect)
+        await self._call(MessageType.MKDIR, request)
 
-    async def symlink(self, root: str, path: str, target: str) -> None:
+    async def symlink(
+        self, root: str, path: str, target: str, *, expect: Precondition = NO_CHECK
+    ) -> None:
         """Make or replace the symlink ``path``; ``target`` must be relative and stay inside."""
-        await self._call(MessageType.SYMLINK, {"root": root, "path": path, "target": target})
+        request = {"root": root, "path": path, "target": target}
+        add_precondition(request, "expect", expect)
+        await self._call(MessageType.SYMLINK, request)
 
-    async def chmod(self, root: str, path: str, mode: int) -> None:
+    async def chmod(
+        self, root: str, path: str, mode: int, *, expect: Precondition = NO_CHECK
+    ) -> None:
         """Set the permission bits of ``path``; AgentError ``isSymlink`` for a link."""
-        await self._call(MessageType.CHMOD, {"root": root, "path": path, "mode": mode})
+        request = {"root": root, "path": path, "mode": mode}
+        add_precondition(request, "expect", expect)
+        await self._call(MessageType.CHMOD, request)
 
-    async def rename(self, root: str, src: str, dst: str) -> None:
-        """Move ``src`` onto ``dst`` (replacing it), making the parents of ``dst``."""
-        await self._call(MessageType.RENAME, {"root": root, "src": src, "dst": dst})
+    async def rename(
+        self,
+        root: str,
+        src: str,
+        dst: str,
+        *,
+        expect: Precondition = NO_CHECK,
+        expect_dst: Precondition = NO_CHECK,
+    ) -> None:
+        """Move ``src`` onto ``dst`` (replacing it), making the parents of ``dst``.
 
-    async def ensure_root(self, root: str) -> bool:
-        """Make the folder ``root`` and its parents; whether it had to be made."""
-        reply = await self._call(MessageType.ENSURE_ROOT, {"root": root})
+        ``expect`` is checked at ``src``, ``expect_dst`` at ``dst``.
+        """
+        request = {"root": root, "src": src, "dst": dst}
+        add_precondition(request, "expect", expect)
+        add_precondition(request, "expect_dst", expect_dst)
+        await self._call(MessageType.RENAME, request)
+
+    async def ensure_root(self, root: str, *, owner: str | None = None) -> bool:
+        """Make the folder ``root`` and its parents; whether it had to be made.
+
+        With ``owner`` (``user``, ``user:group``, ``uid`` or ``uid:gid``, as the target knows
+        them), everything the agent creates or replaces below ``root`` from now on is given
+        to that owner. AgentError ``badRequest`` for an unknown name, ``permissionDenied``
+        when the agent's user may not give files away (only root may).
+        """
+        request: dict[str, Any] = {"root": root}
+        if owner is not None:
+            request["owner"] = owner
+        reply = await self._call(MessageType.ENSURE_ROOT, request)
         return self._decode(reply, wire.EnsureRootReply).created
+
+    async def read_file(self, root: str, path: str, destination: Path) -> ReadResult:
+        """Copy the target's regular file ``path`` into ``destination``, a new local file.
+
+        ``destination`` must not exist (it is created exclusively); it is written as the
+        bytes arrive, so memory stays bounded, and gets the file's permission bits (without
+        setuid, setgid or sticky bits); its mtime is left as written. On any failure it is
+        removed again and AgentError raised: ``changed`` when the file changed while it was
+        read, ``notFound``, ``isSymlink``, ``isDirectory``, ``invalid`` (a special file),
+        ``escape``; ``exists`` or ``io`` when ``destination`` cannot be written.
+        """
+        try:
+            local = LocalFile(destination)
+        except OSError as error:
+            raise _local_write_error(error, destination, path) from error
+        incoming = Incoming()
+        try:
+            call = await self._send(MessageType.READ, {"root": root, "path": path}, incoming)
+            while (chunk := await incoming.take()) is not None:
+                await local.write(chunk)
+            result = self._decode(await call.future, ReadResult)
+            if result.size != local.size:
+                message = f"the agent sent {local.size} bytes of a {result.size} byte file"
+                raise AgentError(ErrorCode.PROTOCOL, message, path)
+            local.finish(result.mode)
+        except BaseException as error:
+            incoming.abandon()
+            await local.discard()
+            if isinstance(error, OSError):
+                raise _local_write_error(error, destination, path) from error
+            raise
+        return result
+
+    async def watch(
+        self,
+        root: str,
+        on_changes: Callable[[RemoteChanges], None],
+        *,
+        poll_interval_ms: int | None = None,
+        method: Literal["auto", "polling"] = "auto",
+        max_watches: int | None = None,
+    ) -> WatchStarted:
+        """Report changes below ``root`` to ``on_changes`` until ``unwatch`` (or a new watch).
+
+        ``on_changes`` runs on the event loop, in the reply reader: it must not block. It sees
+        changes made after this call. inotify is used where it can be, else polling every
+        ``poll_interval_ms`` (the result says which, and why in ``warning``); ``method``
+        "polling" asks for polling, for file systems whose changes inotify does not see;
+        ``max_watches`` caps the inotify watches (one per folder) this watch may use.
+        """
+        request: dict[str, Any] = {"root": root, "method": method}
+        if poll_interval_ms is not None:
+            request["poll_interval_ms"] = poll_interval_ms
+        if max_watches is not None:
+            request["max_watches"] = max_watches
+        payload = _encode(request)
+        call = self._open_call()
+        # Registered before the request goes out: CHANGES may follow its OK at once.
+        watch = self._watch = _Watch(call.request_id, on_changes)
+        try:
+            await self._send_call(call, MessageType.WATCH, payload)
+            return self._decode(await call.future, WatchStarted)
+        except BaseException:
+            if self._watch is watch:
+                self._watch = None
+            raise
+
+    async def unwatch(self) -> None:
+        """Stop the watch; ``on_changes`` is not called again once this returns."""
+        await self._call(MessageType.UNWATCH, {})
+        self._watch = None
 
     # --- Sending ------------------------------------------------------------------------------
 
@@ -383,8 +559,18 @@ class Agent:
     async def _call_with_batches(
         self, kind: MessageType, request: dict[str, Any]
     ) -> tuple[bytes, list[bytes]]:
+        call = await self._send(kind, request)
+        return await call.future, call.batches
+
+    async def _send(
+        self, kind: MessageType, request: dict[str, Any], incoming: Incoming | None = None
+    ) -> _Call:
         payload = _encode(request)
-        call = self._open_call()
+        call = self._open_call(incoming)
+        await self._send_call(call, kind, payload)
+        return call
+
+    async def _send_call(self, call: _Call, kind: MessageType, payload: bytes) -> None:
         try:
             async with self._send_lock:
                 self._raise_if_cannot_send()
@@ -394,7 +580,6 @@ class Agent:
         except BaseException:
             self._abandon(call)
             raise
-        return await call.future, call.batches
 
     async def _write(
         self,
@@ -403,11 +588,13 @@ class Agent:
         mode: int,
         size: int,
         chunks: AsyncGenerator[bytes | memoryview],
-        mtime_ns: int | None = None,
+        mtime_ns: int | None,
+        expect: Precondition,
     ) -> str:
         fields: dict[str, Any] = {"root": root, "path": path, "mode": mode, "size": size}
         if mtime_ns is not None:
             fields["mtime_ns"] = mtime_ns
+        add_precondition(fields, "expect", expect)
         request = _encode(fields)
         call = self._open_call()
         try:
@@ -451,7 +638,7 @@ class Agent:
                 self._stdin.write(wire.frame(MessageType.DATA, request_id, _ABORT_WRITE))
             raise
 
-    def _open_call(self) -> _Call:
+    def _open_call(self, incoming: Incoming | None = None) -> _Call:
         self._raise_if_unusable()
         request_id = self._last_request_id
         while True:
@@ -459,7 +646,7 @@ class Agent:
             if request_id not in self._calls:
                 break
         self._last_request_id = request_id
-        call = _Call(request_id, asyncio.get_running_loop().create_future())
+        call = _Call(request_id, asyncio.get_running_loop().create_future(), incoming)
         self._calls[request_id] = call
         return call
 
@@ -517,7 +704,10 @@ class Agent:
                 if length > wire.MAX_PAYLOAD:
                     raise _BrokenStream(f"it sent a frame of {length} bytes")
                 payload = await stdout.readexactly(length) if length else b""
-                self._dispatch(kind, request_id, payload)
+                if kind == MessageType.DATA:
+                    await self._take_data(request_id, payload)
+                else:
+                    self._dispatch(kind, request_id, payload)
         except asyncio.IncompleteReadError as error:
             return "its output ended in the middle of a frame" if error.partial else "it exited"
         except _BrokenStream as error:
@@ -531,7 +721,16 @@ class Agent:
             self._stdin.close()
             return f"podlink could not read its replies: {error!r}"
 
+    async def _take_data(self, request_id: int, payload: bytes) -> None:
+        call = self._calls.get(request_id)
+        if call is None or call.incoming is None:
+            raise _BrokenStream(f"it sent DATA for request {request_id}, which reads nothing")
+        await call.incoming.put(payload)
+
     def _dispatch(self, kind: int, request_id: int, payload: bytes) -> None:
+        if kind == MessageType.CHANGES:
+            self._report_changes(request_id, payload)
+            return
         if kind not in (MessageType.OK, MessageType.ERROR, MessageType.ENTRIES):
             raise _BrokenStream(f"it sent message type {kind}")
         call = self._calls.get(request_id)
@@ -541,6 +740,8 @@ class Agent:
             call.batches.append(payload)
             return
         del self._calls[request_id]
+        if call.incoming is not None:
+            call.incoming.end()
         if call.future.done():  # the caller gave up waiting
             return
         if kind == MessageType.OK:
@@ -548,11 +749,22 @@ class Agent:
         else:
             call.future.set_exception(_error_from(payload))
 
+    def _report_changes(self, request_id: int, payload: bytes) -> None:
+        watch = self._watch
+        if watch is None or watch.request_id != request_id:
+            return  # from a watch replaced or stopped meanwhile
+        try:
+            watch.on_changes(decode_changes(payload))
+        except Exception:  # the caller's bug must not stop the replies of everyone else
+            logger.exception("handling changes in the target failed")
+
     def _fail_pending(self, message: str) -> None:
         if self._gone is None or self._gone.message != message:
             self._gone = AgentGone(message)
         calls, self._calls = list(self._calls.values()), {}
         for call in calls:
+            if call.incoming is not None:
+                call.incoming.end()
             if not call.future.done():
                 call.future.set_exception(AgentGone(message))
 
@@ -623,6 +835,11 @@ async def _slices(data: bytes) -> AsyncGenerator[bytes | memoryview]:
 
 
 INLINE_READ_LIMIT = 64 * 1024
+
+
+def _local_write_error(error: OSError, destination: Path, path: str) -> AgentError:
+    code = ErrorCode.EXISTS if isinstance(error, FileExistsError) else ErrorCode.IO
+    return AgentError(code, f"cannot write {destination}: {error.strerror or error}", path)
 
 
 def _slices_of(data: bytes) -> Iterator[memoryview]:

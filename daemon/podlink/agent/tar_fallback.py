@@ -327,7 +327,13 @@ class TarTransport:
 
     # --- Requests -----------------------------------------------------------------------------
 
-    async def ensure_root(self, root: str) -> bool:
+    async def ensure_root(self, root: str, *, owner: str | None = None) -> bool:
+        if owner is not None:
+            message = (
+                f"cannot give files to {owner!r}: setting an owner needs Python 3.8+ in the "
+                "target (it syncs with tar over sh)"
+            )
+            raise AgentError(ErrorCode.BAD_REQUEST, message)
         _check_root(root)
         stream = await self._exec([SHELL, "-c", ENSURE_ROOT_SCRIPT, "podlink-root", root])
         output, errors, code = await _finish(stream)

@@ -34,8 +34,11 @@ class FileTransport(Protocol):
 
     async def close(self) -> None: ...
 
-    async def ensure_root(self, root: str) -> bool:
-        """Make the folder ``root`` and its parents; whether it had to be made."""
+    async def ensure_root(self, root: str, *, owner: str | None = None) -> bool:
+        """Make the folder ``root`` and its parents; whether it had to be made.
+
+        ``owner``: who should own what is written below ``root`` (where supported).
+        """
 
     async def scan(self, root: str, *, hash: bool = False) -> ScanResult:
         """Everything below ``root``, not following symlinks; digests only where supported."""
