@@ -3,9 +3,10 @@
 Run (after ``scripts/docker-env``, which starts the engine and builds the test image):
 
     .venv/bin/python -m bench.sync_docker [--files N] [--megabytes M] [--edits N] [--repeats K]
-        [--switch-files N]
+        [--switch-files N] [--mode upload|two-way]
 
-Defaults: 10,000 files, 100 MB, 200 edits, 3 repeats, 2,000 files in the branch switch.
+Defaults: 10,000 files, 100 MB, 200 edits, 3 repeats, 2,000 files in the branch switch,
+upload mode (``--mode two-way`` runs every step with two-way sync, target watching on).
 Every container is a throwaway one made from podlink-test-python:bookworm with the label
 ``podlink.bench=1``; all of them are removed at the end, also after a failure or Ctrl-C, and
 not before: deleting a container's 10,000 files makes file creation in the next seconds
@@ -301,12 +302,15 @@ def measure_peer(
 # -- podlink -----------------------------------------------------------------------------
 
 
+SYNC_MODE = {"mode": "upload"}  # set from --mode
+
+
 def write_config(scratch: Path, container: str) -> Path:
     path = scratch / f"podlink-{container}.yaml"
     path.write_text(
         "version: 1\n"
         f"target: {{docker: {{container: {json.dumps(container)}}}}}\n"
-        f"sync: [{{local: ., remote: {REMOTE_ROOT}}}]\n"
+        f"sync: [{{local: ., remote: {REMOTE_ROOT}, mode: {SYNC_MODE['mode']}}}]\n"
     )
     return path
 
@@ -514,6 +518,7 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
 
 
 def emit(record: dict[str, Any], notes: dict[str, str] | None = None) -> None:
+    record["sync_mode"] = SYNC_MODE["mode"]
     if notes:
         record["note"] = "; ".join(f"{name}: {text}" for name, text in sorted(notes.items()))
     print(json.dumps(record), flush=True)
@@ -748,7 +753,9 @@ def main() -> None:
     parser.add_argument("--edits", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--switch-files", type=int, default=2_000)
+    parser.add_argument("--mode", choices=["upload", "two-way"], default="upload")
     args = parser.parse_args()
+    SYNC_MODE["mode"] = args.mode
     image = subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True)
     if image.returncode != 0:
         sys.exit(f"no {IMAGE} on this Docker Engine: run scripts/docker-env first")
@@ -756,6 +763,8 @@ def main() -> None:
     containers = Containers()
     with tempfile.TemporaryDirectory(prefix="podlink-bench-") as scratch_name:
         scratch = Path(scratch_name)
+        # A state of its own: no agreed sync state from an earlier run may shortcut this one.
+        os.environ["PODLINK_STATE_DIR"] = str(scratch / "state")
         tree = scratch / "tree"
         args.files, args.bytes = make_tree(tree, files=args.files, total_bytes=args.megabytes << 20)
         try:

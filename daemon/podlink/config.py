@@ -141,6 +141,10 @@ class SyncEntryConfig(_Section, frozen=True, kw_only=True):
     remote: str = "/app"
     mode: Literal["upload", "two-way"] = "upload"
     exclude: tuple[str, ...] = ()
+    # A pass that would delete more than this share of the tree's files pauses the sync.
+    max_delete_share: float = 0.5
+    # "user", "user:group", "uid" or "uid:gid" in the target; None: the target's default user.
+    owner: str | None = None
 
 
 class PortConfig(_Section, frozen=True, kw_only=True):
@@ -812,9 +816,19 @@ def _check_sync(
     for position, entry in enumerate(entries):
         _check_local_inside(source, position, entry.local, folder)
         remote = _check_remote(source, position, entry.remote)
+        _check_share(source, position, entry.max_delete_share)
         checked.append(msgspec.structs.replace(entry, remote=remote))
     _check_remotes_apart(source, checked)
     return tuple(checked)
+
+
+def _check_share(source: _Source, position: int, share: float) -> None:
+    if not 0 < share <= 1:
+        raise source.error(
+            ("sync", position, "maxDeleteShare"),
+            f"must be a share of the tree above 0 and at most 1, got {share}",
+            hint="0.5 pauses a sync that would delete more than half the files; 1 never pauses",
+        )
 
 
 def _check_local_inside(source: _Source, position: int, local: str, folder: Path) -> None:

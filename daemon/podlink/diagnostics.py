@@ -35,4 +35,4 @@ class Diagnostic(msgspec.Struct, frozen=True, kw_only=True):
 
 # Each producer publishes under its own source and replaces all of that source's diagnostics
 # for a file at once; an empty list clears them.
-DiagnosticSource = Literal["podlink-build", "podlink-test"]
+DiagnosticSource = Literal["podlink-build", "podlink-test", "podlink-sync"]

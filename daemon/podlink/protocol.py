@@ -47,8 +47,10 @@ TestOutcome = Literal["passed", "failed", "skipped", "errored"]
 LogSource = Literal["app", "sync", "build", "test", "daemon"]
 """Which part of a session produced a log line."""
 
-DiagnosticSource = Literal["podlink-test", "podlink-build"]
-"""The `source` of the diagnostics podlink publishes: test failures and build errors."""
+DiagnosticSource = Literal["podlink-test", "podlink-build", "podlink-sync"]
+"""The `source` of the diagnostics podlink publishes: test failures, build errors and sync conflicts
+(on the conflicting file, while its conflict copy exists).
+"""
 
 ErrorReason = Literal[
     "invalidParams",

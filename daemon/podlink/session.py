@@ -13,14 +13,14 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import msgspec
 
 from podlink import protocol
-from podlink.agent.client import AgentError, AgentGone
+from podlink.agent.client import Agent, AgentError, AgentGone
 from podlink.agent.transport import FileTransport, start_transport
 from podlink.app import AppRunner
 from podlink.build import BuildRunner
@@ -28,10 +28,13 @@ from podlink.config import Config, ConfigError, LocalTargetConfig, SyncEntryConf
 from podlink.debug import Debugger, DebugNotPossible
 from podlink.diagnostics import Diagnostic, DiagnosticSource
 from podlink.ports import PortForwards
-from podlink.runtime import sessions_dir
-from podlink.sync.engine import BatchResult, UploadEngine
+from podlink.runtime import sessions_dir, state_dir
+from podlink.sync.ancestor import AncestorStore, ancestor_file
+from podlink.sync.core.reconcile import Mode
+from podlink.sync.engine import SyncEngine
 from podlink.sync.ignore import IgnoreRules
-from podlink.sync.scan import scan_tree
+from podlink.sync.outcome import BatchResult
+from podlink.sync.scan import LocalScan, scan_tree
 from podlink.sync.watch import TreeWatcher
 from podlink.targets.base import Target, TargetEventKind, TargetUnavailable
 from podlink.targets.docker_build import BuildFailure
@@ -44,6 +47,7 @@ log = logging.getLogger(__name__)
 NOTIFY_INTERVAL_SECONDS = 0.1
 RECONNECT_FIRST_DELAY = 0.05
 RECONNECT_MAX_DELAY = 15.0
+INITIAL_SYNC_ATTEMPTS = 3
 
 
 class SessionListener(Protocol):
@@ -76,7 +80,7 @@ class Session:
         self.last_latency_ms: float | None = None
         self.target: Target | None = None
         self._agent: FileTransport | None = None
-        self.engines: list[UploadEngine] = []
+        self.engines: list[SyncEngine] = []
         self._watchers: list[TreeWatcher] = []
         self.app: AppRunner | None = None
         self.ports = PortForwards(
@@ -93,6 +97,7 @@ class Session:
         self._recovery_wake = asyncio.Event()
         self._engines_ready = asyncio.Event()
         self._published: dict[DiagnosticSource, set[Path]] = {}
+        self._halts_shown: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
         self._emit_handle: asyncio.TimerHandle | None = None
         self._last_emit = 0.0
@@ -169,6 +174,7 @@ class Session:
                     self.config.local_root(entry),
                     functools.partial(self._is_ignored, index, prepared[index]),
                     functools.partial(self._on_batch, index),
+                    on_warning=self._warn,
                 )
                 watcher.start()
                 self._watchers.append(watcher)
@@ -182,23 +188,11 @@ class Session:
         self.state, self.sync_state = "syncing", "scanning"
         self._changed()
         for entry, rules in zip(self.config.sync, prepared, strict=True):
-            self.engines.append(
-                UploadEngine(
-                    self._agent,
-                    self.config.local_root(entry),
-                    target.target_path(entry.remote),
-                    self._rules_factory(entry),
-                    rules,
-                )
-            )
+            self.engines.append(self._make_engine(target, entry, rules))
         self._engines_ready.set()
-        for entry, engine, scan in zip(self.config.sync, self.engines, local_scans, strict=True):
-            result = await engine.initial_sync(progress, scan)
-            self._count(result)
-            self._log(
-                "sync", f"initial sync of {entry.local} -> {entry.remote}: {describe(result)}"
-            )
-        self.sync_state = "idle"
+        await self._initial_sync(target, progress, local_scans)
+        await self._watch_target_sides()
+        self.sync_state = self._settled_sync_state()
         if self.config.run is not None:
             run = self.config.run
             self.app = AppRunner(
@@ -213,6 +207,40 @@ class Session:
         await self._open_configured_ports()
         self.state = "ready"
         self._changed()
+
+    async def _initial_sync(
+        self,
+        target: Target,
+        progress: ProgressCallback | None,
+        local_scans: Sequence[asyncio.Future[LocalScan]],
+    ) -> None:
+        """Sync every entry; an agent lost on the way is started again, a few times.
+
+        Each try reconciles both sides afresh, so what the lost agent had finished counts and
+        a file it was writing (only ever a temporary file in the target) is sent again.
+        """
+        scans: list[asyncio.Future[LocalScan] | None] = list(local_scans)
+        for attempt in range(1, INITIAL_SYNC_ATTEMPTS + 1):
+            try:
+                for index, (entry, engine) in enumerate(
+                    zip(self.config.sync, self.engines, strict=True)
+                ):
+                    result = await engine.initial_sync(progress, scans[index])
+                    scans[index] = None  # a retry scans again: the tree may have changed
+                    self._count(result)
+                    summary = describe(result)
+                    self._log("sync", f"initial sync of {entry.local} -> {entry.remote}: {summary}")
+                    self._note_outcome(result)
+                return
+            except AgentGone as error:
+                if attempt == INITIAL_SYNC_ATTEMPTS:
+                    raise
+                self._log("sync", f"{error}; starting the agent again")
+                if self._agent is not None:
+                    await self._agent.close()
+                self._agent = await start_transport(target, lambda text: self._log("sync", text))
+                for engine in self.engines:
+                    engine.agent = self._agent
 
     async def _tear_down(self) -> None:
         await asyncio.gather(self.tests.stop(), self.builds.stop())
@@ -232,13 +260,58 @@ class Session:
             await app.stop()
         if debugger is not None:
             await debugger.close()
-        self.engines = []
+        engines, self.engines = self.engines, []
+        for engine in engines:
+            await engine.close()
         agent, self._agent = self._agent, None
         if agent is not None:
             await agent.close()
         target, self.target = self.target, None
         if target is not None:
             await target.close()
+
+    def _make_engine(
+        self, target: Target, entry: SyncEntryConfig, rules: IgnoreRules
+    ) -> SyncEngine:
+        assert self._agent is not None
+        mode = Mode(entry.mode)
+        if mode is Mode.TWO_WAY and not isinstance(self._agent, Agent):
+            raise TargetUnavailable(
+                f"sync of {entry.local} is two-way, which needs python3 in the target; "
+                "install python3 in the image or use mode: upload"
+            )
+        description = target.describe()
+        store = AncestorStore(
+            ancestor_file(
+                state_dir(),
+                str(self.config.local_root(entry)),
+                entry.remote,
+                self.config.target_kind,
+                description.name,
+            )
+        )
+        return SyncEngine(
+            self._agent,
+            self.config.local_root(entry),
+            target.target_path(entry.remote),
+            self._rules_factory(entry),
+            rules,
+            mode=mode,
+            store=store,
+            max_delete_share=entry.max_delete_share,
+            owner=entry.owner,
+            report=lambda text: self._log("sync", text),
+        )
+
+    async def _watch_target_sides(self) -> None:
+        for engine in self.engines:
+            if engine.mode is Mode.TWO_WAY:
+                warning = await engine.watch_target(self._after_target_change)
+                if warning:
+                    self._log("sync", warning)
+
+    async def _after_target_change(self, result: BatchResult, latency_ms: float) -> None:
+        await self._after_sync(result, latency_ms if result.changed_anything else None)
 
     def _rules_factory(self, entry: SyncEntryConfig) -> Callable[[], IgnoreRules]:
         local_root = self.config.local_root(entry)
@@ -277,14 +350,22 @@ class Session:
         await self._after_sync(result, latency_ms)
 
     async def _after_sync(self, result: BatchResult, latency_ms: float | None) -> None:
-        self.sync_state = "idle"
+        self._note_outcome(result)
+        self.sync_state = self._settled_sync_state()
         if result.changed_anything:
             self._count(result)
             if latency_ms is not None:
                 self.last_latency_ms = round(latency_ms, 1)
             took = f" in {latency_ms:.0f} ms" if latency_ms is not None else ""
             self._log("sync", f"synced {describe(result)}{took}")
-            if self.app is not None and self.config.run and self.config.run.restart == "on-sync":
+            # Only what went into the target restarts the app: files the app writes itself
+            # come back in two-way mode and must not restart it in a loop.
+            if (
+                result.paths
+                and self.app is not None
+                and self.config.run
+                and self.config.run.restart == "on-sync"
+            ):
                 self._restart_owed = True
         # More changes already waiting: restart once they are written too, not halfway.
         if self._restart_owed and not any(w.pending_count for w in self._watchers):
@@ -293,7 +374,68 @@ class Session:
                 await self.app.restart()
         self._changed()
 
-    def _config_file_in(self, engine: UploadEngine, paths: set[str]) -> bool:
+    def _warn(self, message: str) -> None:
+        self._log("sync", message)
+        self._listener.show_error(message)
+
+    def _note_outcome(self, result: BatchResult) -> None:
+        """Tell the user about a halt once, and keep conflict diagnostics current."""
+        if result.halted is not None and result.halted.reason not in self._halts_shown:
+            self._halts_shown.add(result.halted.reason)
+            message = (
+                f"podlink paused the sync: {result.halted.reason}. Resume with "
+                "`podlink resume` (apply it) or `podlink reset` (forget the last synced "
+                "state and make the target match the workspace)."
+            )
+            self._log("sync", message)
+            self._listener.show_error(message)
+        self._publish_conflicts()
+
+    def _publish_conflicts(self) -> None:
+        current: dict[Path, list[Diagnostic]] = {}
+        for engine in self.engines:
+            for path, conflict in engine.conflicts.items():
+                local = engine.local_root / path
+                if not local.is_dir():
+                    current.setdefault(local, []).append(
+                        Diagnostic(line=1, message=f"sync conflict: {conflict.message}")
+                    )
+        for stale in self._published.get("podlink-sync", set()) - current.keys():
+            self._publish("podlink-sync", stale, [])
+        for local, diagnostics in current.items():
+            self._publish("podlink-sync", local, diagnostics)
+
+    def _settled_sync_state(self) -> protocol.SyncState:
+        if any(engine.halt is not None for engine in self.engines):
+            return "paused"
+        if any(engine.conflicts for engine in self.engines):
+            return "conflict"
+        return "idle"
+
+    async def resume_sync(self) -> protocol.SyncStatus:
+        """Apply what a safety halt held back (the user looked and agreed)."""
+        return await self._after_user_choice(lambda engine: engine.resume())
+
+    async def reset_sync(self) -> protocol.SyncStatus:
+        """Forget the agreed state and sync afresh: the workspace is the truth."""
+        return await self._after_user_choice(lambda engine: engine.reset())
+
+    async def _after_user_choice(
+        self, action: Callable[[SyncEngine], Awaitable[BatchResult]]
+    ) -> protocol.SyncStatus:
+        if not self.engines:
+            raise TargetUnavailable(self.error or f"the session is {self.state}")
+        self._halts_shown.clear()
+        for engine in list(self.engines):
+            try:
+                result = await action(engine)
+            except AgentGone as error:
+                self._lost_agent(error)
+                raise TargetUnavailable(str(error)) from error
+            await self._after_sync(result, None)
+        return self.sync_status()
+
+    def _config_file_in(self, engine: SyncEngine, paths: set[str]) -> bool:
         config_file = self.config.path
         if config_file is None or not config_file.is_relative_to(engine.local_root):
             return False
@@ -380,9 +522,14 @@ class Session:
         self._agent = agent
         self.sync_state = "scanning"
         for engine in self.engines:
+            await engine.close()
             engine.agent = agent
-            self._count(await engine.initial_sync())
-        self.state, self.sync_state, self.error = "ready", "idle", None
+            result = await engine.initial_sync()
+            self._count(result)
+            self._note_outcome(result)
+        await self._watch_target_sides()
+        self.state, self.error = "ready", None
+        self.sync_state = self._settled_sync_state()
         self._changed()
         if self.app is not None:
             await self.app.start()
@@ -494,6 +641,15 @@ class Session:
             protocol.SyncIssue(path=path, message=message)
             for engine in self.engines
             for path, message in sorted(engine.problems.items())
+        ) + tuple(
+            protocol.SyncIssue(path="", message=f"paused: {engine.halt.reason}")
+            for engine in self.engines
+            if engine.halt is not None
+        )
+        conflicts = tuple(
+            protocol.SyncIssue(path=path, message=conflict.message)
+            for engine in self.engines
+            for path, conflict in sorted(engine.conflicts.items())
         )
         pending = sum(watcher.pending_count for watcher in self._watchers)
         return protocol.SyncStatus(
@@ -502,7 +658,7 @@ class Session:
             files_synced=self.files_synced,
             bytes_synced=self.bytes_synced,
             last_latency_ms=self.last_latency_ms,
-            conflicts=(),
+            conflicts=conflicts,
             problems=problems,
         )
 
@@ -575,6 +731,11 @@ def describe(result: BatchResult) -> str:
     parts = []
     if result.files_written:
         parts.append(f"{result.files_written} file(s), {format_bytes(result.bytes_written)}")
+    if result.downloaded:
+        size = format_bytes(result.bytes_downloaded)
+        parts.append(f"{len(result.downloaded)} change(s) from the target, {size}")
+    if result.renamed:
+        parts.append(f"{result.renamed} renamed")
     if result.deleted:
         parts.append(f"{result.deleted} deleted")
     if result.other_operations:

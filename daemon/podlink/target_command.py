@@ -20,7 +20,7 @@ from podlink.agent.transport import FileTransport
 from podlink.config import CommandConfig, Config
 from podlink.diagnostics import Diagnostic, DiagnosticSource
 from podlink.pathmap import MappedRoot, PathMap
-from podlink.sync.engine import UploadEngine
+from podlink.sync.engine import SyncEngine
 from podlink.targets.base import Target, TargetUnavailable
 
 READ_CHUNK = 1 << 16
@@ -36,7 +36,7 @@ class CommandHost(Protocol):
     def target(self) -> Target | None: ...
 
     @property
-    def engines(self) -> list[UploadEngine]: ...
+    def engines(self) -> list[SyncEngine]: ...
 
     @property
     def transport(self) -> FileTransport | None: ...

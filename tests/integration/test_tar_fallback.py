@@ -28,7 +28,7 @@ from podlink.agent.transport import FALLBACK_WARNING, NO_TRANSPORT_MESSAGE, star
 from podlink.config import DockerTargetConfig, load_config
 from podlink.session import Session
 from podlink.sync.core.snapshot import Kind
-from podlink.sync.engine import UploadEngine
+from podlink.sync.engine import SyncEngine
 from podlink.sync.ignore import IgnoreRules
 from podlink.targets.base import ExecStream, TargetUnavailable
 from podlink.targets.docker import DockerTarget
@@ -133,8 +133,8 @@ def write_config(folder: Path, container: Any) -> None:
     )
 
 
-def engine_for(transport: TarTransport, workspace: Path, remote: str = "/app") -> UploadEngine:
-    return UploadEngine(transport, workspace, remote, lambda: IgnoreRules.for_tree(workspace))
+def engine_for(transport: TarTransport, workspace: Path, remote: str = "/app") -> SyncEngine:
+    return SyncEngine(transport, workspace, remote, lambda: IgnoreRules.for_tree(workspace))
 
 
 # --- Through a whole session ----------------------------------------------------------------
@@ -405,6 +405,14 @@ async def test_the_sync_root_missing_or_not_a_folder(
             await call
         assert raised.value.code == "notDirectory"
     assert (await transport.hash("/app", ["x", "y"])) == {"x": None, "y": None}
+
+
+async def test_an_owner_needs_the_agent(transport: TarTransport, container: Any) -> None:
+    with pytest.raises(AgentError) as raised:
+        await transport.ensure_root("/owned", owner="1000:1000")
+    assert raised.value.code == "badRequest"
+    assert "needs Python 3.8+ in the target" in raised.value.message
+    assert await transport.ensure_root("/owned") is True  # the refused call made nothing
 
 
 async def test_a_removed_container_makes_the_transport_gone(

@@ -9,6 +9,7 @@ from podlink.sync.core.plan import (
     Operation,
     OperationKind,
     apply_plan,
+    detect_renames,
     paths_needing_digests,
     plan_mirror,
     restrict,
@@ -152,3 +153,56 @@ def test_equal_size_and_mtime_is_a_quick_match_without_digests() -> None:
     assert plan_mirror({"a": synced}, {"a": synced}).is_empty
     assert paths_needing_digests({"a": synced}, {"a": synced}) == []
     assert paths_needing_digests({"a": touched}, {"a": synced}) == ["a"]
+
+
+def moved(inode: int, content: str = "x", mtime_ns: int = 7) -> Entry:
+    return Entry(kind=Kind.FILE, mode=0o644, size=len(content), mtime_ns=mtime_ns, inode=inode)
+
+
+def test_a_moved_file_becomes_a_rename() -> None:
+    agreed = {"old.py": moved(11)}
+    target = {"old.py": moved(99)}  # the target's own inode never matters
+    source = {"new.py": moved(11)}
+    plan = detect_renames(plan_mirror(source, target), source, target, agreed)
+    assert [(op.kind, op.path, op.source) for op in plan.operations] == [
+        (OperationKind.RENAME, "new.py", "old.py"),
+        (DELETE, "old.py", None),
+    ]
+    assert apply_plan(target, plan, source) == source
+
+
+def test_files_of_a_moved_folder_are_renamed_one_by_one() -> None:
+    agreed = {"a": folder(), "a/x": moved(1), "a/y": moved(2, "yy")}
+    target = {"a": folder(), "a/x": moved(5), "a/y": moved(6, "yy")}
+    source = {"b": folder(), "b/x": moved(1), "b/y": moved(2, "yy")}
+    plan = detect_renames(plan_mirror(source, target), source, target, agreed)
+    assert [(op.kind, op.path) for op in plan.operations] == [
+        (MKDIR, "b"),
+        (OperationKind.RENAME, "b/x"),
+        (OperationKind.RENAME, "b/y"),
+        (DELETE, "a"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("source", "why"),
+    [
+        ({"new.py": moved(11, "changed")}, "content changed on the way"),
+        ({"new.py": moved(12)}, "another inode: a copy, not a move"),
+        ({"new.py": moved(11), "other.py": moved(11)}, "two candidates"),
+    ],
+)
+def test_no_rename_without_a_clear_match(source: dict[str, Entry], why: str) -> None:
+    agreed = {"old.py": moved(11)}
+    target = {"old.py": moved(99)}
+    plan = detect_renames(plan_mirror(source, target), source, target, agreed)
+    renames = [op for op in plan.operations if op.kind is OperationKind.RENAME]
+    assert len(renames) <= (1 if why == "two candidates" else 0), why
+
+
+def test_a_target_copy_changed_since_is_not_moved() -> None:
+    agreed = {"old.py": moved(11)}
+    target = {"old.py": moved(99, mtime_ns=8)}
+    source = {"new.py": moved(11)}
+    plan = detect_renames(plan_mirror(source, target), source, target, agreed)
+    assert OperationKind.RENAME not in [op.kind for op in plan.operations]

@@ -36,7 +36,9 @@ def link(target: str) -> Entry:
 def run(
     ancestor: Snapshot, local: Snapshot, remote: Snapshot, mode: Mode = TWO_WAY
 ) -> Reconciliation:
-    return reconcile(ancestor, local, remote, mode=mode, conflict_stamp=STAMP)
+    # The cases name a first sync by an empty ancestor.
+    first = not ancestor
+    return reconcile(ancestor, local, remote, mode=mode, conflict_stamp=STAMP, first_sync=first)
 
 
 def copy_of(path: str) -> str:
@@ -261,6 +263,13 @@ def test_nothing_written_on_either_side_is_lost(case: str) -> None:
 def test_upload_mode_lists_target_edits_before_replacing_them() -> None:
     result = run({"a": file()}, {"a": file()}, {"a": file("theirs"), "n": file()}, UPLOAD)
     assert result.overwritten == ("a", "n")
+
+
+def test_an_agreed_empty_state_is_not_a_first_sync() -> None:
+    result = reconcile(
+        {}, {"a": file("mine")}, {"a": file("theirs")}, mode=TWO_WAY, conflict_stamp=STAMP
+    )
+    assert [conflict.path for conflict in result.conflicts] == ["a"]
 
 
 def test_upload_first_sync_reports_nothing() -> None:

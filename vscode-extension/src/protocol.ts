@@ -41,8 +41,11 @@ export type TestOutcome = "passed" | "failed" | "skipped" | "errored";
 /** Which part of a session produced a log line. */
 export type LogSource = "app" | "sync" | "build" | "test" | "daemon";
 
-/** The `source` of the diagnostics podlink publishes: test failures and build errors. */
-export type DiagnosticSource = "podlink-test" | "podlink-build";
+/**
+ * The `source` of the diagnostics podlink publishes: test failures, build errors and sync conflicts
+ * (on the conflicting file, while its conflict copy exists).
+ */
+export type DiagnosticSource = "podlink-test" | "podlink-build" | "podlink-sync";
 
 /** The reason in the data of a podlink error; one per error code. */
 export type ErrorReason =

@@ -24,6 +24,7 @@ from pygls.protocol.language_server import lsp_method
 from podlink import __version__
 from podlink import protocol as wire
 from podlink.registry import SessionRegistry
+from podlink.sync_requests import answer_requests_on_signal
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ def serve_stdio() -> None:
     server.protocol.set_writer(StdoutWriter(sys.stdout.buffer))
 
     async def main() -> None:
+        answer_requests_on_signal(server.registry, server.notifier.show_error)
         try:
             await run_async(
                 stop_event=stop_event,

@@ -1,4 +1,4 @@
-"""Session requests: start, stop, list, flush, and the app controls."""
+"""Session requests: start, stop, list, flush, resume/reset after a halt, the app controls."""
 
 from __future__ import annotations
 
@@ -61,5 +61,14 @@ def register(server: PodlinkServer) -> None:
     register_request(server, wire.LIST_SESSIONS, list_sessions)
     register_request(server, wire.FLUSH_SYNC, flush_sync)
     register_request(server, wire.RESTART_APP, restart_app)
+
+    async def resume_sync(params: wire.ResumeSyncParams) -> wire.SyncStatus:
+        return await registry.get(params.session_id).resume_sync()
+
+    async def reset_sync(params: wire.ResetSyncParams) -> wire.SyncStatus:
+        return await registry.get(params.session_id).reset_sync()
+
     register_request(server, wire.STOP_APP, stop_app)
+    register_request(server, wire.RESUME_SYNC, resume_sync)
+    register_request(server, wire.RESET_SYNC, reset_sync)
     register_not_implemented(server)

@@ -1,8 +1,11 @@
-"""Apply upload plans through the agent: the local tree is mirrored into one target root.
+"""The sync engine of one sync entry: scans, three-way reconcile, halts, both directions.
 
-The engine keeps a view of what the target holds (``remote_view``), so a saved file costs a
-local stat and hash plus one agent round trip, not a scan of the target. Failures on single
-paths become problems (data); the rest of the batch goes on.
+The engine keeps what the target holds (``remote_view``: from a scan, then from its own
+writes and, in two-way mode, from the agent's change reports), so a saved file costs a local
+stat plus one agent round trip, not a scan of the target. It keeps the last state both sides
+agreed on (``ancestor``, persisted through ``AncestorStore``) and reconciles every pass
+against it (``core.reconcile``). Failures on single paths become problems (data); the rest
+of the pass goes on. A halted pass applies nothing until the user resumes or resets.
 """
 
 from __future__ import annotations
@@ -12,61 +15,47 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
 
-from podlink.agent.client import AgentError, AgentGone
+from podlink.agent.client import Agent, AgentError, RemoteChanges
 from podlink.agent.transport import FileTransport
+from podlink.sync.ancestor import AncestorStore
 from podlink.sync.core.plan import (
-    Operation,
-    OperationKind,
-    Plan,
+    detect_renames,
     is_within,
     paths_needing_digests,
     plan_mirror,
     restrict,
 )
+from podlink.sync.core.reconcile import (
+    Conflict,
+    Halt,
+    Mode,
+    RootState,
+    paths_needing_digests_both_changed,
+    reconcile,
+)
 from podlink.sync.core.snapshot import Entry, Kind
 from podlink.sync.ignore import IgnoreRules, is_ignore_file
+from podlink.sync.local_apply import LocalApplier, conflict_copy_exists
+from podlink.sync.outcome import BatchResult
+from podlink.sync.remote_apply import ProgressCallback, RemoteApplier
 from podlink.sync.scan import DigestCache, FolderFound, LocalScan, scan_paths, scan_tree
 
 log = logging.getLogger(__name__)
 
-MAX_IN_FLIGHT = 64
-# Files up to this size travel in batches of at most BATCH_FILES files / BATCH_BYTES bytes.
-BATCH_FILE_LIMIT = 256 * 1024
-BATCH_FILES = 1000
-BATCH_BYTES = 8 * 1024 * 1024
-BATCHES_IN_FLIGHT = 3
-OPEN_FOLDER_MODE = 0o755
 INLINE_SCAN_LIMIT = 8
 INLINE_HASH_LIMIT = 1 << 20
-CHANGED_WHILE_SENDING_RETRIES = 3
+# The agreed state is written this long after the last pass that changed it.
+SAVE_DELAY_SECONDS = 1.0
+
+RemoteResultCallback = Callable[[BatchResult, float], Awaitable[None]]
 
 
-@dataclass
-class BatchResult:
-    """What one pass of the engine did."""
-
-    files_written: int = 0
-    bytes_written: int = 0
-    deleted: int = 0
-    other_operations: int = 0
-    paths: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def changed_anything(self) -> bool:
-        return bool(self.paths)
-
-
-ProgressCallback = Callable[[int, int], None]
-
-
-class UploadEngine:
-    """Mirrors ``local_root`` into ``remote_root`` (a path as the target's processes see it)."""
+class SyncEngine(RemoteApplier, LocalApplier):
+    """Keeps ``local_root`` and ``remote_root`` (a path as the target sees it) in sync."""
 
     def __init__(
         self,
@@ -75,59 +64,107 @@ class UploadEngine:
         remote_root: str,
         make_rules: Callable[[], IgnoreRules],
         rules: IgnoreRules | None = None,
+        *,
+        mode: Mode = Mode.UPLOAD,
+        store: AncestorStore | None = None,
+        max_delete_share: float = 0.5,
+        owner: str | None = None,
+        report: Callable[[str], None] | None = None,
     ) -> None:
-        """``rules``: the rules a first local scan was already made with, if any."""
+        """``rules``: the rules a first local scan was already made with, if any.
+
+        ``report``: told about target-side changes upload mode replaces, before they go.
+        """
         self.agent = agent
         self.local_root = local_root
         self.remote_root = remote_root
+        self.mode = mode
+        self.owner = owner
+        self.max_delete_share = max_delete_share
         self._make_rules = make_rules
         self.rules = rules if rules is not None else make_rules()
         self.remote_view: dict[str, Entry] = {}
         self.problems: dict[str, str] = {}
+        self.conflicts: dict[str, Conflict] = {}
+        self.halt: Halt | None = None
+        self._store = store
+        stored = store.load() if store is not None else None
+        self.ancestor: dict[str, Entry] = stored or {}
+        # Whether the sides ever agreed: without that a first sync lets the workspace win.
+        self._agreed = stored is not None
+        self._report = report or (lambda text: log.warning("%s", text))
         self._digests = DigestCache()
         self._lock = asyncio.Lock()
+        self._last_stamp = ""
+        self._stamp_count = 0
+        self._save_handle: asyncio.TimerHandle | None = None
+        self._saving: asyncio.Task[None] | None = None
+        self._remote_queue: list[RemoteChanges] = []
+        self._remote_wake = asyncio.Event()
+        self._remote_consumer: asyncio.Task[None] | None = None
 
     def is_ignored(self, path: str) -> bool:
         return self.rules.is_ignored(path)
+
+    def _kept(self, entries: dict[str, Entry]) -> dict[str, Entry]:
+        return {
+            path: entry
+            for path, entry in entries.items()
+            if not self.rules.is_ignored(path, is_dir=entry.kind is Kind.DIRECTORY)
+        }
+
+    # -- passes ------------------------------------------------------------------------
 
     async def initial_sync(
         self,
         progress: ProgressCallback | None = None,
         local_scan: Awaitable[LocalScan] | None = None,
+        *,
+        allow_deletions: bool = False,
     ) -> BatchResult:
-        """Scan both sides and send only what differs; delete what the workspace lacks.
+        """Scan both sides and reconcile them against the agreed state.
 
         ``local_scan``: a scan of the local tree already under way (made with ``rules``),
         so it could overlap with reaching the target.
         """
         async with self._lock:
             started = time.monotonic()
-            await self.agent.ensure_root(self.remote_root)
+            await self.agent.ensure_root(self.remote_root, owner=self.owner)
             local, remote = await asyncio.gather(
                 local_scan or asyncio.to_thread(scan_tree, self.local_root, self.rules),
                 self.agent.scan(self.remote_root),
             )
             for path, message in remote.problems:
                 self.problems[path] = f"in the target: {message}"
-            self.remote_view = {
-                path: entry
-                for path, entry in remote.entries.items()
-                if not self.rules.is_ignored(path, is_dir=entry.kind is Kind.DIRECTORY)
-            }
-            result = await self._reconcile(local, self.remote_view, progress)
+            self.remote_view = self._kept(remote.entries)
+            result = await self._pass(
+                local,
+                dict(self.remote_view),
+                self._kept(self.ancestor),
+                local_root=self._local_root_state(),
+                remote_root=RootState.MISSING if remote.missing else RootState.PRESENT,
+                progress=progress,
+                allow_deletions=allow_deletions,
+            )
             result.seconds = time.monotonic() - started
             return result
 
     async def sync_paths(self, paths: Iterable[str]) -> BatchResult:
-        """Bring the given paths (and what lies below them) up to date in the target."""
+        """Reconcile the given workspace paths (and what lies below them)."""
         changed = set(paths)
         if any(is_ignore_file(path) for path in changed) or "" in changed:
             return await self.rescan(reload_rules=True)
         async with self._lock:
+            if self.halt is not None:
+                return BatchResult(halted=self.halt)
             started = time.monotonic()
             local = await self._scan_changed(changed)
             relevant = {path for path in changed if not self.rules.is_ignored(path)}
-            result = await self._reconcile(local, restrict(self.remote_view, relevant), None)
+            result = await self._pass(
+                local,
+                restrict(self.remote_view, relevant),
+                restrict(self.ancestor, relevant),
+            )
             result.seconds = time.monotonic() - started
             return result
 
@@ -145,32 +182,261 @@ class UploadEngine:
             started = time.monotonic()
             if reload_rules:
                 self.rules = self._make_rules()
-                self.remote_view = {
-                    path: entry
-                    for path, entry in self.remote_view.items()
-                    if not self.rules.is_ignored(path, is_dir=entry.kind is Kind.DIRECTORY)
-                }
+                self.remote_view = self._kept(self.remote_view)
+            if self.halt is not None:
+                return BatchResult(halted=self.halt)
             local = await asyncio.to_thread(scan_tree, self.local_root, self.rules)
-            result = await self._reconcile(local, self.remote_view, None)
+            result = await self._pass(
+                local,
+                dict(self.remote_view),
+                self._kept(self.ancestor),
+                local_root=self._local_root_state(),
+            )
             result.seconds = time.monotonic() - started
             return result
 
-    async def _reconcile(
+    async def resume(self) -> BatchResult:
+        """After a halt: look at both sides again and apply what was held back."""
+        self.halt = None
+        return await self.initial_sync(allow_deletions=True)
+
+    async def reset(self) -> BatchResult:
+        """Forget the agreed state and sync as for the first time: the workspace wins."""
+        self.halt = None
+        self.ancestor = {}
+        self._agreed = False
+        self.conflicts.clear()
+        if self._store is not None:
+            await asyncio.to_thread(self._store.discard)
+        return await self.initial_sync()
+
+    def _local_root_state(self) -> RootState:
+        if self.local_root.is_dir():
+            return RootState.PRESENT
+        if self.local_root.exists():
+            return RootState.NOT_A_FOLDER
+        return RootState.MISSING
+
+    async def _pass(
         self,
         local: LocalScan,
         remote: dict[str, Entry],
-        progress: ProgressCallback | None,
+        ancestor: dict[str, Entry],
+        *,
+        local_root: RootState = RootState.NOT_SCANNED,
+        remote_root: RootState = RootState.NOT_SCANNED,
+        progress: ProgressCallback | None = None,
+        allow_deletions: bool = False,
     ) -> BatchResult:
+        """Reconcile one scope (the same on all three snapshots) and apply the outcome."""
+        result = BatchResult()
         for path, message in local.problems:
             self.problems[path] = message
-        source = await self._with_digests(local.entries, remote)
-        plan = plan_mirror(source, remote)
-        return await self._apply(plan, source, progress)
+        self._forget_resolved_conflicts()
+        needed = set(paths_needing_digests(local.entries, remote))
+        needed.update(
+            paths_needing_digests_both_changed(ancestor, local.entries, remote, mode=self.mode)
+        )
+        source = await self._with_digests(sorted(needed), local.entries, remote)
+        outcome = reconcile(
+            ancestor,
+            source,
+            remote,
+            mode=self.mode,
+            conflict_stamp=self._conflict_stamp(),
+            first_sync=not self._agreed,
+            local_root=local_root,
+            remote_root=remote_root,
+            ancestor_files=sum(1 for e in self.ancestor.values() if e.kind is not Kind.DIRECTORY),
+            max_delete_share=self.max_delete_share,
+            allow_deletions=allow_deletions,
+        )
+        if outcome.halt is not None:
+            self.halt = result.halted = outcome.halt
+            return result
+        for path in outcome.overwritten:
+            self._report(
+                f"{path} was changed in the target; upload mode replaces it with the "
+                "workspace's version (use mode: two-way to keep target-side edits)"
+            )
+        result.overwritten = list(outcome.overwritten)
+        for copy in outcome.copies:
+            try:
+                await self._copy_conflict(copy)
+            except (OSError, AgentError) as error:
+                # Without the copy the target's version would be lost: apply nothing.
+                message = getattr(error, "message", None) or str(error)
+                self.problems[copy.remote_path] = f"cannot save the target's version: {message}"
+                return result
+        for conflict in outcome.conflicts:
+            self.conflicts[conflict.path] = conflict
+            self._report(f"conflict on {conflict.path}: {conflict.message}")
+        result.conflicts = list(outcome.conflicts)
+        merged = outcome.merged
+        written: dict[str, Entry] = {}
+        upload = plan_mirror(merged, remote)
+        if isinstance(self.agent, Agent):
+            upload = detect_renames(upload, merged, remote, ancestor)
+        if self.mode is Mode.TWO_WAY:
+            download = plan_mirror(merged, source)
+            await asyncio.gather(
+                self._apply_upload(upload, merged, progress, result, guard=remote),
+                self._apply_download(download, merged, source, result, written),
+            )
+        else:
+            await self._apply_upload(upload, merged, progress, result)
+        self._agree(ancestor.keys() | source.keys() | remote.keys(), merged, written, result)
+        if not self._agreed:
+            self._agreed = True
+            await self._save()  # at once: a crash now must not make the next start a first sync
+        return result
+
+    def _conflict_stamp(self) -> str:
+        """The time, unique per pass: two conflicts on one file never share a copy's name."""
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        if stamp.startswith(self._last_stamp[:15]) and self._last_stamp:
+            self._stamp_count += 1
+            stamp = f"{stamp}-{self._stamp_count}"
+        else:
+            self._stamp_count = 0
+        self._last_stamp = stamp
+        return stamp
+
+    def _agree(
+        self,
+        scope: Iterable[str],
+        merged: dict[str, Entry],
+        written: dict[str, Entry],
+        result: BatchResult,
+    ) -> None:
+        """Record the pass's outcome as agreed, except where an operation failed."""
+        failed = sorted(result.failed)
+        changed = False
+        for path in scope:
+            if failed and any(is_within(path, blocked) for blocked in failed):
+                continue
+            agreed = written.get(path) or merged.get(path)
+            before = self.ancestor.get(path)
+            if agreed is None:
+                if before is not None:
+                    del self.ancestor[path]
+                    changed = True
+            elif before != agreed:
+                self.ancestor[path] = agreed
+                changed = True
+        if changed:
+            self._schedule_save()
+
+    def _forget_resolved_conflicts(self) -> None:
+        for path, conflict in list(self.conflicts.items()):
+            if conflict.copy_path is None or not conflict_copy_exists(
+                self.local_root, conflict.copy_path
+            ):
+                del self.conflicts[path]
+
+    # -- the target's changes (two-way) ------------------------------------------------------
+
+    async def watch_target(self, on_result: RemoteResultCallback) -> str | None:
+        """Follow changes made in the target; a warning to show when it falls back to polling."""
+        started = await self._reader().watch(self.remote_root, self._queue_remote)
+        self._remote_consumer = asyncio.create_task(self._consume_remote(on_result))
+        return started.warning
+
+    def _queue_remote(self, changes: RemoteChanges) -> None:
+        self._remote_queue.append(changes)
+        self._remote_wake.set()
+
+    async def _consume_remote(self, on_result: RemoteResultCallback) -> None:
+        while True:
+            await self._remote_wake.wait()
+            self._remote_wake.clear()
+            first_seen = asyncio.get_running_loop().time()
+            batch, self._remote_queue = self._remote_queue, []
+            for changes in batch:
+                if changes.warning:
+                    self._report(changes.warning)
+            result = await self._remote_pass(batch)
+            await on_result(result, (asyncio.get_running_loop().time() - first_seen) * 1000)
+
+    async def _remote_pass(self, batch: list[RemoteChanges]) -> BatchResult:
+        if any(changes.overflow for changes in batch):
+            log.info("the target's change queue overflowed: rescanning it")
+            return await self.initial_sync()
+        async with self._lock:
+            started = time.monotonic()
+            changed: set[str] = set()
+            for changes in batch:
+                for gone in changes.gone:
+                    for path in restrict(self.remote_view, [gone]):
+                        del self.remote_view[path]
+                    changed.add(gone)
+                for path, entry in changes.entries.items():
+                    if self.rules.is_ignored(path, is_dir=entry.kind is Kind.DIRECTORY):
+                        continue
+                    known = self.remote_view.get(path)
+                    if (
+                        known is not None
+                        and known.digest is not None
+                        and _same_version(known, entry)
+                    ):
+                        entry = msgspec.structs.replace(entry, digest=known.digest)
+                    self.remote_view[path] = entry
+                    changed.add(path)
+            relevant = {path for path in changed if not self.rules.is_ignored(path)}
+            if self.halt is not None or not relevant:
+                return BatchResult(halted=self.halt)
+            local = await self._scan_changed(relevant)
+            result = await self._pass(
+                local,
+                restrict(self.remote_view, relevant),
+                restrict(self.ancestor, relevant),
+            )
+            result.seconds = time.monotonic() - started
+            return result
+
+    # -- the agreed state on disk -------------------------------------------------------------
+
+    def _schedule_save(self) -> None:
+        if self._store is None or self._save_handle is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self._save_handle = loop.call_later(SAVE_DELAY_SECONDS, self._start_save)
+
+    def _start_save(self) -> None:
+        self._save_handle = None
+        if self._saving is not None and not self._saving.done():
+            self._schedule_save()
+            return
+        self._saving = asyncio.get_running_loop().create_task(self._save())
+
+    async def _save(self) -> None:
+        if self._store is None:
+            return
+        snapshot = dict(self.ancestor)
+        try:
+            await asyncio.to_thread(self._store.save, snapshot)
+        except OSError as error:
+            log.warning("cannot save the sync state %s: %s", self._store.path, error)
+
+    async def close(self) -> None:
+        """Stop following the target and write the agreed state now."""
+        consumer, self._remote_consumer = self._remote_consumer, None
+        if consumer is not None:
+            consumer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await consumer
+        if self._save_handle is not None:
+            self._save_handle.cancel()
+            self._save_handle = None
+        if self._saving is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._saving
+        await self._save()
 
     async def _with_digests(
-        self, source: dict[str, Entry], remote: dict[str, Entry]
+        self, needed: list[str], source: dict[str, Entry], remote: dict[str, Entry]
     ) -> dict[str, Entry]:
-        needed = paths_needing_digests(source, remote)
+        """``source`` with digests for ``needed``; ``remote`` and the view get theirs."""
         if not needed:
             return source
         filled = dict(source)
@@ -204,184 +470,11 @@ class UploadEngine:
                 self.remote_view[path] = updated
         return filled
 
-    async def _apply(
-        self, plan: Plan, source: dict[str, Entry], progress: ProgressCallback | None
-    ) -> BatchResult:
-        result = BatchResult()
-        if plan.is_empty:
-            return result
-        total = len(plan.operations)
-        done = 0
-        limit = asyncio.Semaphore(MAX_IN_FLIGHT)
 
-        async def run(operation: Operation) -> None:
-            nonlocal done
-            async with limit:
-                await self._run_operation(operation, source, result)
-            done += 1
-            if progress is not None:
-                progress(done, total)
-
-        batch_limit = asyncio.Semaphore(BATCHES_IN_FLIGHT)
-
-        async def run_batch(batch: list[Operation]) -> None:
-            nonlocal done
-            async with batch_limit:
-                await self._write_batch(batch, result)
-            done += len(batch)
-            if progress is not None:
-                progress(done, total)
-
-        for phase in _phases(plan):
-            batches, singles = _batch_small_writes(phase)
-            await asyncio.gather(
-                *(run_batch(batch) for batch in batches),
-                *(run(operation) for operation in singles),
-            )
-        return result
-
-    async def _write_batch(self, batch: list[Operation], result: BatchResult) -> None:
-        """Many small files in one round trip: the agent walks each folder once for them."""
-        outcome = await self.agent.write_many(
-            self.remote_root, [(op.path, self.local_root / op.path) for op in batch]
-        )
-        for sent in outcome.written:
-            self.remote_view[sent.path] = Entry(
-                kind=Kind.FILE, mode=sent.mode, size=sent.size, mtime_ns=sent.mtime_ns
-            )
-            self.problems.pop(sent.path, None)
-            result.files_written += 1
-            result.bytes_written += sent.size
-            result.paths.append(sent.path)
-        for path, _code, message in outcome.failed:
-            self.problems[path] = message
-            log.warning("could not sync %s: %s", path, message)
-
-    async def _run_operation(
-        self, operation: Operation, source: dict[str, Entry], result: BatchResult
-    ) -> None:
-        path = operation.path
-        try:
-            await self._send(operation, source, result)
-        except AgentGone:
-            raise
-        except AgentError as error:
-            self.problems[path] = error.message
-            log.warning("could not sync %s: %s", path, error.message)
-            return
-        except FileNotFoundError:
-            return  # deleted locally since the scan: its own event brings the deletion
-        except OSError as error:
-            self.problems[path] = f"cannot read: {error.strerror}"
-            return
-        self.problems.pop(path, None)
-        result.paths.append(path)
-        if operation.kind is OperationKind.DELETE:
-            result.deleted += 1
-            for known in restrict(self.remote_view, [path]):
-                del self.remote_view[known]
-            for known in [p for p in self.problems if is_within(p, path)]:
-                del self.problems[known]
-
-    async def _send(
-        self, operation: Operation, source: dict[str, Entry], result: BatchResult
-    ) -> None:
-        path = operation.path
-        root = self.remote_root
-        if operation.kind is OperationKind.DELETE:
-            await self.agent.delete(root, path, recursive=True)
-            return
-        entry = source[path]
-        if operation.kind is OperationKind.WRITE:
-            digest = await self._write_file(path, entry)
-            result.files_written += 1
-            result.bytes_written += entry.size
-            self._digests.remember(path, entry, digest)
-            self.remote_view[path] = Entry(
-                kind=Kind.FILE,
-                mode=entry.mode,
-                size=entry.size,
-                mtime_ns=entry.mtime_ns,
-                digest=digest,
-            )
-            return
-        if operation.kind is OperationKind.MKDIR:
-            await self.agent.mkdir(root, path, operation.mode)
-        elif operation.kind is OperationKind.SYMLINK:
-            assert operation.link_target is not None
-            await self.agent.symlink(root, path, operation.link_target)
-        else:
-            await self.agent.chmod(root, path, operation.mode)
-        result.other_operations += 1
-        self.remote_view[path] = entry
-
-    async def _write_file(self, path: str, entry: Entry) -> str:
-        attempts_left = CHANGED_WHILE_SENDING_RETRIES
-        while True:
-            try:
-                return await self.agent.write_file(
-                    self.remote_root,
-                    path,
-                    self.local_root / path,
-                    entry.mode,
-                    expected_size=entry.size,
-                )
-            except AgentError as error:
-                # A file saved again while it was being sent: send the newer content.
-                if error.code != "changed" or attempts_left == 0:
-                    raise
-                attempts_left -= 1
-
-
-def _batch_small_writes(
-    phase: list[Operation],
-) -> tuple[list[list[Operation]], list[Operation]]:
-    """Small file writes grouped for ``write_many``; everything else one by one."""
-    batches: list[list[Operation]] = []
-    singles: list[Operation] = []
-    current: list[Operation] = []
-    current_bytes = 0
-    for operation in phase:
-        if operation.kind is not OperationKind.WRITE or operation.size > BATCH_FILE_LIMIT:
-            singles.append(operation)
-            continue
-        if current and (
-            len(current) >= BATCH_FILES or current_bytes + operation.size > BATCH_BYTES
-        ):
-            batches.append(current)
-            current, current_bytes = [], 0
-        current.append(operation)
-        current_bytes += operation.size
-    if len(current) == 1 and not batches:
-        singles.extend(current)  # one saved file: the plain write is the quickest
-    elif current:
-        batches.append(current)
-    return batches, singles
-
-
-def _phases(plan: Plan) -> list[list[Operation]]:
-    """Split a plan where one step must be finished before the next starts.
-
-    The agent carries out requests in the order they are sent and makes missing parent
-    folders itself, so folders and content go out together, in one round trip. A folder
-    with another mode than the usual is made open first and gets its mode with the other
-    mode changes, after its content is in (a read-only folder would refuse it).
-    """
-    leading_deletes: list[Operation] = []
-    together: list[Operation] = []
-    modes: list[Operation] = []
-    trailing_deletes: list[Operation] = []
-    seen_non_delete = False
-    for operation in plan.operations:
-        if operation.kind is OperationKind.DELETE:
-            (trailing_deletes if seen_non_delete else leading_deletes).append(operation)
-            continue
-        seen_non_delete = True
-        if operation.kind is OperationKind.MKDIR and operation.mode != OPEN_FOLDER_MODE:
-            together.append(msgspec.structs.replace(operation, mode=OPEN_FOLDER_MODE))
-            modes.append(Operation(OperationKind.CHMOD, operation.path, mode=operation.mode))
-        elif operation.kind is OperationKind.CHMOD:
-            modes.append(operation)
-        else:
-            together.append(operation)
-    return [p for p in (leading_deletes, together, modes, trailing_deletes) if p]
+def _same_version(first: Entry, second: Entry) -> bool:
+    return (
+        first.kind is second.kind
+        and first.size == second.size
+        and first.mtime_ns == second.mtime_ns
+        and first.inode == second.inode
+    )

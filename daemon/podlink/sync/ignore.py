@@ -1,9 +1,9 @@
 """Which paths are synced: ``.gitignore`` files (nested too), ``.podlinkignore`` and the
 config's ``exclude`` list, with gitignore semantics from pathspec.
 
-``.git/`` and ``.podlink/`` are never synced. Ignored paths are also left alone in the
-target: a mirror never deletes what it was told not to look at (``node_modules/`` installed in
-the container, caches).
+``.git/``, ``.podlink/`` and conflict copies are never synced. Ignored paths are also left
+alone in the target: a mirror never deletes what it was told not to look at
+(``node_modules/`` installed in the container, caches).
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from pathlib import Path
 
 from pathspec import GitIgnoreSpec
 
-ALWAYS_EXCLUDED = (".git/", ".podlink/", ".podlink-tmp-*")
+# Conflict copies hold the target's version of a file for the user to look at; they stay in
+# the workspace (the target has its own version already).
+ALWAYS_EXCLUDED = (".git/", ".podlink/", ".podlink-tmp-*", "*.podlink-conflict-*")
 IGNORE_FILE_NAMES = (".gitignore", ".podlinkignore")
 
 

@@ -2,13 +2,19 @@
 
 Editors save in bursts (temp file, rename, chmod); a short quiet period merges a burst into
 one batch, and a cap keeps a continuous stream of changes from starving the sync.
+
+Changes are never missed silently: when the kernel's event queue overflows the watcher
+asks for a whole-tree rescan (the path ""), and when inotify runs out of watches it says
+which sysctl to raise and polls instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
+import weakref
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -28,6 +34,7 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
+from watchdog.observers.polling import PollingObserver
 
 from podlink.sync.ignore import is_ignore_file
 
@@ -52,6 +59,42 @@ WATCHED_EVENTS: list[type[FileSystemEvent]] = [
 
 # Called with the changed paths and the loop time at which the first of them was noticed.
 BatchHandler = Callable[[set[str], float], Awaitable[None]]
+
+POLL_INTERVAL_SECONDS = 1.0
+WATCH_LIMIT_FILE = Path("/proc/sys/fs/inotify/max_user_watches")
+# watchdog rebuilds its watches after an overflow but tells its handlers nothing; the one
+# sign is this warning, so every running watcher listens for it.
+OVERFLOW_LOGGER = "watchdog.observers.inotify_c"
+OVERFLOW_MESSAGE = "Inotify queue overflowed"
+_running_watchers: weakref.WeakSet[TreeWatcher] = weakref.WeakSet()
+
+
+class _OverflowListener(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith(OVERFLOW_MESSAGE):
+            for watcher in list(_running_watchers):
+                watcher.rescan_from_thread()
+
+
+_overflow_listener = _OverflowListener(logging.WARNING)
+
+
+def watch_limit_message(error: OSError, root: Path) -> str:
+    """What to tell the user when inotify cannot watch ``root``."""
+    try:
+        limit = WATCH_LIMIT_FILE.read_text().strip()
+    except OSError:
+        limit = "unknown"
+    if error.errno == errno.EMFILE:
+        what = "the limit of inotify instances (fs.inotify.max_user_instances) is reached"
+        fix = "sudo sysctl fs.inotify.max_user_instances=1024"
+    else:
+        what = f"the inotify watch limit (fs.inotify.max_user_watches = {limit}) is reached"
+        fix = "sudo sysctl fs.inotify.max_user_watches=524288"
+    return (
+        f"cannot watch {root} for changes: {what}. Raise it with `{fix}` (add it to "
+        "/etc/sysctl.conf to keep it); podlink polls for changes meanwhile, which is slower"
+    )
 
 
 class _Forwarder(FileSystemEventHandler):
@@ -86,8 +129,14 @@ class TreeWatcher:
         quiet_seconds: float = 0.004,
         after_close_seconds: float = 0.001,
         max_delay_seconds: float = 0.05,
+        on_warning: Callable[[str], None] | None = None,
+        observer_factory: Callable[[], BaseObserver] = Observer,
     ) -> None:
+        """``observer_factory``: the watchdog observer to try first (polling is the fallback)."""
         self.root = root
+        self._on_warning = on_warning or (lambda text: log.warning("%s", text))
+        self._observer_factory = observer_factory
+        self.polling = False
         self._root_text = str(root)
         self._is_ignored = is_ignored
         self._on_batch = on_batch
@@ -105,15 +154,33 @@ class TreeWatcher:
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        observer = Observer()
+        try:
+            self._observer = self._start_observer(self._observer_factory())
+        except OSError as error:
+            if error.errno not in (errno.ENOSPC, errno.EMFILE):
+                raise
+            self._on_warning(watch_limit_message(error, self.root))
+            self.polling = True
+            self._observer = self._start_observer(PollingObserver(timeout=POLL_INTERVAL_SECONDS))
+        overflow_logger = logging.getLogger(OVERFLOW_LOGGER)
+        if _overflow_listener not in overflow_logger.handlers:
+            overflow_logger.addHandler(_overflow_listener)
+        _running_watchers.add(self)
+
+    def _start_observer(self, observer: BaseObserver) -> BaseObserver:
         observer.schedule(
             _Forwarder(self), self._root_text, recursive=True, event_filter=WATCHED_EVENTS
         )
         observer.daemon = True
         observer.start()
-        self._observer = observer
+        return observer
+
+    def rescan_from_thread(self) -> None:
+        """Events were lost: have the whole tree looked at again."""
+        self.notice_from_thread([self._root_text])
 
     async def stop(self) -> None:
+        _running_watchers.discard(self)
         observer, self._observer = self._observer, None
         if observer is not None:
             observer.stop()

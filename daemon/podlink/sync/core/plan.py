@@ -22,6 +22,7 @@ class OperationKind(enum.Enum):
     SYMLINK = "symlink"
     CHMOD = "chmod"
     DELETE = "delete"
+    RENAME = "rename"  # ``source`` becomes ``path``
 
 
 class Operation(msgspec.Struct, frozen=True):
@@ -30,6 +31,7 @@ class Operation(msgspec.Struct, frozen=True):
     mode: int = 0
     link_target: str | None = None
     size: int = 0
+    source: str | None = None
 
 
 class Plan(msgspec.Struct, frozen=True):
@@ -184,6 +186,47 @@ def _topmost(paths: Iterable[str]) -> list[str]:
     return sorted(chosen)
 
 
+def detect_renames(plan: Plan, source: Snapshot, target: Snapshot, agreed: Snapshot) -> Plan:
+    """Turn a delete plus an upload of the same file into a rename in the target.
+
+    A file moved in the workspace keeps its inode, size, mtime and mode; ``agreed`` (the last
+    agreed state, keyed like ``source`` with the workspace's inodes) says which inode the old
+    path had. Only an unambiguous match, whose old copy in the target is still the agreed
+    one, becomes a rename; folders are not renamed as such, their files are, one by one.
+    """
+    gone_roots = [
+        op.path
+        for op in plan.operations
+        if op.kind is OperationKind.DELETE and op.path not in source
+    ]
+    if not gone_roots:
+        return plan
+    candidates: dict[tuple[int, int, int, int], list[str]] = {}
+    for path, there in restrict(target, gone_roots).items():
+        before = agreed.get(path)
+        if (
+            there.kind is Kind.FILE
+            and before is not None
+            and before.inode
+            and before.kind is Kind.FILE
+            and quick_match(before, there)
+        ):
+            key = (before.inode, before.size, before.mtime_ns, before.mode)
+            candidates.setdefault(key, []).append(path)
+    if not candidates:
+        return plan
+    operations: list[Operation] = []
+    for op in plan.operations:
+        entry = source.get(op.path)
+        if op.kind is OperationKind.WRITE and entry is not None and entry.inode:
+            matches = candidates.get((entry.inode, entry.size, entry.mtime_ns, entry.mode), [])
+            if len(matches) == 1:
+                old = matches.pop()
+                op = Operation(OperationKind.RENAME, op.path, mode=entry.mode, source=old)
+        operations.append(op)
+    return Plan(tuple(operations))
+
+
 def apply_plan(snapshot: Mapping[str, Entry], plan: Plan, source: Snapshot) -> dict[str, Entry]:
     """The target snapshot after ``plan`` succeeded, with entries taken from ``source``."""
     result = dict(snapshot)
@@ -191,6 +234,10 @@ def apply_plan(snapshot: Mapping[str, Entry], plan: Plan, source: Snapshot) -> d
         if operation.kind is OperationKind.DELETE:
             for path in restrict(result, [operation.path]):
                 del result[path]
+        elif operation.kind is OperationKind.RENAME:
+            assert operation.source is not None
+            del result[operation.source]
+            result[operation.path] = source[operation.path]
         else:
             result[operation.path] = source[operation.path]
     return result

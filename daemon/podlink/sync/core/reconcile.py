@@ -146,6 +146,7 @@ def reconcile(
     *,
     mode: Mode,
     conflict_stamp: str,
+    first_sync: bool = False,
     local_root: RootState = RootState.NOT_SCANNED,
     remote_root: RootState = RootState.NOT_SCANNED,
     ancestor_files: int | None = None,
@@ -155,11 +156,12 @@ def reconcile(
     """Merge the three states for every path any of them holds.
 
     All three snapshots cover the same scope (the whole tree, or the paths a pass looks at,
-    each with what lies below it). ``ancestor_files``: how many files the whole ancestor
-    holds, for the delete-share halt (defaults to the files in ``ancestor``).
+    each with what lies below it). ``first_sync``: the sides never agreed on anything, so
+    where both hold something different the workspace wins without a conflict.
+    ``ancestor_files``: how many files the whole ancestor holds, for the delete-share halt
+    (defaults to the files in ``ancestor``).
     ``allow_deletions``: the user resumed after a halt; apply what was held back.
     """
-    first_sync = not ancestor
     merged: dict[str, Entry] = {}
     origin: dict[str, str] = {}
     conflicts: list[Conflict] = []

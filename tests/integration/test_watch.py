@@ -1,0 +1,84 @@
+"""The local watcher on a real file system: batches, and never a silently missed change."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+from pathlib import Path
+
+from watchdog.observers.inotify import InotifyObserver
+
+from podlink.sync.watch import OVERFLOW_LOGGER, TreeWatcher
+
+
+class Batches:
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[set[str]] = asyncio.Queue()
+
+    async def __call__(self, paths: set[str], first_seen: float) -> None:
+        await self.queue.put(paths)
+
+    async def until(self, wanted: str) -> set[str]:
+        seen: set[str] = set()
+        while wanted not in seen:
+            seen |= await asyncio.wait_for(self.queue.get(), 10)
+        return seen
+
+
+class OutOfWatches(InotifyObserver):
+    """Starts like the inotify observer on a machine whose watch limit is used up."""
+
+    def start(self) -> None:
+        raise OSError(errno.ENOSPC, "inotify watch limit reached")
+
+
+async def test_saves_arrive_as_relative_paths(tmp_path: Path) -> None:
+    batches = Batches()
+    watcher = TreeWatcher(tmp_path, lambda path: path.startswith("skip"), batches)
+    watcher.start()
+    try:
+        (tmp_path / "skip.txt").write_text("ignored")
+        (tmp_path / "src").mkdir()
+        (tmp_path / "src" / "app.py").write_text("print(1)\n")
+        seen = await batches.until("src/app.py")
+        assert "skip.txt" not in seen
+    finally:
+        await watcher.stop()
+
+
+async def test_running_out_of_watches_names_the_sysctl_and_polls(tmp_path: Path) -> None:
+    batches = Batches()
+    warnings: list[str] = []
+    watcher = TreeWatcher(
+        tmp_path,
+        lambda path: False,
+        batches,
+        on_warning=warnings.append,
+        observer_factory=OutOfWatches,
+    )
+    watcher.start()
+    try:
+        assert watcher.polling
+        assert len(warnings) == 1
+        assert "fs.inotify.max_user_watches" in warnings[0]
+        assert "sysctl" in warnings[0] and "polls" in warnings[0]
+        (tmp_path / "later.txt").write_text("seen by polling")
+        await batches.until("later.txt")
+    finally:
+        await watcher.stop()
+
+
+async def test_an_overflowed_event_queue_asks_for_a_whole_tree_rescan(tmp_path: Path) -> None:
+    batches = Batches()
+    watcher = TreeWatcher(tmp_path, lambda path: False, batches)
+    watcher.start()
+    try:
+        # The kernel's IN_Q_OVERFLOW reaches us only as watchdog's warning, from its thread.
+        await asyncio.to_thread(
+            logging.getLogger(OVERFLOW_LOGGER).warning,
+            "Inotify queue overflowed; filesystem events were lost",
+        )
+        assert "" in await batches.until("")
+    finally:
+        await watcher.stop()
