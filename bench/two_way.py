@@ -41,7 +41,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.sync_docker import IMAGE, REMOTE_ROOT, Containers, emit, ratio, rsync_copy, settle
+from bench.sync_docker import (
+    IMAGE,
+    REMOTE_ROOT,
+    SYNC_MODE,
+    Containers,
+    emit,
+    ratio,
+    rsync_copy,
+    settle,
+)
 from bench.sync_local import QuietListener, percentile
 from podlink.config import load_config
 from podlink.session import Session
@@ -240,6 +249,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     EDITS["count"] = args.edits
+    SYNC_MODE["mode"] = "two-way"
     if subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True).returncode:
         sys.exit(f"no {IMAGE} on this Docker Engine: run scripts/docker-env first")
     containers = Containers()

@@ -297,3 +297,49 @@ async def test_a_moved_file_is_renamed_in_the_target(
     assert not probe.exists(f"/app/{GREETING}")
     logged = [p["text"] for p in daemon.received("podlink/log", mark) if p["source"] == "sync"]
     assert any("renamed" in text for text in logged), logged
+
+
+@pytest.mark.parametrize("target_kind", ["local"])
+async def test_unusual_entries_are_synced_or_reported_while_the_rest_goes_on(
+    daemon: Daemon, workspace: Path, probe: TargetProbe
+) -> None:
+    configure(workspace, probe, "upload")
+    (workspace / "empty-folder").mkdir()
+    script = workspace / "run.sh"
+    script.write_text("#!/bin/sh\necho hi\n")
+    script.chmod(0o755)
+    (workspace / "link-inside").symlink_to("app/greeting.py")
+    (workspace / "link-outside").symlink_to("../../etc/passwd")
+    os.mkfifo(workspace / "pipe")
+    bad_name = os.fsencode(workspace) + b"/caf\xe9.txt"
+    with open(bad_name, "wb") as handle:
+        handle.write(b"latin-1 name")
+    unreadable = workspace / "secret.txt"
+    unreadable.write_text("no")
+    unreadable.chmod(0)
+
+    session = await start(daemon, workspace)
+    listing = probe.listing()
+    assert listing["empty-folder"][0] == "dir"
+    assert listing["run.sh"][1] == 0o755
+    assert probe.read("/app/run.sh") == script.read_bytes()
+    assert listing["link-inside"] == ("link", "app/greeting.py")
+    assert "link-outside" not in listing and "pipe" not in listing
+    problems = {p["path"]: p["message"] for p in session["sync"]["problems"]}
+    assert "outside" in problems["link-outside"]
+    assert "UTF-8" in problems["caf\ufffd.txt"]
+    if os.geteuid() != 0:  # root reads any file
+        assert "secret.txt" in problems
+    assert probe.read("/app/app/greeting.py") == (workspace / GREETING).read_bytes()
+
+    # A file replaced by a folder, and back.
+    (workspace / "run.sh").unlink()
+    (workspace / "run.sh").mkdir()
+    (workspace / "run.sh" / "inner.txt").write_text("inside\n")
+    await flush(daemon, session)
+    assert probe.read("/app/run.sh/inner.txt") == b"inside\n"
+    (workspace / "run.sh" / "inner.txt").unlink()
+    (workspace / "run.sh").rmdir()
+    (workspace / "run.sh").write_text("a file again\n")
+    await flush(daemon, session)
+    assert probe.read("/app/run.sh") == b"a file again\n"

@@ -48,6 +48,23 @@ def entry_from_stat(info: os.stat_result, link_target: str | None = None) -> Ent
     )
 
 
+def _not_utf8(text: str) -> bool:
+    """Names that are not UTF-8 reach Python with surrogates; the wire cannot carry them."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _shown(text: str) -> str:
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+NOT_UTF8 = "skipped: its name is not valid UTF-8; rename it to sync it"
+LINK_NOT_UTF8 = "skipped: the symlink's target is not valid UTF-8"
+
+
 def scan_tree(root: Path, rules: IgnoreRules, below: str = "") -> LocalScan:
     """Snapshot of ``root`` (or of the subtree ``below`` it), ignored paths left out.
 
@@ -99,6 +116,9 @@ def _entry_at(root: Path, path: str, rules: IgnoreRules, result: LocalScan) -> E
     entry = entry_from_stat(info, link_target)
     if entry is None or rules.is_ignored(path, is_dir=entry.kind is Kind.DIRECTORY):
         return None
+    if _not_utf8(path) or (link_target is not None and _not_utf8(link_target)):
+        result.problems.append((_shown(path), NOT_UTF8 if _not_utf8(path) else LINK_NOT_UTF8))
+        return None
     result.entries[path] = entry
     return entry
 
@@ -128,6 +148,11 @@ def _walk(root: Path, folder: str, rules: IgnoreRules, result: LocalScan) -> Non
                 continue
             entry = entry_from_stat(info, link_target)
             if entry is None:
+                continue
+            if _not_utf8(path) or (link_target is not None and _not_utf8(link_target)):
+                result.problems.append(
+                    (_shown(path), NOT_UTF8 if _not_utf8(path) else LINK_NOT_UTF8)
+                )
                 continue
             is_dir = entry.kind is Kind.DIRECTORY
             if rules.is_ignored(path, is_dir=is_dir):
