@@ -457,9 +457,12 @@ class Session:
     async def flush(self, timeout_seconds: float | None = None) -> protocol.SyncStatus:
         """Return once every local change made before the call is in the target."""
         async with asyncio.timeout(timeout_seconds):
+            exact = [await watcher.barrier() for watcher in list(self._watchers)]
             for watcher in list(self._watchers):
                 await watcher.drain()
-            for engine in list(self.engines):
+            for engine, noticed_all in zip(list(self.engines), exact, strict=False):
+                if noticed_all and not engine.needs_rescan:
+                    continue  # every earlier change went through the watcher's batches
                 try:
                     result = await engine.rescan()
                 except AgentGone as error:

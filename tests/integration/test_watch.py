@@ -82,3 +82,39 @@ async def test_an_overflowed_event_queue_asks_for_a_whole_tree_rescan(tmp_path: 
         assert "" in await batches.until("")
     finally:
         await watcher.stop()
+
+
+async def test_a_barrier_returns_after_every_earlier_change_was_handed_over(
+    tmp_path: Path,
+) -> None:
+    batches = Batches()
+    watcher = TreeWatcher(tmp_path, lambda path: path.startswith(".podlink-tmp-"), batches)
+    watcher.start()
+    try:
+        for index in range(50):
+            (tmp_path / f"saved{index}.txt").write_text("x")
+        assert await watcher.barrier()
+        await watcher.drain()
+        seen: set[str] = set()
+        while not batches.queue.empty():
+            seen |= batches.queue.get_nowait()
+        assert {f"saved{index}.txt" for index in range(50)} <= seen
+        assert not [path for path in seen if "barrier" in path]
+        assert not list(tmp_path.glob(".podlink-tmp-*"))
+    finally:
+        await watcher.stop()
+
+
+async def test_a_polling_watcher_cannot_vouch_for_a_barrier(tmp_path: Path) -> None:
+    watcher = TreeWatcher(
+        tmp_path,
+        lambda path: False,
+        Batches(),
+        on_warning=lambda text: None,
+        observer_factory=OutOfWatches,
+    )
+    watcher.start()
+    try:
+        assert not await watcher.barrier()
+    finally:
+        await watcher.stop()

@@ -14,6 +14,7 @@ from podlink.sync.core.reconcile import (
     paths_needing_digests_both_changed,
     reconcile,
     same_entry,
+    touched_big_files,
 )
 from podlink.sync.core.snapshot import Entry, Kind, Snapshot
 
@@ -364,3 +365,18 @@ def test_equal_sizes_changed_on_both_sides_need_digests_in_two_way_mode() -> Non
     assert paths_needing_digests_both_changed({"a": bare}, local, remote, mode=TWO_WAY) == ["a"]
     assert paths_needing_digests_both_changed({"a": bare}, local, remote, mode=UPLOAD) == []
     assert paths_needing_digests_both_changed({"a": bare}, {"a": bare}, remote, mode=TWO_WAY) == []
+
+
+def test_big_files_touched_since_the_agreed_state_are_asked_for_digests() -> None:
+    big = 1 << 20
+    agreed = {
+        "touched": Entry(kind=Kind.FILE, size=big, mtime_ns=1, digest="d"),
+        "small": Entry(kind=Kind.FILE, size=3, mtime_ns=1, digest="d"),
+        "grown": Entry(kind=Kind.FILE, size=big, mtime_ns=1, digest="d"),
+    }
+    side = {
+        "touched": Entry(kind=Kind.FILE, size=big, mtime_ns=2),
+        "small": Entry(kind=Kind.FILE, size=3, mtime_ns=2),
+        "grown": Entry(kind=Kind.FILE, size=big + 1, mtime_ns=2),
+    }
+    assert touched_big_files(agreed, side) == ["touched"]

@@ -11,6 +11,7 @@ of the pass goes on. A halted pass applies nothing until the user resumes or res
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -34,8 +35,10 @@ from podlink.sync.core.reconcile import (
     Halt,
     Mode,
     RootState,
+    deleted_files,
     paths_needing_digests_both_changed,
     reconcile,
+    touched_big_files,
 )
 from podlink.sync.core.snapshot import Entry, Kind
 from podlink.sync.ignore import IgnoreRules, is_ignore_file
@@ -50,6 +53,8 @@ INLINE_SCAN_LIMIT = 8
 INLINE_HASH_LIMIT = 1 << 20
 # The agreed state is written this long after the last pass that changed it.
 SAVE_DELAY_SECONDS = 1.0
+# Deletions within this span count together against sync[].maxDeleteShare.
+DELETION_WINDOW_SECONDS = 10.0
 
 RemoteResultCallback = Callable[[BatchResult, float], Awaitable[None]]
 
@@ -89,12 +94,15 @@ class SyncEngine(RemoteApplier, LocalApplier):
         self.halt: Halt | None = None
         self._store = store
         stored = store.load() if store is not None else None
-        self.ancestor: dict[str, Entry] = stored or {}
+        # Kept to what the rules sync, like everything else here (refiltered when they change).
+        self.ancestor: dict[str, Entry] = self._kept(stored or {})
         # Whether the sides ever agreed: without that a first sync lets the workspace win.
         self._agreed = stored is not None
         self._report = report or (lambda text: log.warning("%s", text))
         self._digests = DigestCache()
         self._lock = asyncio.Lock()
+        self._failed_since_rescan = False
+        self._deletions: collections.deque[tuple[float, int, int]] = collections.deque()
         self._last_stamp = ""
         self._stamp_count = 0
         self._save_handle: asyncio.TimerHandle | None = None
@@ -105,6 +113,12 @@ class SyncEngine(RemoteApplier, LocalApplier):
 
     def is_ignored(self, path: str) -> bool:
         return self.rules.is_ignored(path)
+
+    @property
+    def needs_rescan(self) -> bool:
+        """Whether only a look at the whole tree can tell that everything went through:
+        a path failed (it is retried then) or the sync is paused."""
+        return bool(self.problems) or self.halt is not None or self._failed_since_rescan
 
     def _kept(self, entries: dict[str, Entry]) -> dict[str, Entry]:
         return {
@@ -140,7 +154,7 @@ class SyncEngine(RemoteApplier, LocalApplier):
             result = await self._pass(
                 local,
                 dict(self.remote_view),
-                self._kept(self.ancestor),
+                self.ancestor,
                 local_root=self._local_root_state(),
                 remote_root=RootState.MISSING if remote.missing else RootState.PRESENT,
                 progress=progress,
@@ -157,16 +171,17 @@ class SyncEngine(RemoteApplier, LocalApplier):
         async with self._lock:
             if self.halt is not None:
                 return BatchResult(halted=self.halt)
-            started = time.monotonic()
-            local = await self._scan_changed(changed)
             relevant = {path for path in changed if not self.rules.is_ignored(path)}
-            result = await self._pass(
-                local,
-                restrict(self.remote_view, relevant),
-                restrict(self.ancestor, relevant),
-            )
-            result.seconds = time.monotonic() - started
-            return result
+            return await self._pass_over(relevant, await self._scan_changed(changed))
+
+    async def _pass_over(self, relevant: set[str], local: LocalScan) -> BatchResult:
+        """A pass over some paths: the local scan of them against the view and the ancestor."""
+        started = time.monotonic()
+        result = await self._pass(
+            local, restrict(self.remote_view, relevant), restrict(self.ancestor, relevant)
+        )
+        result.seconds = time.monotonic() - started
+        return result
 
     async def _scan_changed(self, changed: set[str]) -> LocalScan:
         if len(changed) <= INLINE_SCAN_LIMIT:
@@ -183,13 +198,15 @@ class SyncEngine(RemoteApplier, LocalApplier):
             if reload_rules:
                 self.rules = self._make_rules()
                 self.remote_view = self._kept(self.remote_view)
+                self.ancestor = self._kept(self.ancestor)
             if self.halt is not None:
                 return BatchResult(halted=self.halt)
             local = await asyncio.to_thread(scan_tree, self.local_root, self.rules)
+            self._failed_since_rescan = False
             result = await self._pass(
                 local,
                 dict(self.remote_view),
-                self._kept(self.ancestor),
+                self.ancestor,
                 local_root=self._local_root_state(),
             )
             result.seconds = time.monotonic() - started
@@ -237,6 +254,8 @@ class SyncEngine(RemoteApplier, LocalApplier):
         needed.update(
             paths_needing_digests_both_changed(ancestor, local.entries, remote, mode=self.mode)
         )
+        needed.update(touched_big_files(ancestor, local.entries))
+        needed.update(touched_big_files(ancestor, remote))
         source = await self._with_digests(sorted(needed), local.entries, remote)
         outcome = reconcile(
             ancestor,
@@ -249,6 +268,7 @@ class SyncEngine(RemoteApplier, LocalApplier):
             remote_root=remote_root,
             ancestor_files=sum(1 for e in self.ancestor.values() if e.kind is not Kind.DIRECTORY),
             max_delete_share=self.max_delete_share,
+            recently_deleted=self._recent_deletions(),
             allow_deletions=allow_deletions,
         )
         if outcome.halt is not None:
@@ -286,10 +306,25 @@ class SyncEngine(RemoteApplier, LocalApplier):
         else:
             await self._apply_upload(upload, merged, progress, result)
         self._agree(ancestor.keys() | source.keys() | remote.keys(), merged, written, result)
+        if result.failed:
+            self._failed_since_rescan = True
+        self._deletions.append(
+            (time.monotonic(), deleted_files(remote, merged), deleted_files(source, merged))
+        )
         if not self._agreed:
             self._agreed = True
             await self._save()  # at once: a crash now must not make the next start a first sync
         return result
+
+    def _recent_deletions(self) -> tuple[int, int]:
+        """Files deleted in the target and the workspace by the passes of the last moments."""
+        horizon = time.monotonic() - DELETION_WINDOW_SECONDS
+        while self._deletions and self._deletions[0][0] < horizon:
+            self._deletions.popleft()
+        return (
+            sum(target for _, target, _ in self._deletions),
+            sum(workspace for _, _, workspace in self._deletions),
+        )
 
     def _conflict_stamp(self) -> str:
         """The time, unique per pass: two conflicts on one file never share a copy's name."""
@@ -363,7 +398,6 @@ class SyncEngine(RemoteApplier, LocalApplier):
             log.info("the target's change queue overflowed: rescanning it")
             return await self.initial_sync()
         async with self._lock:
-            started = time.monotonic()
             changed: set[str] = set()
             for changes in batch:
                 for gone in changes.gone:
@@ -385,14 +419,7 @@ class SyncEngine(RemoteApplier, LocalApplier):
             relevant = {path for path in changed if not self.rules.is_ignored(path)}
             if self.halt is not None or not relevant:
                 return BatchResult(halted=self.halt)
-            local = await self._scan_changed(relevant)
-            result = await self._pass(
-                local,
-                restrict(self.remote_view, relevant),
-                restrict(self.ancestor, relevant),
-            )
-            result.seconds = time.monotonic() - started
-            return result
+            return await self._pass_over(relevant, await self._scan_changed(relevant))
 
     # -- the agreed state on disk -------------------------------------------------------------
 
@@ -443,20 +470,26 @@ class SyncEngine(RemoteApplier, LocalApplier):
 
         def hash_local() -> None:
             for path in needed:
-                entry = self._digests.with_digest(self.local_root, path, source[path])
+                if (wanted := source.get(path)) is None or wanted.digest is not None:
+                    continue
+                entry = self._digests.with_digest(self.local_root, path, wanted)
                 if entry is None:
                     filled.pop(path, None)
                 else:
                     filled[path] = entry
 
-        unknown_remote = [path for path in needed if remote[path].digest is None]
+        unknown_remote = [
+            path
+            for path in needed
+            if (there := remote.get(path)) is not None and there.digest is None
+        ]
         remote_digests: dict[str, str | None] = {}
         if unknown_remote:
             _, remote_digests = await asyncio.gather(
                 asyncio.to_thread(hash_local),
                 self.agent.hash(self.remote_root, unknown_remote),
             )
-        elif sum(source[path].size for path in needed) <= INLINE_HASH_LIMIT:
+        elif sum(source[path].size for path in needed if path in source) <= INLINE_HASH_LIMIT:
             hash_local()  # a saved file's own digest: cheaper here than a thread hop
         else:
             await asyncio.to_thread(hash_local)

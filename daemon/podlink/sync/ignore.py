@@ -89,22 +89,32 @@ class IgnoreRules:
         return frozenset(self._loaded_files)
 
     def is_ignored(self, path: str, *, is_dir: bool = False) -> bool:
-        """Whether ``path`` (relative, POSIX) or any folder above it is ignored."""
+        """Whether ``path`` (relative, POSIX) or any folder above it is ignored.
+
+        Verdicts are kept until the rules change: a rescan of a big tree asks about the same
+        paths again, and matching each against every pattern is most of a scan's cost.
+        """
         spec, verdicts = self._spec, self._verdicts
-        parent = posixpath.dirname(path)
-        if parent and _folder_ignored(spec, verdicts, parent):
-            return True
-        return _matches(spec, path, is_dir)
+        key = path + "/" if is_dir else path
+        verdict = verdicts.get(key)
+        if verdict is None:
+            parent = path.rpartition("/")[0]
+            verdict = bool(parent and _folder_ignored(spec, verdicts, parent)) or _matches(
+                spec, path, is_dir
+            )
+            verdicts[key] = verdict
+        return verdict
 
 
 def _folder_ignored(spec: GitIgnoreSpec, verdicts: dict[str, bool], folder: str) -> bool:
-    verdict = verdicts.get(folder)
+    key = folder + "/"
+    verdict = verdicts.get(key)
     if verdict is None:
-        parent = posixpath.dirname(folder)
+        parent = folder.rpartition("/")[0]
         verdict = (bool(parent) and _folder_ignored(spec, verdicts, parent)) or _matches(
             spec, folder, True
         )
-        verdicts[folder] = verdict
+        verdicts[key] = verdict
     return verdict
 
 

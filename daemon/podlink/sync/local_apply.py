@@ -144,10 +144,7 @@ class LocalApplier:
 
     async def _download(self, path: str, destination: Path, expected: Entry | None) -> Entry:
         """Copy the target's ``path`` to ``destination`` if it still holds ``expected``."""
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        temporary = destination.with_name(
-            f"{TEMP_PREFIX}{destination.name[:NAME_ROOM]}-{secrets.token_hex(4)}"
-        )
+        temporary = _temporary_beside(destination)
         info = await self._reader().read_file(self.remote_root, path, temporary)
         try:
             os.chmod(temporary, info.mode)
@@ -169,10 +166,7 @@ class LocalApplier:
 
     def _replace_local(self, path: str, expected: Entry | None, link_target: str) -> None:
         destination = self.local_root / path
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        temporary = destination.with_name(
-            f"{TEMP_PREFIX}{destination.name[:NAME_ROOM]}-{secrets.token_hex(4)}"
-        )
+        temporary = _temporary_beside(destination)
         os.symlink(link_target, temporary)
         try:
             _check_unchanged(destination, expected)
@@ -220,6 +214,14 @@ class LocalApplier:
             else:
                 await self._download(below, destination, None)
         log.info("saved the target's version of %s as %s", copy.remote_path, copy.local_path)
+
+
+def _temporary_beside(destination: Path) -> Path:
+    """A fresh name in the destination's folder (made if missing) that scans never report."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    return destination.with_name(
+        f"{TEMP_PREFIX}{destination.name[:NAME_ROOM]}-{secrets.token_hex(4)}"
+    )
 
 
 def _check_unchanged(where: Path, expected: Entry | None) -> None:

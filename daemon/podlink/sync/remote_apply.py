@@ -48,7 +48,7 @@ class RemoteApplier:
     _guard: dict[str, Entry] | None = None
     _replaced: frozenset[str] = frozenset()
 
-    def _check(self, path: str) -> dict[str, Precondition]:
+    def _check(self, path: str, *, removing: bool = False) -> dict[str, Precondition]:
         """The agent's precondition for changing ``path``, as keyword arguments.
 
         In two-way mode an edit made in the target after the pass looked must never be
@@ -58,8 +58,8 @@ class RemoteApplier:
         """
         if self._guard is None:
             return {}
-        if path in self._replaced:
-            return {"expect": None}
+        if path in self._replaced and not removing:
+            return {"expect": None}  # its old entry of another kind is removed first
         known = self._guard.get(path)
         return {"expect": None if known is None else Expected.entry(known)}
 
@@ -159,6 +159,7 @@ class RemoteApplier:
             raise
         except AgentError as error:
             result.failed.add(path)
+            log.debug("%s %s failed: %s", operation.kind.value, path, error)
             if error.code == "changed":
                 return  # changed in the target since it was looked at: its own event follows
             self.problems[path] = error.message
@@ -186,7 +187,7 @@ class RemoteApplier:
         path = operation.path
         root = self.remote_root
         if operation.kind is OperationKind.DELETE:
-            await self.agent.delete(root, path, recursive=True, **self._check(path))
+            await self.agent.delete(root, path, recursive=True, **self._check(path, removing=True))
             return
         entry = source[path]
         if operation.kind is OperationKind.WRITE:
@@ -204,7 +205,7 @@ class RemoteApplier:
             return
         if operation.kind is OperationKind.RENAME:
             assert operation.source is not None and isinstance(self.agent, Agent)
-            moving = self._check(operation.source).get("expect", NO_CHECK)
+            moving = self._check(operation.source, removing=True).get("expect", NO_CHECK)
             await self.agent.rename(
                 root, operation.source, path, expect=moving, **_as_destination(self._check(path))
             )

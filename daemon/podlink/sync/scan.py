@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import posixpath
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -136,11 +135,12 @@ def _walk(root: Path, folder: str, rules: IgnoreRules, result: LocalScan) -> Non
         except OSError as error:
             result.problems.append((current, f"cannot list folder: {error.strerror}"))
             continue
+        prefix = current + "/" if current else ""
         for child in children:
-            path = posixpath.join(current, child.name) if current else child.name
+            path = prefix + child.name
             try:
                 info = child.stat(follow_symlinks=False)
-                link_target = os.readlink(child.path) if child.is_symlink() else None
+                link_target = os.readlink(child.path) if stat.S_ISLNK(info.st_mode) else None
             except FileNotFoundError:
                 continue
             except OSError as error:

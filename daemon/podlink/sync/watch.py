@@ -14,6 +14,7 @@ import asyncio
 import errno
 import logging
 import os
+import secrets
 import weakref
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -61,6 +62,8 @@ WATCHED_EVENTS: list[type[FileSystemEvent]] = [
 BatchHandler = Callable[[set[str], float], Awaitable[None]]
 
 POLL_INTERVAL_SECONDS = 1.0
+# Never synced (the agent's temporary-file prefix is always excluded) and gone at once.
+BARRIER_PREFIX = ".podlink-tmp-barrier-"
 WATCH_LIMIT_FILE = Path("/proc/sys/fs/inotify/max_user_watches")
 # watchdog rebuilds its watches after an overflow but tells its handlers nothing; the one
 # sign is this warning, so every running watcher listens for it.
@@ -137,6 +140,8 @@ class TreeWatcher:
         self._on_warning = on_warning or (lambda text: log.warning("%s", text))
         self._observer_factory = observer_factory
         self.polling = False
+        self._events_lost = False
+        self._barriers: dict[str, asyncio.Future[None]] = {}
         self._root_text = str(root)
         self._is_ignored = is_ignored
         self._on_batch = on_batch
@@ -175,8 +180,34 @@ class TreeWatcher:
         observer.start()
         return observer
 
+    async def barrier(self, timeout_seconds: float = 2.0) -> bool:
+        """Return once every change made before the call has been noticed.
+
+        inotify reports the events of one watch in order, so a marker file created now is
+        seen only after every earlier change: a flush of a big tree costs one file, not a
+        rescan. False when that cannot be told (polling, events lost since the last
+        barrier, a root that cannot be written): the caller must rescan instead.
+        """
+        if self.polling or self._observer is None or self._events_lost:
+            self._events_lost = False
+            return False
+        name = f"{BARRIER_PREFIX}{secrets.token_hex(6)}"
+        seen = asyncio.get_running_loop().create_future()
+        self._barriers[name] = seen
+        marker = self.root / name
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            os.unlink(marker)
+            await asyncio.wait_for(seen, timeout_seconds)
+        except (OSError, TimeoutError):
+            return False
+        finally:
+            self._barriers.pop(name, None)
+        return True
+
     def rescan_from_thread(self) -> None:
         """Events were lost: have the whole tree looked at again."""
+        self._events_lost = True
         self.notice_from_thread([self._root_text])
 
     async def stop(self) -> None:
@@ -210,6 +241,11 @@ class TreeWatcher:
             loop.call_soon_threadsafe(self._notice, absolute_paths, finished)
 
     def _notice(self, absolute_paths: list[str], finished: bool) -> None:
+        if self._barriers:
+            for path in absolute_paths:
+                seen = self._barriers.get(os.path.basename(path))
+                if seen is not None and not seen.done():
+                    seen.set_result(None)
         changed = {rel for path in absolute_paths if (rel := self._relative(path)) is not None}
         if not changed:
             return

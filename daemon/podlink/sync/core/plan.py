@@ -148,9 +148,18 @@ def plan_mirror(source: Snapshot, target: Snapshot) -> Plan:
     content: list[Operation] = []
     modes: list[Operation] = []
 
-    for path in sorted(source, key=lambda p: (depth(p), p)):
-        entry = source[path]
+    for path, entry in source.items():
         existing = target.get(path)
+        if (
+            existing is not None
+            and existing.mtime_ns == entry.mtime_ns != 0
+            and existing.size == entry.size
+            and existing.mode == entry.mode
+            and existing.kind is entry.kind
+            and existing.link_target == entry.link_target
+            and (existing.digest is None or entry.digest is None or existing.digest == entry.digest)
+        ):
+            continue  # the common case of a big tree at rest
         if existing is not None and existing.kind is not entry.kind:
             replaced.append(path)
             existing = None
@@ -159,6 +168,10 @@ def plan_mirror(source: Snapshot, target: Snapshot) -> Plan:
         elif entry.kind is not Kind.SYMLINK and entry.mode != existing.mode:
             modes.append(Operation(OperationKind.CHMOD, path, mode=entry.mode))
 
+    by_depth = lambda op: (depth(op.path), op.path)  # noqa: E731 - one key for three lists
+    created_dirs.sort(key=by_depth)
+    content.sort(key=by_depth)
+    modes.sort(key=by_depth)
     removed = [path for path in target if path not in source]
     deletions = [Operation(OperationKind.DELETE, path) for path in _topmost(removed + replaced)]
     type_changes = sorted(

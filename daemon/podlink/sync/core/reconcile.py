@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 
 import msgspec
 
-from podlink.sync.core.plan import depth, is_within, quick_match
+from podlink.sync.core.plan import COMPARE_DIGESTS_FROM, depth, is_within, quick_match
 from podlink.sync.core.snapshot import Entry, Kind, Snapshot
 
 CONFLICT_MARKER = ".podlink-conflict-"
@@ -139,6 +139,29 @@ def paths_needing_digests_both_changed(
     return sorted(found)
 
 
+def touched_big_files(ancestor: Snapshot, side: Snapshot) -> list[str]:
+    """Big files whose mtime alone moved since the agreed state, which has their digest.
+
+    A digest tells a touched file from an edited one, and costs less than sending it again;
+    it also keeps two equal files whose mtimes differ (a first sync) from looking changed
+    ever after. Small files are cheaper to send than to read on both sides.
+    """
+    found = []
+    for path, entry in side.items():
+        if (
+            entry.kind is Kind.FILE
+            and entry.digest is None
+            and entry.size >= COMPARE_DIGESTS_FROM
+            and (base := ancestor.get(path)) is not None
+            and base.digest is not None
+            and base.kind is Kind.FILE
+            and base.size == entry.size
+            and base.mtime_ns != entry.mtime_ns
+        ):
+            found.append(path)
+    return found
+
+
 def reconcile(
     ancestor: Snapshot,
     local: Snapshot,
@@ -151,6 +174,7 @@ def reconcile(
     remote_root: RootState = RootState.NOT_SCANNED,
     ancestor_files: int | None = None,
     max_delete_share: float = 0.5,
+    recently_deleted: tuple[int, int] = (0, 0),
     allow_deletions: bool = False,
 ) -> Reconciliation:
     """Merge the three states for every path any of them holds.
@@ -159,7 +183,9 @@ def reconcile(
     each with what lies below it). ``first_sync``: the sides never agreed on anything, so
     where both hold something different the workspace wins without a conflict.
     ``ancestor_files``: how many files the whole ancestor holds, for the delete-share halt
-    (defaults to the files in ``ancestor``).
+    (defaults to the files in ``ancestor``). ``recently_deleted``: files deleted in the target
+    and in the workspace by the passes of the last moments; a deletion arrives in several
+    passes (a watcher batches what it sees), and the share counts them together.
     ``allow_deletions``: the user resumed after a halt; apply what was held back.
     """
     merged: dict[str, Entry] = {}
@@ -168,8 +194,21 @@ def reconcile(
     copies: list[ConflictCopy] = []
     overwritten: list[str] = []
 
-    for path in sorted(set(ancestor) | set(local) | set(remote), key=lambda p: (depth(p), p)):
-        base, here, there = ancestor.get(path), local.get(path), remote.get(path)
+    # The workspace's paths first, most of them unchanged on every side (the loop a big tree
+    # at rest costs), then what only the target or only the ancestor still has.
+    ancestor_get, remote_get = ancestor.get, remote.get
+    triples: list[tuple[str, Entry | None, Entry | None, Entry | None]] = []
+    for path, entry in local.items():
+        there, base = remote_get(path), ancestor_get(path)
+        if there is not None and base is not None and _unchanged(base, entry, there):
+            merged[path] = entry
+        else:
+            triples.append((path, base, entry, there))
+    for path in remote.keys() - local.keys():
+        triples.append((path, ancestor_get(path), None, remote[path]))
+    for path in ancestor.keys() - local.keys() - remote.keys():
+        triples.append((path, ancestor[path], None, None))
+    for path, base, here, there in triples:
         winner, side = _decide(path, base, here, there, mode, first_sync, overwritten)
         if side == "conflict":
             assert here is not None and there is not None
@@ -193,6 +232,7 @@ def reconcile(
             remote_root,
             ancestor_files,
             max_delete_share,
+            recently_deleted,
         )
         if halt is not None:
             return Reconciliation(merged=merged, halt=halt)
@@ -200,7 +240,20 @@ def reconcile(
         merged=merged,
         conflicts=tuple(conflicts),
         copies=tuple(copies),
-        overwritten=tuple(overwritten),
+        overwritten=tuple(sorted(overwritten)),
+    )
+
+
+def _unchanged(base: Entry, here: Entry, there: Entry) -> bool:
+    """The common case of a big tree at rest, decided without the general rules' calls."""
+    return (
+        here.mtime_ns == base.mtime_ns == there.mtime_ns != 0
+        and here.size == base.size == there.size
+        and here.mode == base.mode == there.mode
+        and here.kind is base.kind is there.kind
+        and here.link_target == base.link_target == there.link_target
+        and (here.digest is None or base.digest is None or here.digest == base.digest)
+        and (there.digest is None or base.digest is None or there.digest == base.digest)
     )
 
 
@@ -268,7 +321,14 @@ def _repair_folders(
     changed something below it is a conflict: the workspace's parent wins, and a target
     subtree that would be dropped is copied to the workspace first.
     """
-    for path in sorted(list(merged), key=lambda p: (depth(p), p)):
+    # Most entries sit in a folder that is kept: only the others need the ordered walk.
+    orphans = [
+        path
+        for path in merged
+        if (parent := path.rpartition("/")[0])
+        and ((found := merged.get(parent)) is None or found.kind is not Kind.DIRECTORY)
+    ]
+    for path in sorted(orphans, key=lambda p: (depth(p), p)):
         if path not in merged:
             continue  # dropped as part of a copied subtree
         parent = posixpath.dirname(path)
@@ -281,7 +341,11 @@ def _repair_folders(
         if parent_entry is None:
             _revive_folder(parent, merged, origin, local, remote)
             continue
-        if origin.get(path) == "local" and here is not None and here.kind is Kind.DIRECTORY:
+        if (
+            origin.get(path, "local") == "local"
+            and here is not None
+            and here.kind is Kind.DIRECTORY
+        ):
             # The target replaced the folder; the workspace changed inside it.
             merged[parent], origin[parent] = here, "local"
             if there is not None and mode is Mode.TWO_WAY:
@@ -337,11 +401,12 @@ def _halt_reason(
     remote_root: RootState,
     ancestor_files: int | None,
     max_delete_share: float,
+    recently_deleted: tuple[int, int],
 ) -> Halt | None:
-    held = _count_files(ancestor.values())
-    if held == 0:
+    if not _has_files(ancestor.values()):
         return None
-    if local_root is not RootState.NOT_SCANNED and _count_files(local.values()) == 0:
+    held = _count_files(ancestor.values())
+    if local_root is not RootState.NOT_SCANNED and not _has_files(local.values()):
         what = _root_description(local_root)
         return Halt(
             f"the workspace folder {what} but held {held} files when last synced; "
@@ -351,7 +416,7 @@ def _halt_reason(
     if (
         mode is Mode.TWO_WAY
         and remote_root is not RootState.NOT_SCANNED
-        and _count_files(remote.values()) == 0
+        and not _has_files(remote.values())
     ):
         what = _root_description(remote_root)
         return Halt(
@@ -361,12 +426,12 @@ def _halt_reason(
             "target",
         )
     total = held if ancestor_files is None else max(ancestor_files, held)
-    for side_name, side in (("target", remote), ("workspace", local)):
-        deleted = sum(
-            1
-            for path, entry in side.items()
-            if entry.kind is not Kind.DIRECTORY and path not in merged
-        )
+    total += max(recently_deleted)  # the tree as it was before those deletions
+    for side_name, side, before in (
+        ("target", remote, recently_deleted[0]),
+        ("workspace", local, recently_deleted[1]),
+    ):
+        deleted = before + deleted_files(side, merged)
         if deleted >= MIN_FILES_FOR_DELETE_SHARE and deleted > max_delete_share * total:
             share = round(100 * deleted / total)
             return Halt(
@@ -378,12 +443,21 @@ def _halt_reason(
     return None
 
 
+def deleted_files(side: Snapshot, merged: Mapping[str, Entry]) -> int:
+    """How many files (not folders) of ``side`` the merged state no longer has."""
+    return sum(1 for path in side.keys() - merged.keys() if side[path].kind is not Kind.DIRECTORY)
+
+
 def _root_description(state: RootState) -> str:
     if state is RootState.MISSING:
         return "is gone"
     if state is RootState.NOT_A_FOLDER:
         return "is no longer a folder"
     return "is empty"
+
+
+def _has_files(entries: Iterable[Entry]) -> bool:
+    return any(entry.kind is not Kind.DIRECTORY for entry in entries)
 
 
 def _count_files(entries: Iterable[Entry]) -> int:
