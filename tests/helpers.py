@@ -84,3 +84,15 @@ def run_podlink(
         text=True,
         timeout=timeout,
     )
+
+
+def start_podlink(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    """Start a long-running `podlink` command (such as `up`); stderr goes with stdout."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "podlink", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )

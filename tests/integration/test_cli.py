@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import descendants
+from tests.helpers import descendants, start_podlink
 from tests.helpers import run_podlink as podlink
 
 REPO = Path(__file__).resolve().parents[2]
@@ -105,14 +104,7 @@ class LineWatcher:
 
 @pytest.fixture
 def up_process(workspace: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "podlink", "up", str(workspace)],
-        cwd=workspace,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start_podlink("up", str(workspace), cwd=workspace, env=env)
     yield process
     if process.poll() is None:
         process.kill()

@@ -8,7 +8,6 @@ import hashlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import start_podlink
 from tests.integration.test_cli import LineWatcher
 from tests.integration.test_cli_docker import run_in, wait_until
 from tests.targets import docker_client, start_test_container
@@ -50,14 +50,7 @@ def workspace(tmp_path: Path, container: Any) -> Path:
 
 
 def start_up(workspace: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], LineWatcher]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "podlink", "up", str(workspace)],
-        cwd=workspace,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start_podlink("up", str(workspace), cwd=workspace, env=env)
     return process, LineWatcher(process)
 
 

@@ -102,6 +102,7 @@ class SyncEngine(RemoteApplier, LocalApplier):
         self._digests = DigestCache()
         self._lock = asyncio.Lock()
         self._failed_since_rescan = False
+        self._ancestor_file_count: int | None = None
         self._deletions: collections.deque[tuple[float, int, int]] = collections.deque()
         self._last_stamp = ""
         self._stamp_count = 0
@@ -199,6 +200,7 @@ class SyncEngine(RemoteApplier, LocalApplier):
                 self.rules = self._make_rules()
                 self.remote_view = self._kept(self.remote_view)
                 self.ancestor = self._kept(self.ancestor)
+                self._ancestor_file_count = None
             if self.halt is not None:
                 return BatchResult(halted=self.halt)
             local = await asyncio.to_thread(scan_tree, self.local_root, self.rules)
@@ -221,6 +223,7 @@ class SyncEngine(RemoteApplier, LocalApplier):
         """Forget the agreed state and sync as for the first time: the workspace wins."""
         self.halt = None
         self.ancestor = {}
+        self._ancestor_file_count = None
         self._agreed = False
         self.conflicts.clear()
         if self._store is not None:
@@ -266,7 +269,7 @@ class SyncEngine(RemoteApplier, LocalApplier):
             first_sync=not self._agreed,
             local_root=local_root,
             remote_root=remote_root,
-            ancestor_files=sum(1 for e in self.ancestor.values() if e.kind is not Kind.DIRECTORY),
+            ancestor_files=self._ancestor_files(),
             max_delete_share=self.max_delete_share,
             recently_deleted=self._recent_deletions(),
             allow_deletions=allow_deletions,
@@ -294,18 +297,23 @@ class SyncEngine(RemoteApplier, LocalApplier):
         result.conflicts = list(outcome.conflicts)
         merged = outcome.merged
         written: dict[str, Entry] = {}
-        upload = plan_mirror(merged, remote)
+        # Paths unchanged everywhere need nothing: plan and record only the others.
+        examined = outcome.examined
+        merged_part = {path: merged[path] for path in examined if path in merged}
+        remote_part = {path: remote[path] for path in examined if path in remote}
+        source_part = {path: source[path] for path in examined if path in source}
+        upload = plan_mirror(merged_part, remote_part)
         if isinstance(self.agent, Agent):
             upload = detect_renames(upload, merged, remote, ancestor)
         if self.mode is Mode.TWO_WAY:
-            download = plan_mirror(merged, source)
+            download = plan_mirror(merged_part, source_part)
             await asyncio.gather(
                 self._apply_upload(upload, merged, progress, result, guard=remote),
                 self._apply_download(download, merged, source, result, written),
             )
         else:
             await self._apply_upload(upload, merged, progress, result)
-        self._agree(ancestor.keys() | source.keys() | remote.keys(), merged, written, result)
+        self._agree(examined, merged, written, result)
         if result.failed:
             self._failed_since_rescan = True
         self._deletions.append(
@@ -315,6 +323,13 @@ class SyncEngine(RemoteApplier, LocalApplier):
             self._agreed = True
             await self._save()  # at once: a crash now must not make the next start a first sync
         return result
+
+    def _ancestor_files(self) -> int:
+        if self._ancestor_file_count is None:
+            self._ancestor_file_count = sum(
+                1 for entry in self.ancestor.values() if entry.kind is not Kind.DIRECTORY
+            )
+        return self._ancestor_file_count
 
     def _recent_deletions(self) -> tuple[int, int]:
         """Files deleted in the target and the workspace by the passes of the last moments."""
@@ -360,6 +375,7 @@ class SyncEngine(RemoteApplier, LocalApplier):
                 self.ancestor[path] = agreed
                 changed = True
         if changed:
+            self._ancestor_file_count = None
             self._schedule_save()
 
     def _forget_resolved_conflicts(self) -> None:

@@ -67,7 +67,11 @@ class Halt(msgspec.Struct, frozen=True):
 
 
 class Reconciliation(msgspec.Struct, frozen=True):
+    """``merged``: what both sides should hold. ``examined``: the paths that were not
+    unchanged everywhere; only they can need an operation or a new agreed entry."""
+
     merged: dict[str, Entry]
+    examined: frozenset[str] = frozenset()
     conflicts: tuple[Conflict, ...] = ()
     copies: tuple[ConflictCopy, ...] = ()
     overwritten: tuple[str, ...] = ()
@@ -122,10 +126,12 @@ def paths_needing_digests_both_changed(
     if mode is Mode.UPLOAD:
         return []
     found = []
+    remote_get = remote.get
     for path, here in local.items():
-        there = remote.get(path)
+        there = remote_get(path)
         if (
             there is None
+            or here.mtime_ns == there.mtime_ns  # equal (quick match) or told apart by size
             or here.kind is not Kind.FILE
             or there.kind is not Kind.FILE
             or here.size != there.size
@@ -149,9 +155,9 @@ def touched_big_files(ancestor: Snapshot, side: Snapshot) -> list[str]:
     found = []
     for path, entry in side.items():
         if (
-            entry.kind is Kind.FILE
+            entry.size >= COMPARE_DIGESTS_FROM
+            and entry.kind is Kind.FILE
             and entry.digest is None
-            and entry.size >= COMPARE_DIGESTS_FROM
             and (base := ancestor.get(path)) is not None
             and base.digest is not None
             and base.kind is Kind.FILE
@@ -238,6 +244,7 @@ def reconcile(
             return Reconciliation(merged=merged, halt=halt)
     return Reconciliation(
         merged=merged,
+        examined=frozenset(path for path, *_ in triples).union(origin),
         conflicts=tuple(conflicts),
         copies=tuple(copies),
         overwritten=tuple(sorted(overwritten)),

@@ -1,0 +1,85 @@
+"""`podlink resume` and `podlink reset` reaching a running `podlink up` from another terminal."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import run_podlink as podlink
+from tests.helpers import start_podlink
+from tests.integration.test_cli import LineWatcher
+
+FILES = 30
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    folder = tmp_path / "workspace"
+    (folder / "src").mkdir(parents=True)
+    for index in range(FILES):
+        (folder / "src" / f"part{index}.txt").write_text(f"{index}\n")
+    (folder / "podlink.yaml").write_text(
+        "version: 1\ntarget:\n  local:\n    root: .podlink/target\n"
+        "sync:\n  - local: src\n    remote: /app\n"
+    )
+    return folder
+
+
+@pytest.fixture
+def up(workspace: Path, env: dict[str, str]) -> Iterator[LineWatcher]:
+    process = start_podlink("up", str(workspace), cwd=workspace, env=env)
+    output = LineWatcher(process)
+    output.wait_for("ready", seconds=60)
+    yield output
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def wait_for_files(folder: Path, count: int, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while len(list(folder.iterdir())) != count:
+        assert time.monotonic() < deadline, f"{folder} never held {count} files"
+        time.sleep(0.05)
+
+
+def test_a_paused_sync_is_resumed_from_another_terminal(
+    workspace: Path, env: dict[str, str], up: LineWatcher
+) -> None:
+    target = workspace / ".podlink" / "target" / "app"
+    for index in range(25):
+        (workspace / "src" / f"part{index}.txt").unlink()
+    up.wait_for("paused", seconds=30)
+    assert len(list(target.iterdir())) == FILES  # nothing deleted while paused
+
+    answer = podlink("resume", str(workspace), cwd=workspace, env=env)
+    assert answer.returncode == 0, answer.stderr
+    assert "resume" in answer.stdout
+    wait_for_files(target, FILES - 25)
+
+
+def test_reset_from_another_terminal_makes_the_target_match(
+    workspace: Path, env: dict[str, str], up: LineWatcher
+) -> None:
+    target = workspace / ".podlink" / "target" / "app"
+    (target / "stray.txt").write_text("only in the target")  # upload mode replaces it on reset
+    answer = podlink("reset", str(workspace), cwd=workspace, env=env)
+    assert answer.returncode == 0, answer.stderr
+    wait_for_files(target, FILES)
+    assert not (target / "stray.txt").exists()
+
+
+def test_resume_without_a_running_session_says_how_to_start_one(
+    workspace: Path, env: dict[str, str]
+) -> None:
+    answer = podlink("resume", str(workspace), cwd=workspace, env=env)
+    assert answer.returncode == 1
+    assert "no running podlink session" in answer.stderr
+    assert "podlink up" in answer.stderr
