@@ -38,6 +38,7 @@ from podlink.config import (
 )
 from podlink.diagnostics import Diagnostic, DiagnosticSource
 from podlink.runtime import sessions_dir, setup_logging
+from podlink.sync_requests import SyncAction, answer_requests_on_signal, ask_running_session
 from podlink.targets.base import Target, TargetUnavailable
 
 if TYPE_CHECKING:
@@ -147,6 +148,7 @@ async def _run_up(
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signal_number, stop.set)
+    answer_requests_on_signal(registry, listener.show_error)
 
     with Progress(
         TextColumn("initial sync"),
@@ -227,6 +229,34 @@ def status(as_json: bool) -> None:
             )
         if session.get("error"):
             click.echo(f"  error   {session['error']}")
+
+
+@main.command()
+@click.argument("folder", type=click.Path(path_type=Path), default=".")
+def resume(folder: Path) -> None:
+    """Resume a sync that a safety halt paused, applying what it held back."""
+    _ask_session(folder, "resume")
+
+
+@main.command()
+@click.argument("folder", type=click.Path(path_type=Path), default=".")
+def reset(folder: Path) -> None:
+    """Forget the last synced state and sync afresh: the workspace is the truth."""
+    _ask_session(folder, "reset")
+
+
+def _ask_session(folder: Path, action: SyncAction) -> None:
+    wanted = folder.resolve().as_uri()
+    records = [r for r in _live_session_records() if r["session"].get("folder") == wanted]
+    if not records:
+        _fail(
+            f"no running podlink session for {folder.resolve()}: start one with "
+            f"`podlink up {folder}` (a paused sync is resumed in the session that paused it)",
+            1,
+        )
+    for record in records:
+        ask_running_session(record["session"]["id"], int(record["pid"]), action)
+    click.echo(f"asked the session for {folder.resolve()} to {action} its sync")
 
 
 def _live_session_records() -> list[dict[str, Any]]:
