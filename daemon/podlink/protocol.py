@@ -122,6 +122,10 @@ class SyncIssue(msgspec.Struct, rename="camel", omit_defaults=True, frozen=True,
     """The path, relative to the sync root."""
     message: str
     """What is wrong, for showing to the user."""
+    copy_path: str | None = None
+    """For a conflict: where the target's version was saved in the workspace (relative to the sync
+    root), to compare with the local file.
+    """
 
 
 class PortForward(msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True):

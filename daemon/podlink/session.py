@@ -650,7 +650,7 @@ class Session:
             if engine.halt is not None
         )
         conflicts = tuple(
-            protocol.SyncIssue(path=path, message=conflict.message)
+            protocol.SyncIssue(path=path, message=conflict.message, copy_path=conflict.copy_path)
             for engine in self.engines
             for path, conflict in sorted(engine.conflicts.items())
         )

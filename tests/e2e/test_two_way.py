@@ -152,6 +152,7 @@ async def test_edits_on_both_sides_while_stopped_become_a_listed_conflict(
     copies = sorted((workspace / "app").glob("greeting.py.podlink-conflict-*"))
     assert [copy.read_text() for copy in copies] == ["theirs = True\n"]
     assert copies[0].name in conflict["message"]
+    assert conflict["copyPath"] == f"app/{copies[0].name}"
     assert (workspace / GREETING).read_text() == "mine = True\n"
     assert probe.read(f"/app/{GREETING}") == b"mine = True\n"
     assert not probe.exists(f"/app/app/{copies[0].name}")  # conflict copies stay local

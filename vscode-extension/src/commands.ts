@@ -196,7 +196,11 @@ export function registerCommands(context: vscode.ExtensionContext, parts: Parts)
     const folder = sessions.folderUri(session);
     const local = vscode.Uri.joinPath(folder, argument.path);
     const siblings = await fs.promises.readdir(path.dirname(local.fsPath)).catch(() => []);
-    const copy = argument.kind === "conflict" ? conflictCopyFor(argument.path, siblings) : undefined;
+    // Older daemons name only the path: then the copy is found by its naming.
+    const copy =
+      argument.kind !== "conflict"
+        ? undefined
+        : (argument.copyPath ?? conflictCopyFor(argument.path, siblings));
     if (copy !== undefined && fs.existsSync(local.fsPath)) {
       // The target's version was saved beside the local file: diff the two.
       await vscode.commands.executeCommand(

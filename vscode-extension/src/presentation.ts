@@ -215,6 +215,8 @@ export interface TreeNodeModel {
   /** For ports: the local port; for conflicts and problems: the path. */
   port?: PortForward;
   path?: string;
+  /** For conflicts: where the daemon saved the target's version (relative to the sync root). */
+  copyPath?: string;
   children?: TreeNodeModel[];
 }
 
@@ -290,6 +292,7 @@ export function sessionNodes(sessions: readonly Session[]): TreeNodeModel[] {
         iconColor: "problemsWarningIcon.foreground",
         sessionId: session.id,
         path: conflict.path,
+        ...(conflict.copyPath !== undefined ? { copyPath: conflict.copyPath } : {}),
         tooltip: `Conflict: ${conflict.message}`,
       });
     }

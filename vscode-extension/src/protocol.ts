@@ -111,6 +111,11 @@ export interface SyncIssue {
   path: string;
   /** What is wrong, for showing to the user. */
   message: string;
+  /**
+   * For a conflict: where the target's version was saved in the workspace (relative to the sync
+   * root), to compare with the local file.
+   */
+  copyPath?: string;
 }
 
 /** A forward from a local port to a port in the target. */

@@ -97,7 +97,11 @@ describe("the sessions view", () => {
     const [node] = sessionNodes([
       session({
         ports: [{ localPort: 9000, remotePort: 8000, state: "active", connections: 2 }],
-        sync: syncStatus({ conflicts: [{ path: "app/x.py", message: "changed on both sides" }] }),
+        sync: syncStatus({
+          conflicts: [
+            { path: "app/x.py", message: "changed on both sides", copyPath: "app/x.py.podlink-conflict-1" },
+          ],
+        }),
       }),
     ]);
     assert.ok(node);
@@ -113,6 +117,8 @@ describe("the sessions view", () => {
         ["s1/conflict/app/x.py", "conflict", "app/x.py"],
       ],
     );
+    const conflict = node.children?.find((child) => child.kind === "conflict");
+    assert.equal(conflict?.copyPath, "app/x.py.podlink-conflict-1");
     const port = node.children?.find((child) => child.kind === "port");
     assert.equal(port?.description, "→ 127.0.0.1:9000");
     assert.equal(port?.port?.localPort, 9000);
