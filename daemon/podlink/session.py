@@ -394,7 +394,8 @@ class Session:
     def _publish_conflicts(self) -> None:
         current: dict[Path, list[Diagnostic]] = {}
         for engine in self.engines:
-            for path, conflict in engine.conflicts.items():
+            for conflict in engine.conflicts.values():
+                path = conflict.path
                 local = engine.local_root / path
                 if not local.is_dir():
                     current.setdefault(local, []).append(
@@ -650,9 +651,11 @@ class Session:
             if engine.halt is not None
         )
         conflicts = tuple(
-            protocol.SyncIssue(path=path, message=conflict.message, copy_path=conflict.copy_path)
+            protocol.SyncIssue(
+                path=conflict.path, message=conflict.message, copy_path=conflict.copy_path
+            )
             for engine in self.engines
-            for path, conflict in sorted(engine.conflicts.items())
+            for _, conflict in sorted(engine.conflicts.items())
         )
         pending = sum(watcher.pending_count for watcher in self._watchers)
         return protocol.SyncStatus(

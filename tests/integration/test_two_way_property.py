@@ -158,6 +158,19 @@ def synced_part(listing: dict[str, list[Any]]) -> dict[str, list[Any]]:
     }
 
 
+def holds_only_copies(listing: dict[str, list[Any]], folder: str) -> bool:
+    inside = [path for path in listing if path.startswith(folder + "/")]
+    return listing.get(folder) == ["d"] and any(".podlink-conflict-" in path for path in inside)
+
+
+def without(listing: dict[str, list[Any]], folders: set[str]) -> dict[str, list[Any]]:
+    return {
+        path: entry
+        for path, entry in listing.items()
+        if not any(path == folder or path.startswith(folder + "/") for folder in folders)
+    }
+
+
 class TwoWayMachine(RuleBasedStateMachine):
     """Edits on both sides; ``flush`` reconciles and checks the invariants."""
 
@@ -246,9 +259,12 @@ class TwoWayMachine(RuleBasedStateMachine):
             expected |= self.new_content[name] & held
         result = self.run(self.engine.initial_sync())
         assert result.halted is None, result.halted
-        assert not result.failed, (result.failed, self.engine.problems)
         local, remote = self.local.listing(), self.remote.listing()
-        assert synced_part(local) == synced_part(remote)
+        # A folder the target deleted stays in the workspace while it holds a conflict copy
+        # (never synced, never deleted by podlink); nothing else may fail.
+        kept = {path for path in result.failed if holds_only_copies(local, path)}
+        assert result.failed == kept, (result.failed, self.engine.problems)
+        assert without(synced_part(local), kept) == synced_part(remote)
         everywhere = {entry[1] for entry in local.values() if entry[0] == "f"}
         assert expected <= everywhere, "a write was lost"
         for path in local:
@@ -259,6 +275,7 @@ class TwoWayMachine(RuleBasedStateMachine):
                 ), f"{path} is not listed as a conflict"
         again = self.run(self.engine.initial_sync())
         assert not again.changed_anything, (again.paths, again.downloaded)
+        assert again.failed == kept
         self.new_content = {"local": set(), "remote": set()}
 
     @invariant()

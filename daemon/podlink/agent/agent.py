@@ -300,24 +300,39 @@ def lstat_or_none(dir_fd: int, name: str) -> os.stat_result | None:
 def temp_name(name: str) -> str:
     """A fresh temporary name beside ``name``, still within the file system's name limit."""
     # The writer's pid in the name lets a later agent tell a dead agent's leftover apart.
-    prefix = f"{TEMP_PREFIX}{os.getpid()}-{os.urandom(4).hex()}-"
+    prefix = f"{TEMP_PREFIX}{WRITER}-{os.urandom(4).hex()}-"
     room = NAME_MAX - len(prefix.encode("ascii"))
     shortened = name.encode("utf-8")[:room].decode("utf-8", "ignore")
     return prefix + shortened
 
 
+def process_start(pid: int) -> str:
+    """When ``pid`` started (clock ticks since boot); "gone", or "" where /proc cannot tell."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+    except FileNotFoundError:
+        return "gone"
+    except (OSError, IndexError):
+        return ""
+    return fields[19].decode("ascii", "replace") if len(fields) > 19 else ""
+
+
+# Who writes this agent's temporary files: the pid and its start time, because a container
+# that restarts hands out the same pids again.
+WRITER = f"{os.getpid()}.{process_start(os.getpid())}"
+
+
 def writer_is_gone(temporary: str) -> bool:
     """Whether the agent that named ``temporary`` (``temp_name``) no longer runs."""
-    pid_text = temporary[len(TEMP_PREFIX) :].split("-", 1)[0]
-    if not pid_text.isdigit() or int(pid_text) == os.getpid():
+    writer = temporary[len(TEMP_PREFIX) :].split("-", 1)[0]
+    pid_text, _, started = writer.partition(".")
+    if not pid_text.isdigit() or writer == WRITER:
         return False
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
+    now = process_start(int(pid_text))
+    if now == "gone":
         return True
-    except OSError:
-        return False
-    return False
+    return bool(started and now and now != started)  # the pid was handed out again
 
 
 def chmod_no_follow(dir_fd: int, name: str, mode: int, path: str) -> None:

@@ -692,6 +692,10 @@ class Agent:
             return
         # New calls fail at once; pending ones wait a moment for a better explanation.
         self._gone = AgentGone(f"the agent stopped: {reason}")
+        # A sender may be waiting for room to write to an agent that will never read again
+        # (a Docker exec keeps its input open after its command died): end the input too.
+        with contextlib.suppress(Exception):
+            self._stdin.transport.abort()
         self._fail_pending(await self._describe_end(reason))
 
     async def _read_until_end(self) -> str:

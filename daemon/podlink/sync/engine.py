@@ -90,6 +90,7 @@ class SyncEngine(RemoteApplier, LocalApplier):
         self.rules = rules if rules is not None else make_rules()
         self.remote_view: dict[str, Entry] = {}
         self.problems: dict[str, str] = {}
+        # Keyed by the copy's path: one file can be in conflict again before its copy is gone.
         self.conflicts: dict[str, Conflict] = {}
         self.halt: Halt | None = None
         self._store = store
@@ -292,7 +293,7 @@ class SyncEngine(RemoteApplier, LocalApplier):
                 self.problems[copy.remote_path] = f"cannot save the target's version: {message}"
                 return result
         for conflict in outcome.conflicts:
-            self.conflicts[conflict.path] = conflict
+            self.conflicts[conflict.copy_path or conflict.path] = conflict
             self._report(f"conflict on {conflict.path}: {conflict.message}")
         result.conflicts = list(outcome.conflicts)
         merged = outcome.merged
@@ -379,11 +380,11 @@ class SyncEngine(RemoteApplier, LocalApplier):
             self._schedule_save()
 
     def _forget_resolved_conflicts(self) -> None:
-        for path, conflict in list(self.conflicts.items()):
+        for key, conflict in list(self.conflicts.items()):
             if conflict.copy_path is None or not conflict_copy_exists(
                 self.local_root, conflict.copy_path
             ):
-                del self.conflicts[path]
+                del self.conflicts[key]
 
     # -- the target's changes (two-way) ------------------------------------------------------
 
@@ -415,21 +416,22 @@ class SyncEngine(RemoteApplier, LocalApplier):
             return await self.initial_sync()
         async with self._lock:
             changed: set[str] = set()
+            # Most reports are the echo of this engine's own writes: the view already holds
+            # them, and a pass for each would only slow down the next upload.
             for changes in batch:
                 for gone in changes.gone:
-                    for path in restrict(self.remote_view, [gone]):
+                    known_below = restrict(self.remote_view, [gone])
+                    for path in known_below:
                         del self.remote_view[path]
-                    changed.add(gone)
+                    if known_below:
+                        changed.add(gone)
                 for path, entry in changes.entries.items():
                     if self.rules.is_ignored(path, is_dir=entry.kind is Kind.DIRECTORY):
                         continue
                     known = self.remote_view.get(path)
-                    if (
-                        known is not None
-                        and known.digest is not None
-                        and _same_version(known, entry)
-                    ):
-                        entry = msgspec.structs.replace(entry, digest=known.digest)
+                    if known is not None and _as_known(known, entry):
+                        self.remote_view[path] = msgspec.structs.replace(entry, digest=known.digest)
+                        continue
                     self.remote_view[path] = entry
                     changed.add(path)
             relevant = {path for path in changed if not self.rules.is_ignored(path)}
@@ -518,6 +520,17 @@ class SyncEngine(RemoteApplier, LocalApplier):
                 remote[path] = updated
                 self.remote_view[path] = updated
         return filled
+
+
+def _as_known(known: Entry, seen: Entry) -> bool:
+    """Whether a reported entry says nothing new about a path (a folder's mtime is noise)."""
+    if known.kind is not seen.kind or known.mode != seen.mode:
+        return False
+    if seen.kind is Kind.DIRECTORY:
+        return True
+    if seen.kind is Kind.SYMLINK:
+        return known.link_target == seen.link_target
+    return known.size == seen.size and known.mtime_ns == seen.mtime_ns
 
 
 def _same_version(first: Entry, second: Entry) -> bool:

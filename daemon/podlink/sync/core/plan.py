@@ -229,15 +229,20 @@ def detect_renames(plan: Plan, source: Snapshot, target: Snapshot, agreed: Snaps
     if not candidates:
         return plan
     operations: list[Operation] = []
+    moved: set[str] = set()
     for op in plan.operations:
         entry = source.get(op.path)
         if op.kind is OperationKind.WRITE and entry is not None and entry.inode:
             matches = candidates.get((entry.inode, entry.size, entry.mtime_ns, entry.mode), [])
             if len(matches) == 1:
                 old = matches.pop()
+                moved.add(old)
                 op = Operation(OperationKind.RENAME, op.path, mode=entry.mode, source=old)
         operations.append(op)
-    return Plan(tuple(operations))
+    # A moved file's own delete has nothing left to do (a folder's still removes the rest).
+    return Plan(
+        tuple(op for op in operations if not (op.kind is OperationKind.DELETE and op.path in moved))
+    )
 
 
 def apply_plan(snapshot: Mapping[str, Entry], plan: Plan, source: Snapshot) -> dict[str, Entry]:
