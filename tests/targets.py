@@ -2,7 +2,8 @@
 
 Docker tests need a real Docker Engine: `scripts/docker-env` starts one and builds the test
 image. When the engine cannot be reached they fail; a person may set PODLINK_SKIP_DOCKER=1 to
-skip them instead (CI never does).
+skip them instead (CI never does). Kubernetes tests run against the API server double, whose
+pods are containers on that engine, or a real cluster (tests/kube_cluster.py).
 """
 
 from __future__ import annotations
@@ -14,15 +15,18 @@ import tarfile
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
 from tests.helpers import descendants, tree_listing
 
+if TYPE_CHECKING:
+    from tests.kube_cluster import PodShell
+
 TEST_IMAGE = "podlink-test-python:bookworm"
 TEST_LABEL = "podlink.test"
-TARGET_KINDS = ("local", "docker")
+TARGET_KINDS = ("local", "docker", "kubernetes")
 
 
 class TargetProbe(Protocol):
@@ -122,6 +126,91 @@ class DockerProbe:
     def leftover_processes(self, daemon_pid: int) -> list[str]:
         lines = self._run("ps", "-eo", "pid=,args=").splitlines()
         idle = ("docker-init", "sleep infinity", "ps -eo")
+        return [line.strip() for line in lines if not any(word in line for word in idle)]
+
+
+# tree_listing, run by the target's own python3 (any image the Kubernetes tests use has one).
+LISTING_SCRIPT = """
+import hashlib, json, os, stat, sys
+root = sys.argv[1]
+listing = {}
+for folder, dirs, files in os.walk(root):
+    for name in dirs + files:
+        full = os.path.join(folder, name)
+        relative = os.path.relpath(full, root)
+        info = os.lstat(full)
+        if stat.S_ISLNK(info.st_mode):
+            listing[relative] = ["link", os.readlink(full)]
+        elif stat.S_ISDIR(info.st_mode):
+            listing[relative] = ["dir", stat.S_IMODE(info.st_mode)]
+        else:
+            with open(full, "rb") as handle:
+                digest = hashlib.sha256(handle.read()).hexdigest()
+            listing[relative] = ["file", stat.S_IMODE(info.st_mode), digest]
+sys.stdout.write(json.dumps(listing))
+"""
+
+# Every process but this one, from /proc: slim images have no `ps`.
+PROCESSES_SCRIPT = """
+import os
+for entry in os.listdir("/proc"):
+    if entry.isdigit() and int(entry) != os.getpid():
+        try:
+            with open("/proc/%s/cmdline" % entry, "rb") as handle:
+                args = handle.read().replace(b"\\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        if args:
+            print(entry, args)
+"""
+
+
+class KubernetesProbe:
+    """A pod, looked into through the exec subresource (a pod of the double or of a real
+    cluster alike)."""
+
+    kind = "kubernetes"
+
+    def __init__(self, shell: PodShell, context: str) -> None:
+        self.shell = shell
+        self.context = context
+
+    @property
+    def pod(self) -> str:
+        return self.shell.pod
+
+    def config_section(self) -> str:
+        return (
+            "target:\n  kubernetes:\n"
+            f"    context: {self.context}\n"
+            f"    namespace: {self.shell.namespace}\n"
+            f"    pod: {{name: {self.pod}}}\n"
+        )
+
+    def listing(self, remote: str = "/app") -> dict[str, Any]:
+        found = json.loads(self.shell.check("python3", "-c", LISTING_SCRIPT, remote))
+        return {path: tuple(info) for path, info in found.items()}
+
+    def read(self, remote: str) -> bytes:
+        return self.shell.check("cat", remote)
+
+    def exists(self, remote: str) -> bool:
+        code, _, _ = self.shell.run("sh", "-c", 'test -e "$1" || test -L "$1"', "sh", remote)
+        return code == 0
+
+    def http_get(self, port: int, path: str) -> dict[str, Any]:
+        script = (
+            "import sys, urllib.request;"
+            f"sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:{port}{path}',"
+            " timeout=5).read().decode())"
+        )
+        result: dict[str, Any] = json.loads(self.shell.check("python3", "-c", script))
+        return result
+
+    def leftover_processes(self, daemon_pid: int) -> list[str]:
+        lines = self.shell.check("python3", "-c", PROCESSES_SCRIPT).decode().splitlines()
+        # What the pod runs of itself (the double's containers start under docker-init).
+        idle = ("docker-init", "sleep infinity")
         return [line.strip() for line in lines if not any(word in line for word in idle)]
 
 

@@ -43,6 +43,8 @@ from podlink.targets.base import Target, TargetUnavailable
 
 if TYPE_CHECKING:
     from podlink.targets.docker_admin import ManagedContainer, ManagedImage
+    from podlink.targets.kubernetes_admin import Namespace
+    from podlink.targets.kubernetes_devmode import PatchedDeployment
     from podlink.targets.local import LocalTarget
 
 EXIT_FAILED = 1
@@ -472,6 +474,9 @@ class _PurgePlan:
     attached_folders: tuple[str, ...] = ()
     attached_files: list[str] = field(default_factory=list)
     local_files: list[Path] = field(default_factory=list)
+    # The namespace of a kubernetes target with devMode, and the Deployments left patched.
+    namespace: Namespace | None = None
+    deployments: list[PatchedDeployment] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
@@ -480,6 +485,7 @@ class _PurgePlan:
             *(str(image) for image in self.images),
             *(f"file {self.attached}:{path}" for path in self.attached_files),
             *(f"file {path}" for path in self.local_files),
+            *(f"restore {deployment}" for deployment in self.deployments),
         ]
 
 
@@ -490,14 +496,23 @@ def purge(yes: bool) -> None:
 
     That is the containers podlink created and the images it built on the Docker Engine
     (label podlink.managed=1), and the agent's temporary files (.podlink-tmp-*) in the target
-    of the podlink.yaml in the current folder, if there is one. Without --yes it lists them
-    and asks first.
+    of the podlink.yaml in the current folder, if there is one; for a kubernetes target with
+    devMode, the Deployments in its namespace that dev mode left patched, which are restored.
+    Without --yes it lists them and asks first.
     """
     config = None
     if (Path.cwd() / CONFIG_FILE_NAME).exists():
         with _exit_on_known_errors():
             config = load_config(Path.cwd())
     plan = asyncio.run(_find_leftovers(config))
+    try:
+        _purge(plan, yes)
+    finally:
+        if plan.namespace is not None:
+            plan.namespace.close()
+
+
+def _purge(plan: _PurgePlan, yes: bool) -> None:
     for note in plan.notes:
         click.echo(f"podlink: {note}", err=True)
     found = plan.lines()
@@ -505,7 +520,7 @@ def purge(yes: bool) -> None:
         click.echo("nothing to purge")
         return
     if not yes:
-        click.echo("podlink purge would remove:")
+        click.echo(f"podlink purge would {'remove or restore' if plan.deployments else 'remove'}:")
         for line in found:
             click.echo(f"  {line}")
         if not sys.stdin.isatty():
@@ -558,7 +573,21 @@ async def _find_leftovers(config: Config | None) -> _PurgePlan:
             plan.attached = None
     elif isinstance(target, KubernetesTargetConfig):
         plan.notes.append("temporary files in a kubernetes target are not looked for")
+        if target.dev_mode is not None:
+            await _find_patched_deployments(target, config.folder, plan)
     return plan
+
+
+async def _find_patched_deployments(
+    target: KubernetesTargetConfig, folder: Path, plan: _PurgePlan
+) -> None:
+    from podlink.targets.kubernetes_admin import Namespace
+
+    try:
+        plan.namespace = await asyncio.to_thread(Namespace, target, folder)
+        plan.deployments = await asyncio.to_thread(plan.namespace.patched_deployments)
+    except TargetUnavailable as error:
+        plan.notes.append(f"{error}; Deployments left in dev mode were not looked for")
 
 
 async def _remove_leftovers(plan: _PurgePlan) -> list[str]:
@@ -608,10 +637,24 @@ async def _remove_leftovers(plan: _PurgePlan) -> list[str]:
             continue
         click.echo(f"removed file {local_path}")
         files += 1
-    click.echo(
+    restored = 0
+    for deployment in plan.deployments:
+        assert plan.namespace is not None
+        try:
+            if not await asyncio.to_thread(plan.namespace.restore, deployment):
+                continue  # its session restored it meanwhile
+        except TargetUnavailable as error:
+            failures.append(str(error))
+            continue
+        click.echo(f"restored deployment {deployment.name} in namespace {deployment.namespace}")
+        restored += 1
+    summary = (
         f"purged {_count(removed_containers, 'container')}, {_count(removed_images, 'image')} "
         f"and {_count(files, 'temporary file')}"
     )
+    if plan.deployments:
+        summary += f"; restored {_count(restored, 'deployment')}"
+    click.echo(summary)
     return failures
 
 

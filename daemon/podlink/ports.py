@@ -176,7 +176,10 @@ class Forward:
             _reset(client)
             self.target_lost(reason)
             return
-        await splice(client_reader, client, remote_reader, remote)
+        try:
+            await splice(client_reader, client, remote_reader, remote)
+        except PortRefused as error:  # learned only once the tunnel was open (Target.tunnel)
+            self._on_log(f"{self.name}: connection refused in the target: {error}")
 
     # -- health -------------------------------------------------------------------------
 
@@ -367,7 +370,7 @@ async def splice(
                 end = task.result()
                 if end != "eof" and not (task is upstream and end == "write failed"):
                     broken = True
-    except asyncio.CancelledError:
+    except (asyncio.CancelledError, PortRefused):
         broken = True
         raise
     finally:

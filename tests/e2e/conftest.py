@@ -10,6 +10,7 @@ import asyncio
 import os
 import shutil
 import sys
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,11 @@ from pytest_lsp import LanguageClient
 from pytest_lsp.client import register_lsp_features
 from pytest_lsp.protocol import LanguageClientProtocol
 
+from tests.kube_cluster import KubeCluster, open_cluster
 from tests.targets import (
     TARGET_KINDS,
     DockerProbe,
+    KubernetesProbe,
     LocalProbe,
     TargetProbe,
     docker_client,
@@ -132,14 +135,32 @@ def workspace(tmp_path: Path) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
+    """One cluster for the whole run (each test gets its own pod in it): the double, or the
+    real cluster PODLINK_TEST_KUBECONTEXT names."""
+    cluster = open_cluster(tmp_path_factory.mktemp("kube"))
+    yield cluster
+    cluster.close()
+
+
 @pytest.fixture
-def probe(target_kind: str, workspace: Path) -> Iterator[TargetProbe]:
+def probe(
+    target_kind: str, workspace: Path, request: pytest.FixtureRequest
+) -> Iterator[TargetProbe]:
     """The target of this run, with the workspace's podlink.yaml pointing at it."""
     found: TargetProbe
     container = None
+    pod = None
+    cluster: KubeCluster | None = None
     if target_kind == "docker":
         container = start_test_container(docker_client())
         found = DockerProbe(container)
+    elif target_kind == "kubernetes":
+        cluster = request.getfixturevalue("kube_cluster")
+        pod = f"e2e-{uuid.uuid4().hex[:10]}"
+        cluster.start_pod(pod, {"app": pod})
+        found = KubernetesProbe(cluster.shell(pod), cluster.context)
     else:
         found = LocalProbe(workspace)
     config = workspace / "podlink.yaml"
@@ -150,6 +171,21 @@ def probe(target_kind: str, workspace: Path) -> Iterator[TargetProbe]:
     yield found
     if container is not None:
         container.remove(force=True)
+    if cluster is not None and pod is not None:
+        cluster.delete_pod(pod)
+
+
+@pytest.fixture
+def target_environment(request: pytest.FixtureRequest) -> dict[str, str]:
+    """What the daemon needs in its environment to reach the test's target (a kubeconfig)."""
+    if "probe" not in request.fixturenames:
+        return {}
+    # The target is set up before the daemon starts, so the daemon sees its environment.
+    probe: TargetProbe = request.getfixturevalue("probe")
+    if probe.kind != "kubernetes":
+        return {}
+    cluster: KubeCluster = request.getfixturevalue("kube_cluster")
+    return cluster.environment()
 
 
 @pytest.fixture
@@ -158,10 +194,10 @@ def state_dir(tmp_path: Path) -> Path:
 
 
 @pytest_asyncio.fixture
-async def daemon(state_dir: Path) -> AsyncIterator[Daemon]:
+async def daemon(state_dir: Path, target_environment: dict[str, str]) -> AsyncIterator[Daemon]:
     client = LanguageClient(protocol_cls=RawPodlinkProtocol, converter_factory=default_converter)
     register_lsp_features(client)
-    env = {**os.environ, "PODLINK_STATE_DIR": str(state_dir)}
+    env = {**os.environ, **target_environment, "PODLINK_STATE_DIR": str(state_dir)}
     await client.start_io(sys.executable, "-m", "podlink", "serve", env=env)
     result = await client.initialize_session(
         types.InitializeParams(

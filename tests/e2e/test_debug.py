@@ -1,8 +1,8 @@
 """Debugging end to end: podlink/startDebug, then a real DAP client against debugpy in the
 target, through the forward podlink opened, in the order debugpy expects (RECIPES.md).
 
-The test image has no debugpy, so on Docker podlink copies its own in; the local target's
-``python3`` has none either.
+The test image has no debugpy, so on Docker and Kubernetes podlink copies its own in; the
+local target's ``python3`` has none either.
 """
 
 from __future__ import annotations

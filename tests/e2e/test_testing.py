@@ -1,7 +1,8 @@
 """End to end through a real LSP client: tests and builds in the target, results in the editor.
 
-Each scenario runs against every target kind (`probe`): the local target and a real
-container on a real Docker Engine, on a copy of the example project.
+Each scenario runs against every target kind (`probe`): the local target, a real container
+on a real Docker Engine and a pod (of the API server double, or of a real cluster), on a
+copy of the example project.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from lsprotocol import types
 
 from tests.e2e.conftest import Daemon
 from tests.helpers import descendants
-from tests.targets import DockerProbe, TargetProbe
+from tests.targets import TargetProbe
 
 pytestmark = pytest.mark.asyncio
 
@@ -200,7 +201,7 @@ async def test_discovery_tree_and_collection_errors(
 
 
 def pytest_processes(probe: TargetProbe, daemon_pid: int) -> list[str]:
-    if isinstance(probe, DockerProbe):
+    if probe.kind != "local":
         return [line for line in probe.leftover_processes(daemon_pid) if "pytest" in line]
     found = []
     for pid in descendants(daemon_pid):

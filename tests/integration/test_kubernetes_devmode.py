@@ -1,9 +1,10 @@
-"""Kubernetes dev mode against the API server double: patch, hold, restore exactly.
+"""Kubernetes dev mode over the wire: patch, hold, restore exactly.
 
 A Deployment with two replicas, args and every kind of probe is put into dev mode by a
 session, held against a second one, and restored field for field; a Deployment left
-patched by a session that died is restored by the purge function. Pods are real Docker
-containers (tests/targets.py docker_client()).
+patched by a session that died is restored by the purge function (and by `podlink purge`,
+tests/integration/test_cli_kubernetes.py). The cluster is the API server double, whose pods
+are Docker containers, or the real one PODLINK_TEST_KUBECONTEXT names (tests/kube_cluster.py).
 """
 
 from __future__ import annotations
@@ -16,14 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import config as kube_config
 
-from podlink.config import (
-    DevModeConfig,
-    KubernetesTargetConfig,
-    PodSelectorConfig,
-    load_config,
-)
+from podlink.config import DevModeConfig, KubernetesTargetConfig, PodSelectorConfig, load_config
 from podlink.session import Session
 from podlink.targets.base import TargetUnavailable
 from podlink.targets.kubernetes import KubernetesTarget
@@ -35,9 +30,9 @@ from podlink.targets.kubernetes_devmode import (
     session_owner,
 )
 from tests.helpers import tree_listing
-from tests.kube_double import KubeApiDouble
+from tests.kube_cluster import KubeCluster, open_cluster, pod_image, real_context
 from tests.recording import RecordingListener
-from tests.targets import TEST_IMAGE, DockerProbe, docker_client
+from tests.targets import KubernetesProbe
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "hello"
@@ -45,58 +40,71 @@ DEV_COMMAND = ["sleep", "infinity"]
 
 pytestmark = pytest.mark.asyncio
 
-WEB_CONTAINER: dict[str, Any] = {
-    "name": "app",
-    "image": "registry.example/web:1.4",
-    "command": ["python3", "-m", "http.server"],
-    "args": ["8080", "--bind", "127.0.0.1"],
-    "env": [{"name": "APP_ENV", "value": "production"}],
-    "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 5},
-    "livenessProbe": {"tcpSocket": {"port": 8080}, "failureThreshold": 3},
-    "startupProbe": {"exec": {"command": ["true"]}},
-}
+
+def web_container() -> dict[str, Any]:
+    """The app's container as its manifest has it. The double runs every pod from its test
+    image, so there the image is one no cluster could pull, which dev mode must put back; a
+    real cluster must be able to run it."""
+    return {
+        "name": "app",
+        "image": pod_image() if real_context() else "registry.example/web:1.4",
+        "command": ["python3", "-m", "http.server"],
+        "args": ["8080"],
+        "env": [{"name": "APP_ENV", "value": "production"}],
+        "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 5},
+        "livenessProbe": {"tcpSocket": {"port": 8080}, "failureThreshold": 3},
+        "startupProbe": {"exec": {"command": ["true"]}},
+    }
+
+
+WEB_CONTAINER = web_container()
 
 
 @pytest.fixture
-def kubeconfig(tmp_path: Path) -> Path:
-    return tmp_path / "kubeconfig"
+def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[KubeCluster]:
+    opened = open_cluster(tmp_path)
+    for name, value in opened.environment().items():
+        monkeypatch.setenv(name, value)
+    yield opened
+    opened.close()
 
 
 @pytest.fixture
-def cluster(kubeconfig: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[KubeApiDouble]:
-    double = KubeApiDouble(docker_client()).start()
-    monkeypatch.setenv("KUBECONFIG", str(double.write_kubeconfig(kubeconfig)))
-    yield double
-    double.stop()
-
-
-@pytest.fixture
-def web(cluster: KubeApiDouble) -> dict[str, Any]:
+def web(cluster: KubeCluster) -> dict[str, Any]:
     """The Deployment as it was created: what every restore must give back."""
-    return cluster.create_deployment("web", {"app": "web"}, [WEB_CONTAINER], replicas=2)
+    return cluster.create_deployment("web", {"app": "web"}, [WEB_CONTAINER], 2)
 
 
-def dev_mode(image: str | None = TEST_IMAGE) -> DevModeConfig:
+def dev_mode(image: str | None = None) -> DevModeConfig:
     return DevModeConfig(deployment="web", command=tuple(DEV_COMMAND), image=image)
 
 
-def dev_config(image: str | None = TEST_IMAGE) -> KubernetesTargetConfig:
-    return KubernetesTargetConfig(
-        pod=PodSelectorConfig(selector="app=web"), dev_mode=dev_mode(image)
+def dev_image() -> str:
+    return pod_image()
+
+
+def dev_config(cluster: KubeCluster, image: str | None) -> KubernetesTargetConfig:
+    return cluster.target_config(PodSelectorConfig(selector="app=web"), dev_mode=dev_mode(image))
+
+
+def dev_workspace(folder: Path, cluster: KubeCluster) -> Path:
+    """A copy of the example whose podlink.yaml puts the Deployment into dev mode."""
+    shutil.copytree(EXAMPLE, folder, ignore=shutil.ignore_patterns(".podlink", "__pycache__"))
+    (folder / "podlink.yaml").write_text(
+        "version: 1\n"
+        + cluster.target_yaml(
+            "    pod: {selector: app=web}\n"
+            f"    devMode: {{deployment: web, command: {json.dumps(DEV_COMMAND)}, "
+            f"image: {dev_image()}}}\n"
+        )
+        + "sync:\n  - local: .\n    remote: /app\n"
     )
+    return folder
 
 
 @pytest.fixture
-def workspace(tmp_path: Path) -> Path:
-    folder = tmp_path / "workspace"
-    shutil.copytree(EXAMPLE, folder, ignore=shutil.ignore_patterns(".podlink", "__pycache__"))
-    (folder / "podlink.yaml").write_text(
-        "version: 1\ntarget:\n  kubernetes:\n    pod: {selector: app=web}\n"
-        f"    devMode: {{deployment: web, command: {json.dumps(DEV_COMMAND)}, "
-        f"image: {TEST_IMAGE}}}\n"
-        "sync:\n  - local: .\n    remote: /app\n"
-    )
-    return folder
+def workspace(tmp_path: Path, cluster: KubeCluster) -> Path:
+    return dev_workspace(tmp_path / "workspace", cluster)
 
 
 def app_container(deployment: dict[str, Any]) -> dict[str, Any]:
@@ -109,7 +117,7 @@ def assert_in_dev_mode(deployment: dict[str, Any], owner: str) -> None:
     container = app_container(deployment)
     assert container["command"] == DEV_COMMAND
     assert "args" not in container
-    assert container["image"] == TEST_IMAGE
+    assert container["image"] == dev_image()
     assert not {"readinessProbe", "livenessProbe", "startupProbe"} & set(container)
     # What dev mode does not touch stays as it was.
     assert container["env"] == WEB_CONTAINER["env"]
@@ -119,15 +127,32 @@ def assert_in_dev_mode(deployment: dict[str, Any], owner: str) -> None:
     assert original["replicas"] == 2 and original["fields"]["args"] == WEB_CONTAINER["args"]
 
 
-def assert_restored(cluster: KubeApiDouble, original: dict[str, Any]) -> None:
-    restored = cluster.deployment("web")
-    assert restored["spec"] == original["spec"]
-    assert "annotations" not in restored["metadata"]
-    assert restored["metadata"]["labels"] == original["metadata"]["labels"]
+def without_bookkeeping(deployment: dict[str, Any]) -> dict[str, Any]:
+    """The Deployment minus what the cluster itself changes on every change: the resource
+    version, the generation, the status, the fields' managers and the controller's revision
+    annotation."""
+    kept = json.loads(json.dumps(deployment))
+    metadata = kept["metadata"]
+    for key in ("resourceVersion", "generation", "managedFields"):
+        metadata.pop(key, None)
+    annotations = metadata.pop("annotations", {})
+    annotations.pop("deployment.kubernetes.io/revision", None)
+    if annotations:
+        metadata["annotations"] = annotations
+    kept.pop("status", None)
+    return kept
+
+
+def assert_restored(cluster: KubeCluster, original: dict[str, Any]) -> None:
+    """Field for field as it was, and running the original spec again."""
+    assert without_bookkeeping(cluster.deployment("web")) == without_bookkeeping(original)
     cluster.wait_for_rollout("web")
     pods = cluster.deployment_pods("web")
     assert len(pods) == 2
-    assert all(pod.specs["app"]["args"] == WEB_CONTAINER["args"] for pod in pods)
+    for pod in pods:
+        (container,) = pod["spec"]["containers"]
+        assert container["command"] == WEB_CONTAINER["command"]
+        assert container["args"] == WEB_CONTAINER["args"]
 
 
 def local_view(workspace: Path) -> dict[str, Any]:
@@ -138,13 +163,13 @@ def local_view(workspace: Path) -> dict[str, Any]:
     }
 
 
-def remote_view(container: Any) -> dict[str, Any]:
-    listing = DockerProbe(container).listing("/app")
+def remote_view(cluster: KubeCluster, pod: str) -> dict[str, Any]:
+    listing = KubernetesProbe(cluster.shell(pod), cluster.context).listing("/app")
     return {path: info for path, info in listing.items() if "__pycache__" not in path}
 
 
 async def test_a_session_runs_in_the_patched_pod_and_restores_the_deployment(
-    cluster: KubeApiDouble, web: dict[str, Any], workspace: Path
+    cluster: KubeCluster, web: dict[str, Any], workspace: Path
 ) -> None:
     listener = RecordingListener()
     session = Session(load_config(workspace), listener)
@@ -154,28 +179,29 @@ async def test_a_session_runs_in_the_patched_pod_and_restores_the_deployment(
         patched = cluster.deployment("web")
         # The session is named by this machine and the workspace folder.
         assert_in_dev_mode(patched, session_owner(load_config(workspace).folder))
-        pods = cluster.deployment_pods("web")
-        assert len(pods) == 1 and pods[0].specs["app"]["command"] == DEV_COMMAND
+        (pod,) = cluster.deployment_pods("web")
+        assert pod["spec"]["containers"][0]["command"] == DEV_COMMAND
         (workspace / "app" / "edited.py").write_text("EDITED = True\n")
         await session.flush(20)
-        assert remote_view(pods[0].container) == local_view(workspace)
+        synced = await asyncio.to_thread(remote_view, cluster, pod["metadata"]["name"])
+        assert synced == local_view(workspace)
     finally:
         await session.stop()
     await asyncio.to_thread(assert_restored, cluster, web)
 
 
 async def test_a_deployment_held_by_another_session_is_refused(
-    cluster: KubeApiDouble, web: dict[str, Any], tmp_path: Path
+    cluster: KubeCluster, web: dict[str, Any], tmp_path: Path
 ) -> None:
-    first = KubernetesTarget(dev_config(image=None), folder=tmp_path / "first")
+    first = KubernetesTarget(dev_config(cluster, image=None), folder=tmp_path / "first")
     await first.connect()
     try:
-        held = cluster.deployment("web")
+        held = without_bookkeeping(cluster.deployment("web"))
         assert app_container(held)["image"] == WEB_CONTAINER["image"]  # no image: unchanged
         # Reconnecting (after a pod replacement) keeps the true original, not the dev spec.
         await first.connect()
-        assert cluster.deployment("web") == held
-        second = KubernetesTarget(dev_config(), folder=tmp_path / "second")
+        assert without_bookkeeping(cluster.deployment("web")) == held
+        second = KubernetesTarget(dev_config(cluster, dev_image()), folder=tmp_path / "second")
         try:
             with pytest.raises(TargetUnavailable) as refused:
                 await second.connect()
@@ -185,25 +211,28 @@ async def test_a_deployment_held_by_another_session_is_refused(
         assert session_owner(tmp_path / "first") in message
         assert "podlink purge" in message and "deployment web" in message
         # The refused session neither patched nor restored anything.
-        assert cluster.deployment("web") == held
+        assert without_bookkeeping(cluster.deployment("web")) == held
     finally:
         await first.close()
     await asyncio.to_thread(assert_restored, cluster, web)
 
 
 async def test_purge_restores_a_deployment_a_crashed_session_left_patched(
-    cluster: KubeApiDouble, web: dict[str, Any], kubeconfig: Path
+    cluster: KubeCluster, web: dict[str, Any]
 ) -> None:
-    api = kube_config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
-    try:
-        crashed = DevMode(api, "dev", dev_mode(), container=None, owner="gone-host:/home/dev/web")
-        # Patched and never released, as a killed daemon leaves it.
-        await asyncio.to_thread(crashed.engage)
-        await asyncio.to_thread(cluster.wait_for_rollout, "web")
-        assert_in_dev_mode(cluster.deployment("web"), "gone-host:/home/dev/web")
-        assert await asyncio.to_thread(restore_patched_deployments, api, "dev") == ["web"]
-        await asyncio.to_thread(assert_restored, cluster, web)
-        # Nothing is left to restore, and restoring again changes nothing.
-        assert await asyncio.to_thread(restore_patched_deployments, api, "dev") == []
-    finally:
-        api.close()
+    namespace = cluster.namespace
+    crashed = DevMode(
+        cluster.api,
+        namespace,
+        dev_mode(dev_image()),
+        container=None,
+        owner="gone-host:/home/dev/web",
+    )
+    # Patched and never released, as a killed daemon leaves it.
+    await asyncio.to_thread(crashed.engage)
+    await asyncio.to_thread(cluster.wait_for_rollout, "web")
+    assert_in_dev_mode(cluster.deployment("web"), "gone-host:/home/dev/web")
+    assert await asyncio.to_thread(restore_patched_deployments, cluster.api, namespace) == ["web"]
+    await asyncio.to_thread(assert_restored, cluster, web)
+    # Nothing is left to restore, and restoring again changes nothing.
+    assert await asyncio.to_thread(restore_patched_deployments, cluster.api, namespace) == []

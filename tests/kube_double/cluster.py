@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import os
 import secrets
+import socket
 import threading
 import time
 import uuid
@@ -23,34 +25,13 @@ from pathlib import Path
 from queue import SimpleQueue
 from typing import Any
 
+from tests.kube_double import netns
 from tests.kube_double.deployments import apply_patch, new_deployment, rollout_key
 from tests.kube_double.objects import Event, Pod
 from tests.kube_double.server import ApiServer
 
 TEST_IMAGE = "podlink-test-python:bookworm"
 TEST_LABEL = "podlink.test"
-
-# Port-forward dials the port on the pod's own loopback from a process inside it, as the
-# kubelet does from inside the pod's network namespace; it writes one byte once connected.
-RELAY_SOURCE = r"""
-import os, socket, sys, threading
-try:
-    conn = socket.create_connection(("127.0.0.1", int(sys.argv[1])), 5)
-except OSError as error:
-    sys.stderr.write("dial tcp4 127.0.0.1:%s: %s\n" % (sys.argv[1], error))
-    sys.exit(3)
-os.write(1, b"\x01")
-def upstream():
-    while data := os.read(0, 65536):
-        conn.sendall(data)
-    try:
-        conn.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass
-threading.Thread(target=upstream, daemon=True).start()
-while data := conn.recv(65536):
-    os.write(1, data)
-"""
 
 
 class KubeApiDouble:
@@ -335,5 +316,24 @@ class KubeApiDouble:
             stderr=asyncio.subprocess.PIPE,
         )
 
-    async def docker_relay(self, pod: Pod, port: int) -> asyncio.subprocess.Process:
-        return await self.docker_exec(pod, ["python3", "-c", RELAY_SOURCE, str(port)])
+    def dial(self, pod: Pod, port: int) -> socket.socket:
+        """Connect to ``port`` on the pod's loopback, as the kubelet does for port-forward."""
+        pid = int(self.docker.api.inspect_container(pod.container.id)["State"]["Pid"])
+        return netns.dial(pid, port)
+
+    def forward_error(self, pod: Pod, port: int, error: BaseException) -> str:
+        """What the kubelet writes on a port-forward's error channel when its dial failed
+        (containerd's wording; the "pod" is the sandbox's id and the uid is left empty)."""
+        sandbox = pod.container.id
+        if isinstance(error, OSError) and error.errno is not None:
+            # Go spells system errors in lower case: "connect: connection refused".
+            reason = f"connect: {os.strerror(error.errno).lower()}"
+        else:
+            reason = str(error)
+        return (
+            f"error forwarding port {port} to pod {sandbox}, uid : failed to execute portforward "
+            f'in network namespace "/var/run/netns/cni-{pod.uid}": '
+            f'failed to connect to localhost:{port} inside namespace "{sandbox}", IPv4: dial tcp4 '
+            f"127.0.0.1:{port}: {reason} IPv6 dial tcp6: address localhost: no suitable address "
+            "found "
+        )

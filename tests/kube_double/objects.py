@@ -144,25 +144,6 @@ class Event:
         }
 
 
-def matches_labels(labels: dict[str, str], selector: str) -> bool:
-    """Equality-based label selectors (``a=b,c!=d,e``), the forms podlink users write."""
-    for term in filter(None, (part.strip() for part in selector.split(","))):
-        if "!=" in term:
-            key, value = term.split("!=", 1)
-            if labels.get(key.strip()) == value.strip():
-                return False
-        elif "=" in term:
-            key, value = term.split("==", 1) if "==" in term else term.split("=", 1)
-            if labels.get(key.strip()) != value.strip():
-                return False
-        elif term.startswith("!"):
-            if term[1:] in labels:
-                return False
-        elif term not in labels:
-            return False
-    return True
-
-
 def matches_fields(pod: Pod, selector: str) -> bool:
     """The one field selector clients use on pods here: ``metadata.name=NAME``."""
     for term in filter(None, selector.split(",")):

@@ -4,9 +4,10 @@ This is a TEST DOUBLE, not a Kubernetes. It is written from the Kubernetes API r
 serves, over plain HTTP on 127.0.0.1 with one bearer token:
 
 * ``GET /api/v1/namespaces/{ns}``;
-* pods: list/get (``labelSelector``, ``fieldSelector metadata.name=``), watch (chunked
-  JSON lines, ``resourceVersion``, ``timeoutSeconds``, an ERROR event with a 410 Status once
-  the requested version has been compacted away), delete;
+* pods: list/get (``labelSelector``, equality- and set-based: ``selectors.py``;
+  ``fieldSelector metadata.name=``), watch (chunked JSON lines, ``resourceVersion``,
+  ``timeoutSeconds``, an ERROR event with a 410 Status once the requested version has been
+  compacted away), delete;
 * ``GET /api/v1/namespaces/{ns}/events`` (``fieldSelector involvedObject.name=``);
 * apps/v1 deployments: list (``labelSelector``), get, and patch (strategic merge or JSON
   merge patch, with a ``metadata.resourceVersion`` precondition; ``deployments.py``);
@@ -14,13 +15,15 @@ serves, over plain HTTP on 127.0.0.1 with one bearer token:
   data; 0 stdin, 1 stdout, 2 stderr, 3 the final Status, 4 resize; on v5 ``[255, 0]``
   closes stdin);
 * port-forward over WebSocket (``portforward.k8s.io``: data channel 0 and error channel 1,
-  each opened by a frame carrying the port as two little-endian bytes);
+  each opened by a frame carrying the port as two little-endian bytes; a port nobody
+  listens on gets the kubelet's message on the error channel);
 * 401 for a wrong token and 403 Status bodies for the verb/resource pairs a test denies.
 
-Every running pod is a real Docker container (``pods.py``): exec runs ``docker exec`` and
-port-forward dials the container's own loopback through a relay process in it, so both do
-real work. The server runs on its own event loop in a thread; tests change the cluster with
-the plain methods of ``KubeApiDouble`` (``pods.py``).
+Every running pod is a real Docker container (``cluster.py``): exec runs ``docker exec``, and
+port-forward dials the port on the container's own loopback from inside its network
+namespace (``netns.py``), as the kubelet's runtime does, so both do real work. The server
+runs on its own event loop in a thread; tests change the cluster with the plain methods of
+``KubeApiDouble`` (``cluster.py``).
 """
 
 from __future__ import annotations
@@ -36,12 +39,15 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tests.kube_double.deployments import PatchError
-from tests.kube_double.objects import Pod, matches_fields, matches_labels, status_body
+from tests.kube_double.netns import NamespaceUnavailable
+from tests.kube_double.objects import Pod, matches_fields, status_body
+from tests.kube_double.selectors import Requirement, SelectorError, matches, parse
 from tests.kube_double.websocket import WebSocket, handshake_response
 
 EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
 PORTFORWARD_PROTOCOL = "portforward.k8s.io"
 STDIN, STDOUT, STDERR, STATUS, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
+FORWARD_DATA, FORWARD_ERROR = 0, 1
 DEPLOYMENTS = r"/apis/apps/v1/namespaces/([^/]+)/deployments"
 
 
@@ -95,7 +101,6 @@ class ApiServer:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._tasks: set[asyncio.Task[None]] = set()
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = [
             ("GET", re.compile(r"/api/v1/namespaces/([^/]+)"), self._get_namespace),
             ("GET", re.compile(r"/api/v1/namespaces/([^/]+)/pods"), self._list_pods),
@@ -128,9 +133,13 @@ class ApiServer:
         async def shut() -> None:
             assert self._server is not None
             self._server.close()
-            for task in list(self._tasks):
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            # Every task of the loop, again until none is left: a connection accepted just
+            # before the listener closed starts its task only now.
+            this = asyncio.current_task()
+            while tasks := [task for task in asyncio.all_tasks() if task is not this]:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
 
         with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(shut(), self.loop).result(10)
@@ -144,9 +153,6 @@ class ApiServer:
     # -- HTTP/1.1 ----------------------------------------------------------------------
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)  # type: ignore[arg-type]
         try:
             while request := await self._read_request(reader, writer):
                 if not await self._dispatch(request):
@@ -154,7 +160,6 @@ class ApiServer:
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass
         finally:
-            self._tasks.discard(task)  # type: ignore[arg-type]
             with contextlib.suppress(Exception):
                 writer.close()
 
@@ -246,14 +251,19 @@ class ApiServer:
             "status": {"phase": "Active"},
         }
 
+    def _labels(self, request: Request) -> list[Requirement]:
+        """The request's label selector; a 400, as the API server answers, if it is bad."""
+        try:
+            return parse(request.param("labelSelector"))
+        except SelectorError as error:
+            raise Reply(400, status_body(400, "BadRequest", str(error))) from error
+
     def _selected(self, request: Request, namespace: str) -> list[Pod]:
-        labels, fields = request.param("labelSelector"), request.param("fieldSelector")
+        labels, fields = self._labels(request), request.param("fieldSelector")
         return [
             pod
             for (space, _), pod in sorted(self.cluster.pods.items())
-            if space == namespace
-            and matches_labels(pod.labels, labels)
-            and matches_fields(pod, fields)
+            if space == namespace and matches(labels, pod.labels) and matches_fields(pod, fields)
         ]
 
     async def _list_pods(self, request: Request, match: re.Match[str]) -> dict[str, Any] | None:
@@ -261,6 +271,7 @@ class ApiServer:
         watching = request.flag("watch")
         self._authorize("watch" if watching else "list", "pods", namespace)
         self._namespace(namespace)
+        self._labels(request)  # refused before a watch starts its response
         if watching:
             await self._watch_pods(request, namespace)
             return None
@@ -318,7 +329,7 @@ class ApiServer:
             self.cluster.watchers.discard(queue)
 
     def _selected_pod(self, request: Request, pod: Pod) -> bool:
-        return matches_labels(pod.labels, request.param("labelSelector")) and matches_fields(
+        return matches(self._labels(request), pod.labels) and matches_fields(
             pod, request.param("fieldSelector")
         )
 
@@ -362,12 +373,12 @@ class ApiServer:
         namespace = match[1]
         self._authorize("list", "deployments", namespace)
         self._namespace(namespace)
-        labels = request.param("labelSelector")
+        labels = self._labels(request)
         with self.cluster.lock:
             items = [
                 json.loads(json.dumps(body))
                 for (space, _), body in sorted(self.cluster.deployments.items())
-                if space == namespace and matches_labels(body["metadata"].get("labels", {}), labels)
+                if space == namespace and matches(labels, body["metadata"].get("labels", {}))
             ]
             version = self.cluster.resource_version
         return {
@@ -489,42 +500,43 @@ class ApiServer:
         pod = self._running_pod(namespace, name, "")
         port = int(request.param("ports").split(",")[0])
         socket = await self._upgrade(request, (PORTFORWARD_PROTOCOL,))
+        # As the kubelet does: each channel opens with a frame carrying the port, then it
+        # dials; a failed dial is reported on the error channel and ends the stream. Nothing
+        # is sent for a dial that worked.
         port_bytes = port.to_bytes(2, "little")
-        await socket.send(b"\x00" + port_bytes)
-        await socket.send(b"\x01" + port_bytes)
-        relay = await self.cluster.docker_relay(pod, port)
-        assert relay.stdin is not None and relay.stdout and relay.stderr
-        if await relay.stdout.read(1) != b"\x01":
-            reason = (await relay.stderr.read()).decode(errors="replace").strip()
-            await socket.send(
-                b"\x01"
-                + (
-                    f"an error occurred forwarding {port} -> {port}: error forwarding port "
-                    f"{port} to pod {pod.uid}: failed to connect to localhost:{port} inside "
-                    f"namespace: {reason}"
-                ).encode()
-            )
+        await socket.send(bytes([FORWARD_DATA]) + port_bytes)
+        await socket.send(bytes([FORWARD_ERROR]) + port_bytes)
+        try:
+            connection = await asyncio.to_thread(self.cluster.dial, pod, port)
+        except (OSError, NamespaceUnavailable) as error:
+            message = self.cluster.forward_error(pod, port, error)
+            await socket.send(bytes([FORWARD_ERROR]) + message.encode())
             await socket.close()
             return
+        reader, writer = await asyncio.open_connection(sock=connection)
 
-        async def pump_input() -> None:
-            assert relay.stdin is not None
+        async def upstream() -> None:
             while (message := await socket.receive()) is not None:
-                if message[:1] == b"\x00" and len(message) > 1:
-                    relay.stdin.write(message[1:])
-                    await relay.stdin.drain()
-            relay.stdin.close()
+                if message[:1] == bytes([FORWARD_DATA]) and len(message) > 1:
+                    writer.write(message[1:])
+                    await writer.drain()
 
-        reading = asyncio.create_task(pump_input())
+        async def downstream() -> None:
+            while chunk := await reader.read(1 << 16):
+                await socket.send(bytes([FORWARD_DATA]) + chunk)
+
+        # Whichever side ends first ends both, as with the kubelet: the protocol has no
+        # half-close, so a closed WebSocket closes the app's connection, and the app closing
+        # its connection closes the WebSocket.
+        tasks = {asyncio.create_task(upstream()), asyncio.create_task(downstream())}
         try:
-            while chunk := await relay.stdout.read(1 << 16):
-                await socket.send(b"\x00" + chunk)
-            await socket.close()
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            reading.cancel()
-            if relay.returncode is None:
-                relay.kill()
-                await relay.wait()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            writer.close()
+            await socket.close()
 
 
 def exit_status(code: int) -> dict[str, Any]:

@@ -114,7 +114,12 @@ class Target(Protocol):
         """Start ``argv`` in the target. ``cwd`` is a target path (see ``target_path``)."""
 
     async def tunnel(self, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """Connect to ``127.0.0.1:port`` as seen from inside the target."""
+        """Connect to ``127.0.0.1:port`` as seen from inside the target.
+
+        Raises PortRefused when nothing listens there. A target that can only learn that
+        once the stream is open (Kubernetes port-forward reports a failed dial afterwards,
+        and never reports a good one) raises it from the returned reader instead.
+        """
 
     def events(self) -> AsyncIterator[TargetEvent]:
         """Lifecycle events, for as long as the target is open."""

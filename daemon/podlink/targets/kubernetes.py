@@ -114,6 +114,15 @@ class KubernetesTarget:
             self._watch_thread.start()
         self._events.put_nowait(TargetEvent(TargetEventKind.STARTED))
 
+    def open_api(self) -> tuple[Any, str]:
+        """A client for the configured cluster and the namespace the configuration resolves
+        to, without looking for a pod (``podlink purge``). Blocks; the caller closes it."""
+        return self._open_client(), self._namespace
+
+    def where(self) -> str:
+        """The context and API server, for messages."""
+        return self._where()
+
     def _open_client(self) -> Any:
         configuration = client.Configuration()
         path = self._kubeconfig or os.environ.get("KUBECONFIG") or DEFAULT_KUBECONFIG
@@ -431,7 +440,7 @@ class KubernetesTarget:
                 "create",
                 "pods/portforward",
             ) from error
-        return await open_forwarded_socket(forward, port)
+        return await open_forwarded_socket(forward, port, f"pod {self._pod_name}")
 
     @property
     def python(self) -> str:

@@ -9,9 +9,9 @@ paused at a breakpoint must not get the pod restarted or taken out of its Servic
 What was there before is written into the Deployment itself, in the annotation
 ``podlink.dev/original`` (JSON), next to ``podlink.dev/session`` naming the machine and
 folder of the session that holds it. Keeping both on the object, not on this machine,
-means a crashed session can be cleaned up from anywhere (``restore_patched_deployments``,
-which ``podlink purge`` calls) and a second session sees who holds the Deployment and is
-refused instead of stacking its patch on top of a patched spec.
+means a crashed session can be cleaned up from anywhere (``podlink purge`` lists
+``patched_deployments`` and restores them) and a second session sees who holds the
+Deployment and is refused instead of stacking its patch on top of a patched spec.
 
 Patches go out as the official client sends a dict body, as strategic merge patches: the
 container is addressed by name inside ``containers`` and a field given as null is removed,
@@ -307,18 +307,43 @@ def restore_deployment(apps: Any, namespace: str, name: str, owner: str | None =
     )
 
 
-def restore_patched_deployments(api: Any, namespace: str) -> list[str]:
-    """Restore every Deployment in ``namespace`` that dev mode left patched, whichever
-    session did it (``podlink purge``, after a crash). The names restored."""
+@dataclass(frozen=True)
+class PatchedDeployment:
+    """A Deployment that dev mode patched, and the session that holds it."""
+
+    namespace: str
+    name: str
+    holder: str
+
+    def __str__(self) -> str:
+        return (
+            f"deployment {self.name} in namespace {self.namespace} "
+            f"(patched by podlink dev mode for {self.holder})"
+        )
+
+
+def patched_deployments(api: Any, namespace: str) -> list[PatchedDeployment]:
+    """Every Deployment in ``namespace`` that dev mode left patched, whichever session did it."""
     apps = client.AppsV1Api(api)
     # Raw JSON, as for a single Deployment: the annotation must come back byte for byte.
     response: Any = apps.list_namespaced_deployment(
         namespace, _preload_content=False, _request_timeout=REQUEST_TIMEOUT
     )
-    restored = []
+    found = []
     for item in json.loads(response.data).get("items", []):
         annotations = item["metadata"].get("annotations") or {}
-        name = item["metadata"]["name"]
-        if ORIGINAL_ANNOTATION in annotations and restore_deployment(apps, namespace, name):
-            restored.append(name)
-    return restored
+        if ORIGINAL_ANNOTATION in annotations:
+            holder = str(annotations.get(OWNER_ANNOTATION) or "an unknown session")
+            found.append(PatchedDeployment(namespace, item["metadata"]["name"], holder))
+    return sorted(found, key=lambda deployment: deployment.name)
+
+
+def restore_patched_deployments(api: Any, namespace: str) -> list[str]:
+    """Restore every Deployment in ``namespace`` that dev mode left patched, whichever
+    session did it (after a crash). The names restored."""
+    apps = client.AppsV1Api(api)
+    return [
+        deployment.name
+        for deployment in patched_deployments(api, namespace)
+        if restore_deployment(apps, namespace, deployment.name)
+    ]

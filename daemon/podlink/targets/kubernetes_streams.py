@@ -6,6 +6,11 @@ and stderr channels into asyncio StreamReaders, and stdin is one end of a socket
 0. On ``v5.channel.k8s.io`` the end of stdin becomes the close frame ``[255, 0]``; ``v4`` has
 no way to say it, which is why the agent's framing never relies on stdin EOF. The exit code
 is the Status object on channel 3.
+
+A port-forward is one WebSocket per connection, relayed by the client's own thread to a
+socket pair; the kubelet reports a failed dial on the port's error channel, which
+``ForwardedReader`` turns into PortRefused. The protocol has no half-close: the client ends
+the whole stream when the local side ends its input.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from podlink.targets.base import PidLine
+from podlink.targets.base import PidLine, PortRefused
 
 log = logging.getLogger(__name__)
 
@@ -212,10 +217,49 @@ class KubeExec:
             return await self.wait()
 
 
+class ForwardedReader(asyncio.StreamReader):
+    """The pod's side of one port-forward: ends with what the kubelet reported, if anything.
+
+    Kubernetes says nothing when its dial into the pod works, and only writes on the port's
+    error channel when it fails, after the stream is open; the client then closes its end of
+    the socket pair. So that end is where a refused port shows: instead of a plain end of
+    input, reading raises PortRefused (or ConnectionResetError for any other failure).
+    """
+
+    def __init__(self, forward: Any, port: int, where: str) -> None:
+        super().__init__(limit=STREAM_LIMIT)
+        self._forward = forward
+        self._port = port
+        self._where = where
+
+    def _reported(self) -> Exception | None:
+        # The client's proxy thread stores the message before it closes the socket, so it is
+        # there by the time the end of the socket is seen here.
+        message = (self._forward.error(self._port) or "").strip()
+        if not message:
+            return None
+        if "connection refused" in message.lower():
+            return PortRefused(
+                f"nothing accepts connections on 127.0.0.1:{self._port} in {self._where}: {message}"
+            )
+        return ConnectionResetError(f"port-forward to {self._where} failed: {message}")
+
+    def feed_eof(self) -> None:
+        reported = self._reported()
+        if reported is not None:
+            self.set_exception(reported)
+        else:
+            super().feed_eof()
+
+    def set_exception(self, exc: Exception) -> None:
+        super().set_exception(self._reported() or exc)
+
+
 async def open_forwarded_socket(
-    forward: Any, port: int
+    forward: Any, port: int, where: str
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """Asyncio streams on the client's end of one port-forward WebSocket.
+    """Asyncio streams on the client's end of one port-forward WebSocket (``where``: the pod,
+    for messages).
 
     ``PortForward.socket`` is one end of a socket pair whose other end the client's proxy
     thread relays; it is a real socket, so asyncio can own it directly.
@@ -223,4 +267,8 @@ async def open_forwarded_socket(
     raw = forward.socket(port)
     sock: socket.socket = getattr(raw, "_socket", raw)
     sock.setblocking(False)
-    return await asyncio.open_connection(sock=sock, limit=STREAM_LIMIT)
+    loop = asyncio.get_running_loop()
+    reader = ForwardedReader(forward, port, where)
+    protocol = asyncio.StreamReaderProtocol(reader)
+    transport, _ = await loop.create_connection(lambda: protocol, sock=sock)
+    return reader, asyncio.StreamWriter(transport, protocol, reader, loop)

@@ -1,0 +1,63 @@
+"""Housekeeping in a Kubernetes namespace for ``podlink purge``.
+
+What podlink can leave behind in a cluster is a Deployment that dev mode patched and a
+session that died never restored. The patch carries the original spec in an annotation
+(``kubernetes_devmode``), so it can be put back from here, by anyone who may patch it. Every
+call blocks: run it in a worker thread.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kubernetes import client
+
+from podlink.config import KubernetesTargetConfig
+from podlink.targets.base import TargetUnavailable
+from podlink.targets.kubernetes import KubernetesTarget, explain_failure
+from podlink.targets.kubernetes_devmode import (
+    PatchedDeployment,
+    patched_deployments,
+    restore_deployment,
+)
+
+
+class Namespace:
+    """The configured namespace of a cluster, reached as a session would reach it."""
+
+    def __init__(self, config: KubernetesTargetConfig, folder: Path) -> None:
+        target = KubernetesTarget(config, folder=folder)
+        self.api, self.name = target.open_api()
+        self._where = target.where()
+
+    def patched_deployments(self) -> list[PatchedDeployment]:
+        try:
+            return patched_deployments(self.api, self.name)
+        except Exception as error:
+            raise self._failure(error, "listing deployments", "list") from error
+
+    def restore(self, deployment: PatchedDeployment) -> bool:
+        """Put the Deployment back as it was before dev mode; False if it no longer was
+        patched (a session restored it meanwhile)."""
+        try:
+            return restore_deployment(client.AppsV1Api(self.api), self.name, deployment.name)
+        except TargetUnavailable:
+            raise
+        except Exception as error:
+            attempted = f"restoring deployment {deployment.name}"
+            raise self._failure(error, attempted, "patch") from error
+
+    def close(self) -> None:
+        self.api.close()
+
+    def _failure(self, error: BaseException, attempted: str, verb: str) -> TargetUnavailable:
+        return TargetUnavailable(
+            explain_failure(
+                error,
+                attempted=f"{attempted} in namespace {self.name!r}",
+                where=self._where,
+                namespace=self.name,
+                verb=verb,
+                resource="deployments",
+            )
+        )
