@@ -242,3 +242,23 @@ def start_test_container(client: Any) -> Any:
         init=True,
         labels={TEST_LABEL: "1"},
     )
+
+
+# The targets the agent and forwards are tested on directly (Kubernetes has its own tests).
+LOCAL_AND_DOCKER = ("local", "docker")
+
+
+def container_for(kind: str) -> Any:
+    """A fresh test container for "docker"; None for "local"."""
+    return None if kind == "local" else start_test_container(docker_client())
+
+
+def target_in(container: Any, scratch: Path) -> Any:
+    """An unconnected target: the container's, or a local one below ``scratch``."""
+    from podlink.config import DockerTargetConfig
+    from podlink.targets.docker import DockerTarget
+    from podlink.targets.local import LocalTarget
+
+    if container is None:
+        return LocalTarget(scratch / "target")
+    return DockerTarget(DockerTargetConfig(container=container.name), scratch)

@@ -17,12 +17,10 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from podlink.config import DockerTargetConfig
 from podlink.ports import PortForwards
 from podlink.targets.base import Target
-from podlink.targets.docker import DockerTarget
 from podlink.targets.local import LocalTarget
-from tests.targets import TARGET_KINDS, docker_client, start_test_container
+from tests.targets import LOCAL_AND_DOCKER, container_for, target_in
 
 pytestmark = pytest.mark.asyncio
 
@@ -45,23 +43,17 @@ conn.close()
 """
 
 
-@pytest.fixture(params=TARGET_KINDS)
+@pytest.fixture(params=LOCAL_AND_DOCKER)
 def container(request: pytest.FixtureRequest) -> Iterator[Any]:
-    if request.param == "local":
-        yield None
-        return
-    created = start_test_container(docker_client())
+    created = container_for(str(request.param))
     yield created
-    created.remove(force=True)
+    if created is not None:
+        created.remove(force=True)
 
 
 @pytest_asyncio.fixture
 async def target(container: Any, tmp_path: Path) -> AsyncIterator[Target]:
-    made: LocalTarget | DockerTarget
-    if container is None:
-        made = LocalTarget(tmp_path / "target")
-    else:
-        made = DockerTarget(DockerTargetConfig(container=container.name), tmp_path)
+    made: Target = target_in(container, tmp_path)
     await made.connect()
     yield made
     await made.close()

@@ -10,34 +10,22 @@ from typing import Any
 import pytest
 
 from podlink.agent.client import Agent
-from podlink.config import DockerTargetConfig
 from podlink.targets.base import Target
-from podlink.targets.docker import DockerTarget
-from podlink.targets.local import LocalTarget
-from tests.targets import docker_client, start_test_container
-
-AGENT_TARGET_KINDS = ("local", "docker")
+from tests.targets import LOCAL_AND_DOCKER, container_for, target_in
 
 
-@pytest.fixture(scope="module", params=AGENT_TARGET_KINDS)
+@pytest.fixture(scope="module", params=LOCAL_AND_DOCKER)
 def container(request: pytest.FixtureRequest) -> Iterator[Any]:
     """One container per module (None for the local target); each test has its own root."""
-    if request.param == "local":
-        yield None
-        return
-    assert request.param == "docker"
-    created = start_test_container(docker_client())
+    created = container_for(str(request.param))
     yield created
-    created.remove(force=True)
+    if created is not None:
+        created.remove(force=True)
 
 
 @pytest.fixture
 async def target(container: Any, tmp_path: Path) -> AsyncIterator[Target]:
-    made: LocalTarget | DockerTarget
-    if container is None:
-        made = LocalTarget(tmp_path / "target")
-    else:
-        made = DockerTarget(DockerTargetConfig(container=container.name), tmp_path)
+    made: Target = target_in(container, tmp_path)
     await made.connect()
     yield made
     await made.close()
