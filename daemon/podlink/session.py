@@ -191,7 +191,6 @@ class Session:
             self.engines.append(self._make_engine(target, entry, rules))
         self._engines_ready.set()
         await self._initial_sync(target, progress, local_scans)
-        await self._watch_target_sides()
         self.sync_state = self._settled_sync_state()
         if self.config.run is not None:
             run = self.config.run
@@ -222,6 +221,8 @@ class Session:
         scans: list[asyncio.Future[LocalScan] | None] = list(local_scans)
         for attempt in range(1, INITIAL_SYNC_ATTEMPTS + 1):
             try:
+                # Watch before the first scan: a change made while it runs is queued, not lost.
+                await self._watch_target_sides()
                 for index, (entry, engine) in enumerate(
                     zip(self.config.sync, self.engines, strict=True)
                 ):
@@ -528,10 +529,11 @@ class Session:
         for engine in self.engines:
             await engine.close()
             engine.agent = agent
+        await self._watch_target_sides()
+        for engine in self.engines:
             result = await engine.initial_sync()
             self._count(result)
             self._note_outcome(result)
-        await self._watch_target_sides()
         self.state, self.error = "ready", None
         self.sync_state = self._settled_sync_state()
         self._changed()

@@ -389,10 +389,24 @@ class SyncEngine(RemoteApplier, LocalApplier):
     # -- the target's changes (two-way) ------------------------------------------------------
 
     async def watch_target(self, on_result: RemoteResultCallback) -> str | None:
-        """Follow changes made in the target; a warning to show when it falls back to polling."""
+        """Follow changes made in the target; a warning to show when it falls back to polling.
+
+        Called before the first scan: what changes while it runs is queued and reconciled
+        once it is done (the engine's lock orders the two).
+        """
+        await self._stop_following()
+        await self.agent.ensure_root(self.remote_root, owner=self.owner)
+        self._remote_queue.clear()
         started = await self._reader().watch(self.remote_root, self._queue_remote)
         self._remote_consumer = asyncio.create_task(self._consume_remote(on_result))
         return started.warning
+
+    async def _stop_following(self) -> None:
+        consumer, self._remote_consumer = self._remote_consumer, None
+        if consumer is not None:
+            consumer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await consumer
 
     def _queue_remote(self, changes: RemoteChanges) -> None:
         self._remote_queue.append(changes)
@@ -465,11 +479,7 @@ class SyncEngine(RemoteApplier, LocalApplier):
 
     async def close(self) -> None:
         """Stop following the target and write the agreed state now."""
-        consumer, self._remote_consumer = self._remote_consumer, None
-        if consumer is not None:
-            consumer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await consumer
+        await self._stop_following()
         if self._save_handle is not None:
             self._save_handle.cancel()
             self._save_handle = None
