@@ -1020,9 +1020,11 @@ def write_file(fields: dict[str, Any], incoming: IncomingData) -> dict[str, Any]
         fd = os.open(temp, NEW_FILE_FLAGS, 0o600, dir_fd=folder_fd)
         try:
             digest = hashlib.sha256()
+            size = 0
             for chunk in incoming.chunks():
                 digest.update(chunk)
                 write_all(fd, chunk)
+                size += len(chunk)
             if owner is not None:
                 os.fchown(fd, *owner)  # before fchmod: a chown clears setuid and setgid bits
             os.fchmod(fd, mode)
@@ -1035,6 +1037,7 @@ def write_file(fields: dict[str, Any], incoming: IncomingData) -> dict[str, Any]
             # No fsync: readers must never see a partial file, but a target that crashes
             # is synced again from scratch anyway, so durability is not worth its cost.
             check_expected(expected, folder_fd, name, path)
+            remember_own_write(root, path, size, mtime_ns)
             os.replace(temp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
         except BaseException:
             if fd >= 0:
@@ -1091,6 +1094,7 @@ class FolderCache:
 
     def __init__(self, root: str, create: bool = True) -> None:
         self.root_fd = open_root(root)
+        self.root = root
         self.create = create
         self.owner = OWNERS.get(root)
         self.fds: dict[tuple[str, ...], int] = {}
@@ -1191,9 +1195,11 @@ def write_listed_file(
     temp = temp_name(name)
     # umask is 0 here, so the mode given at creation is exact: no separate chmod.
     fd = os.open(temp, NEW_FILE_FLAGS, mode, dir_fd=folder_fd)
+    size = 0
     try:
         for piece in pieces:
             write_all(fd, piece)
+            size += len(piece)
         if folders.owner is not None:
             os.fchown(fd, *folders.owner)
             os.fchmod(fd, mode)  # the chown cleared any setuid and setgid bits
@@ -1201,6 +1207,7 @@ def write_listed_file(
         os.close(fd)
         fd = -1
         check_expected(expected, folder_fd, name, path)
+        remember_own_write(folders.root, path, size, mtime_ns)
         try:
             os.replace(temp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
         except IsADirectoryError:
@@ -1456,6 +1463,30 @@ def parse_events(buffer: bytes) -> Iterator[tuple[int, int, bytes]]:
         offset += length
 
 
+# Files this agent just wrote below a watched root, with the size and mtime it gave them: the
+# watcher leaves out their reports, which would only echo back what the daemon sent (an
+# initial sync would otherwise report every file it wrote).
+OWN_WRITES: dict[tuple[str, str], tuple[int, int]] = {}
+OWN_WRITES_LOCK = threading.Lock()
+OWN_WRITES_LIMIT = 200_000
+WATCHED_ROOTS: set[str] = set()
+
+
+def remember_own_write(root: str, path: str, size: int, mtime_ns: int | None) -> None:
+    if mtime_ns is None or root not in WATCHED_ROOTS:
+        return
+    with OWN_WRITES_LOCK:
+        if len(OWN_WRITES) < OWN_WRITES_LIMIT:
+            OWN_WRITES[(root, path)] = (size, mtime_ns)
+
+
+def is_own_write(root: str, path: str, row: list[Any]) -> bool:
+    """Whether ``row`` is exactly what this agent wrote at ``path`` (forgotten either way)."""
+    with OWN_WRITES_LOCK:
+        written = OWN_WRITES.pop((root, path), None)
+    return written is not None and row[1] == "f" and (row[3], row[4]) == written
+
+
 class Watcher:
     """Reports changes below a root in CHANGES frames, from a thread of its own.
 
@@ -1482,6 +1513,7 @@ class Watcher:
 
     def start(self, method: str) -> dict[str, Any]:
         """Set up watching (the thread starts later, after this OK went out); the OK."""
+        WATCHED_ROOTS.add(self.root)
         if method == "polling":
             self.switch_to_polling(None)
         else:
@@ -1497,6 +1529,10 @@ class Watcher:
         return reply
 
     def stop(self) -> None:
+        WATCHED_ROOTS.discard(self.root)
+        with OWN_WRITES_LOCK:
+            for key in [key for key in OWN_WRITES if key[0] == self.root]:
+                del OWN_WRITES[key]
         os.write(self.wake_write, b"x")
         if self.thread.ident is not None:
             self.thread.join()
@@ -1640,7 +1676,7 @@ class Watcher:
                 row = None if folders is None else row_now(folders, path)
                 if row is None:
                     gone.append(path)
-                else:
+                elif not is_own_write(self.root, path, row):
                     entries.append(row)
         finally:
             if folders is not None:

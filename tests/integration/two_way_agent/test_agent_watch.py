@@ -203,3 +203,23 @@ def test_the_watch_ends_with_the_input_and_the_agent_exits(tmp_path: Path) -> No
     assert json.loads(ran.stdout[wire.HEADER_SIZE : wire.HEADER_SIZE + length]) == {
         "method": "inotify"
     }
+
+
+async def test_the_agents_own_synced_writes_are_not_echoed(
+    agent: Agent, target: Target, root: str
+) -> None:
+    reported = Reported()
+    await agent.watch(root, reported, method="auto")
+    # Synced files carry their source's mtime: the daemon knows exactly what it wrote.
+    await agent.write_bytes(
+        root, "synced.txt", b"from the workspace", mtime_ns=1_700_000_000_000_000_000
+    )
+    many = [(f"many/{index}.txt", b"x" * index) for index in range(20)]
+    for path, data in many:
+        await agent.write_bytes(root, path, data, mtime_ns=1_700_000_000_000_000_000)
+    await sh(target, "echo edited > synced.txt && echo done > marker", cwd=root)
+    await reported.until(lambda: reported.present("marker") is not None)
+    await reported.until(
+        lambda: (entry := reported.present("synced.txt")) is not None and entry.size == 7
+    )
+    assert not [path for path in reported.paths() if path.startswith("many/") and path != "many"]
