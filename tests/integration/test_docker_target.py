@@ -254,9 +254,12 @@ async def test_dockerfile_build_streams_its_log_and_a_failed_step_points_at_its_
         await session.stop()
 
         dockerfile.write_text(f"FROM {TEST_IMAGE}\n\nRUN echo fine \\\n  && false\nRUN true\n")
+        before = {container.id for container in client.containers.list(all=True)}
         failing = Session(load_config(workspace), listener)
         with pytest.raises(TargetUnavailable, match="image build failed"):
             await failing.start()
+        # The failed step's container is not left behind.
+        assert {container.id for container in client.containers.list(all=True)} <= before
         diagnostics = listener.diagnostics[("podlink-build", dockerfile)]
         assert [d.line for d in diagnostics] == [3]
         assert "non-zero code" in diagnostics[0].message

@@ -210,7 +210,10 @@ class DockerTarget:
             tag=f"{container_name_for(self._folder)}:dev",
             labels={MANAGED_LABEL: "1", FOLDER_LABEL: str(self._folder)},
             decode=True,
+            # Also after a failed step: a broken Dockerfile must not leave a stopped
+            # container behind for every attempt.
             rm=True,
+            forcerm=True,
         )
         try:
             return follow_build(messages, dockerfile, self._log_from_thread)
