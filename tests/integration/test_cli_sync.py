@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,13 +42,6 @@ def up(workspace: Path, env: dict[str, str]) -> Iterator[LineWatcher]:
         process.kill()
 
 
-def wait_for_files(folder: Path, count: int, seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while len(list(folder.iterdir())) != count:
-        assert time.monotonic() < deadline, f"{folder} never held {count} files"
-        time.sleep(0.05)
-
-
 def test_a_paused_sync_is_resumed_from_another_terminal(
     workspace: Path, env: dict[str, str], up: LineWatcher
 ) -> None:
@@ -59,10 +51,12 @@ def test_a_paused_sync_is_resumed_from_another_terminal(
     up.wait_for("paused", seconds=30)
     assert len(list(target.iterdir())) == FILES  # nothing deleted while paused
 
+    mark = len(up.lines)
     answer = podlink("resume", str(workspace), cwd=workspace, env=env)
     assert answer.returncode == 0, answer.stderr
     assert "resume" in answer.stdout
-    wait_for_files(target, FILES - 25)
+    up.wait_for("25 deleted", after=mark, seconds=30)
+    assert len(list(target.iterdir())) == FILES - 25
 
 
 def test_reset_from_another_terminal_makes_the_target_match(
@@ -70,9 +64,11 @@ def test_reset_from_another_terminal_makes_the_target_match(
 ) -> None:
     target = workspace / ".podlink" / "target" / "app"
     (target / "stray.txt").write_text("only in the target")  # upload mode replaces it on reset
+    mark = len(up.lines)
     answer = podlink("reset", str(workspace), cwd=workspace, env=env)
     assert answer.returncode == 0, answer.stderr
-    wait_for_files(target, FILES)
+    up.wait_for("1 deleted", after=mark, seconds=30)
+    assert len(list(target.iterdir())) == FILES
     assert not (target / "stray.txt").exists()
 
 

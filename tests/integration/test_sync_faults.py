@@ -8,7 +8,6 @@ import hashlib
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -140,11 +139,8 @@ def test_container_restarted_mid_sync(container: Any, workspace: Path, env: dict
         wait_until(lambda: writing_started(container), "the big file's transfer")
         container.restart(timeout=1)
         mark = len(output.lines)
+        # Logged once the resync after the restart is done.
         output.wait_for("reconnected", after=mark, seconds=120)
-        deadline = time.monotonic() + 60
-        while big_file_state(container) != digest(workspace / "big.bin"):
-            assert time.monotonic() < deadline, "the big file never arrived after the restart"
-            time.sleep(0.2)
         assert_target_matches(container, workspace)
     finally:
         stop_up(process)
