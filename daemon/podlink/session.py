@@ -30,7 +30,7 @@ from podlink.diagnostics import Diagnostic, DiagnosticSource
 from podlink.ports import PortForwards
 from podlink.runtime import sessions_dir, state_dir
 from podlink.sync.ancestor import AncestorStore, ancestor_file
-from podlink.sync.core.reconcile import Mode
+from podlink.sync.core.reconcile import Conflict, Mode
 from podlink.sync.engine import SyncEngine
 from podlink.sync.ignore import IgnoreRules
 from podlink.sync.outcome import BatchResult
@@ -98,6 +98,7 @@ class Session:
         self._engines_ready = asyncio.Event()
         self._published: dict[DiagnosticSource, set[Path]] = {}
         self._halts_shown: set[str] = set()
+        self._conflicts_published: list[tuple[Path, Conflict]] = []
         self._background: set[asyncio.Task[None]] = set()
         self._emit_handle: asyncio.TimerHandle | None = None
         self._last_emit = 0.0
@@ -393,15 +394,20 @@ class Session:
         self._publish_conflicts()
 
     def _publish_conflicts(self) -> None:
+        # Every sync result comes here, a saved file's too: only a changed list is sent.
+        listed = [
+            (engine.local_root, c) for engine in self.engines for c in engine.conflicts.values()
+        ]
+        if listed == self._conflicts_published:
+            return
+        self._conflicts_published = listed
         current: dict[Path, list[Diagnostic]] = {}
-        for engine in self.engines:
-            for conflict in engine.conflicts.values():
-                path = conflict.path
-                local = engine.local_root / path
-                if not local.is_dir():
-                    current.setdefault(local, []).append(
-                        Diagnostic(line=1, message=f"sync conflict: {conflict.message}")
-                    )
+        for local_root, conflict in listed:
+            local = local_root / conflict.path
+            if not local.is_dir():
+                current.setdefault(local, []).append(
+                    Diagnostic(line=1, message=f"sync conflict: {conflict.message}")
+                )
         for stale in self._published.get("podlink-sync", set()) - current.keys():
             self._publish("podlink-sync", stale, [])
         for local, diagnostics in current.items():
