@@ -21,7 +21,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,8 @@ SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/
 WATCH_SECONDS = 240
 REQUEST_TIMEOUT = (10, 30)
 WATCH_RETRY_FIRST, WATCH_RETRY_MAX = 0.5, 15.0
+# Failed watches in a row before the session hears of it: one blip is retried quietly.
+WATCH_FAILURES_SHOWN = 3
 SHOWN_EVENTS = 3
 
 
@@ -72,6 +74,7 @@ class KubernetesTarget:
         # In dev mode the pods are the Deployment's, whatever pod: says.
         self._selector = config.pod.selector
         self._api: Any = None
+        self._configuration: Any = None
         self._context = config.context or ""
         self._namespace = config.namespace or "default"
         self._server = ""
@@ -145,6 +148,7 @@ class KubernetesTarget:
         self._server = str(configuration.host)
         # A dead API server must fail the attempt quickly: the session retries with backoff.
         configuration.retries = 0
+        self._configuration = configuration
         return client.ApiClient(configuration)
 
     def _load_kubeconfig(self, path: str, configuration: Any) -> None:
@@ -217,6 +221,23 @@ class KubernetesTarget:
         if self._api is None:
             raise TargetUnavailable("the Kubernetes target is not connected")
         return client.CoreV1Api(self._api)
+
+    @contextlib.contextmanager
+    def _stream_core(self) -> Iterator[Any]:
+        """A CoreV1Api on an ApiClient of its own, for one exec or port-forward.
+
+        The client's ``stream()`` and ``portforward()`` swap the ``request`` function of the
+        ApiClient they are given while they open their WebSocket: a call made meanwhile on
+        the same ApiClient from another thread (the pod watch's) would go to the WebSocket
+        function and fail. The opened WebSocket does not need its ApiClient afterwards.
+        """
+        if self._api is None or self._configuration is None:
+            raise TargetUnavailable("the Kubernetes target is not connected")
+        api: Any = client.ApiClient(self._configuration)
+        try:
+            yield client.CoreV1Api(api)
+        finally:
+            api.close()
 
     def _check_namespace(self) -> None:
         try:
@@ -368,23 +389,27 @@ class KubernetesTarget:
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
     ) -> KubeExec:
-        core = self._core()
         pod = self._pod_name
+        command = wrapped_argv(argv, tty=tty, env=env, cwd=cwd)
+
+        def open_exec() -> Any:
+            with self._stream_core() as core:
+                return stream(
+                    core.connect_get_namespaced_pod_exec,
+                    pod,
+                    self._namespace,
+                    command=command,
+                    container=self._container,
+                    stdin=stdin or tty,
+                    stdout=True,
+                    stderr=True,
+                    tty=tty,
+                    _preload_content=False,
+                    binary=True,
+                )
+
         try:
-            websocket = await asyncio.to_thread(
-                stream,
-                core.connect_get_namespaced_pod_exec,
-                pod,
-                self._namespace,
-                command=wrapped_argv(argv, tty=tty, env=env, cwd=cwd),
-                container=self._container,
-                stdin=stdin or tty,
-                stdout=True,
-                stderr=True,
-                tty=tty,
-                _preload_content=False,
-                binary=True,
-            )
+            websocket = await asyncio.to_thread(open_exec)
         except Exception as error:
             raise self._failure(
                 error, f"running {argv[0]!r} in pod {pod}", "create", "pods/exec"
@@ -409,9 +434,9 @@ class KubernetesTarget:
         # The group first (the exec's own session); a runtime that does not start execs in a
         # session of their own leaves only the pid itself to signal.
         script = f"kill -{signal_name} -{pid} 2>/dev/null || kill -{signal_name} {pid}; true"
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception), self._stream_core() as core:
             stream(
-                self._core().connect_get_namespaced_pod_exec,
+                core.connect_get_namespaced_pod_exec,
                 self._pod_name,
                 self._namespace,
                 command=["sh", "-c", script],
@@ -424,15 +449,19 @@ class KubernetesTarget:
             )
 
     async def tunnel(self, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        core = self._core()
+        pod = self._pod_name
+
+        def open_forward() -> Any:
+            with self._stream_core() as core:
+                return portforward(
+                    core.connect_get_namespaced_pod_portforward,
+                    pod,
+                    self._namespace,
+                    ports=str(port),
+                )
+
         try:
-            forward = await asyncio.to_thread(
-                portforward,
-                core.connect_get_namespaced_pod_portforward,
-                self._pod_name,
-                self._namespace,
-                ports=str(port),
-            )
+            forward = await asyncio.to_thread(open_forward)
         except Exception as error:
             raise self._failure(
                 error,
@@ -474,6 +503,7 @@ class KubernetesTarget:
             scope = {"field_selector": f"metadata.name={self._config.pod.name}"}
         version: str | None = None
         delay = WATCH_RETRY_FIRST
+        failures = 0
         while not self._stop_watching.is_set():
             try:
                 if version is None:
@@ -481,6 +511,7 @@ class KubernetesTarget:
                         self._namespace, _request_timeout=REQUEST_TIMEOUT, **scope
                     )
                     version = listing.metadata.resource_version
+                    failures = 0
                     self._observe_listing(listing.items)
                 self._watch = _watch_module.Watch()
                 for event in self._watch.stream(
@@ -492,6 +523,7 @@ class KubernetesTarget:
                     _request_timeout=(REQUEST_TIMEOUT[0], WATCH_SECONDS + 10),
                     **scope,
                 ):
+                    failures = 0
                     version = self._watch.resource_version or version
                     if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
                         self._observe(event["type"], event["object"])
@@ -500,15 +532,35 @@ class KubernetesTarget:
                 if error.status == 410:
                     version = None  # expired: list again and go on from there
                     continue
-                log.debug("pod watch failed: %s", error)
+                failures += 1
+                self._watch_failed(failures, error)
                 self._stop_watching.wait(delay)
                 delay = min(delay * 2, WATCH_RETRY_MAX)
             except Exception as error:  # the API server went away; exec streams notice too
                 if self._stop_watching.is_set():
                     return
-                log.debug("pod watch failed: %s", error)
+                failures += 1
+                self._watch_failed(failures, error)
                 self._stop_watching.wait(delay)
                 delay = min(delay * 2, WATCH_RETRY_MAX)
+
+    def _watch_failed(self, failures: int, error: BaseException) -> None:
+        """A watch that keeps failing leaves the session blind to its pod being replaced:
+        say so (the session goes degraded and reconnects) rather than retry in silence."""
+        if isinstance(error, ApiException):
+            _, reason = _status_of(error)
+            message = f"{error.status} {reason}".strip()
+        else:
+            message = str(error) or type(error).__name__
+        log.warning("pod watch failed (%d in a row): %s", failures, message)
+        if failures % WATCH_FAILURES_SHOWN == 0:
+            self._emit(
+                TargetEvent(
+                    TargetEventKind.GONE,
+                    f"cannot follow pod {self._pod_name} in {self._where()}: the pod watch "
+                    f"failed {failures} times in a row ({message})",
+                )
+            )
 
     def _observe_listing(self, pods: list[Any]) -> None:
         with self._state_lock:
