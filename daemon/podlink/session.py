@@ -12,6 +12,7 @@ import functools
 import json
 import logging
 import os
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -511,23 +512,27 @@ class Session:
                 await asyncio.wait_for(self._recovery_wake.wait(), delay)
             self._recovery_wake.clear()
             try:
-                await self._reconnect()
+                summary = await self._reconnect()
             except (TargetUnavailable, AgentGone) as error:
                 self.error = f"{reason}; still reconnecting: {error}"
                 self._changed()
                 delay = min(delay * 2, RECONNECT_MAX_DELAY)
                 continue
-            self._log("daemon", "reconnected to the target and resynced")
+            self._log("daemon", f"reconnected to the target, {summary}")
             self.ports.target_back()
             return
 
-    async def _reconnect(self) -> None:
+    async def _reconnect(self) -> str:
+        """Connect again and resync; says in one line what that took (a new pod holds none
+        of the files, and naming each one would bury the log)."""
         target = self.target
         assert target is not None
         if self.app is not None:
             await self.app.stop()
         if self._agent is not None:
             await self._agent.close()
+        before = target.describe().name
+        started = time.monotonic()
         await target.connect()
         agent = await start_transport(target, lambda text: self._log("sync", text))
         self._agent = agent
@@ -536,15 +541,23 @@ class Session:
             await engine.close()
             engine.agent = agent
         await self._watch_target_sides()
+        written = 0
         for engine in self.engines:
             result = await engine.initial_sync()
+            written += result.files_written
             self._count(result)
             self._note_outcome(result)
+        seconds = time.monotonic() - started
         self.state, self.error = "ready", None
         self.sync_state = self._settled_sync_state()
         self._changed()
         if self.app is not None:
             await self.app.start()
+        description = target.describe()
+        where = description.label
+        if description.name != before:
+            where = f"new {where} (was {before})"
+        return f"{where}: {written:,} file(s) synced in {seconds:.1f} s"
 
     # -- diagnostics ---------------------------------------------------------------------
 

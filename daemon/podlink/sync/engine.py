@@ -15,7 +15,7 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import msgspec
@@ -55,6 +55,8 @@ INLINE_HASH_LIMIT = 1 << 20
 SAVE_DELAY_SECONDS = 1.0
 # Deletions within this span count together against sync[].maxDeleteShare.
 DELETION_WINDOW_SECONDS = 10.0
+# Target-side edits named one by one; past this they are counted.
+REPORTED_OVERWRITES = 20
 
 RemoteResultCallback = Callable[[BatchResult, float], Awaitable[None]]
 
@@ -278,11 +280,7 @@ class SyncEngine(RemoteApplier, LocalApplier):
         if outcome.halt is not None:
             self.halt = result.halted = outcome.halt
             return result
-        for path in outcome.overwritten:
-            self._report(
-                f"{path} was changed in the target; upload mode replaces it with the "
-                "workspace's version (use mode: two-way to keep target-side edits)"
-            )
+        self._report_overwritten(outcome.overwritten, remote)
         result.overwritten = list(outcome.overwritten)
         for copy in outcome.copies:
             try:
@@ -324,6 +322,22 @@ class SyncEngine(RemoteApplier, LocalApplier):
             self._agreed = True
             await self._save()  # at once: a crash now must not make the next start a first sync
         return result
+
+    def _report_overwritten(self, paths: Sequence[str], remote: Mapping[str, Entry]) -> None:
+        """Name the target-side edits upload mode replaces. Paths merely missing there (a new
+        pod, a fresh container, files removed by hand) are not edits: a new target would
+        otherwise log every file of the project; they are counted in ``restored``."""
+        edited = [path for path in paths if path in remote]
+        for path in edited[:REPORTED_OVERWRITES]:
+            self._report(
+                f"{path} was changed in the target; upload mode replaces it with the "
+                "workspace's version (use mode: two-way to keep target-side edits)"
+            )
+        if len(edited) > REPORTED_OVERWRITES:
+            self._report(
+                f"{len(edited) - REPORTED_OVERWRITES:,} more path(s) changed in the target "
+                "are replaced with the workspace's version"
+            )
 
     def _ancestor_files(self) -> int:
         if self._ancestor_file_count is None:

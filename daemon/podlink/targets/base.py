@@ -76,6 +76,12 @@ class TargetDescription(msgspec.Struct, frozen=True):
     name: str
     detail: dict[str, Any] = msgspec.field(default_factory=dict)
 
+    @property
+    def label(self) -> str:
+        """What a user calls it: "pod web-7d9c", "container web-dev"."""
+        noun = {"kubernetes": "pod", "docker": "container"}.get(self.kind, "target")
+        return f"{noun} {self.name}" if self.name else noun
+
 
 class ExecStream(Protocol):
     """A running command in the target.
