@@ -16,6 +16,7 @@ for the double's own test controls (``DoubleCluster.double``).
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import os
@@ -52,6 +53,27 @@ def real_context() -> str | None:
 def pod_image() -> str:
     """The image of the test pods (the double runs its own whatever a pod names)."""
     return os.environ.get(IMAGE_VARIABLE) or TEST_IMAGE
+
+
+needs_a_real_cluster = pytest.mark.skipif(
+    real_context() is None,
+    reason=(
+        f"needs a real cluster: scripts/test runs it in its second pass, against the cluster "
+        f"scripts/kube-env starts ({KUBECONTEXT_VARIABLE}=podlink-test)"
+    ),
+)
+CONTROL_VARIABLE = "PODLINK_TEST_KUBE_ENV"
+
+
+def cluster_control() -> Path:
+    """scripts/kube-env of the cluster under test, which can stop and start its parts."""
+    script = os.environ.get(CONTROL_VARIABLE)
+    if not script:
+        pytest.skip(
+            f"needs the cluster scripts/kube-env started ({CONTROL_VARIABLE} names that "
+            "script): only it can stop and start the API server"
+        )
+    return Path(script)
 
 
 needs_the_double = pytest.mark.skipif(
@@ -183,6 +205,24 @@ class RealCluster:
         self.core.create_namespace(
             {"metadata": {"name": self.namespace, "labels": {TEST_LABEL: "1"}}}
         )
+        self._wait_for_service_account()
+
+    def _wait_for_service_account(self) -> None:
+        """Pods in a namespace just made are refused (500 "No API token found for service
+        account default", or the account not found) until the controller-manager made the
+        namespace's default service account."""
+        deadline = time.monotonic() + READY_SECONDS
+        while True:
+            try:
+                self.core.read_namespaced_service_account("default", self.namespace)
+                return
+            except ApiException as error:
+                if error.status != 404 or time.monotonic() > deadline:
+                    pytest.fail(
+                        f"namespace {self.namespace} got no default service account in "
+                        f"{READY_SECONDS} s: is the controller-manager running? ({error.reason})"
+                    )
+            time.sleep(POLL_SECONDS)
 
     def environment(self) -> dict[str, str]:
         return {}  # the developer's own kubeconfig, with the context named in podlink.yaml
@@ -227,6 +267,83 @@ class RealCluster:
                 f"pod {pod} cannot get image {self.image} ({waiting}): load it into the "
                 f"cluster (kind load docker-image / minikube image load) or set {IMAGE_VARIABLE}"
             )
+
+    def start_crashing_pod(self, name: str, labels: dict[str, str]) -> None:
+        """A pod whose container exits at once with an error; returns once the kubelet backs
+        off from restarting it (CrashLoopBackOff)."""
+        manifest = pod_manifest(name, labels, self.image)
+        manifest["spec"]["containers"][0]["command"] = [
+            "sh",
+            "-c",
+            "echo 'ModuleNotFoundError: no module named app' >&2; exit 3",
+        ]
+        self.core.create_namespaced_pod(self.namespace, manifest)
+        events = _watch.Watch().stream(
+            self.core.list_namespaced_pod,
+            self.namespace,
+            field_selector=f"metadata.name={name}",
+            timeout_seconds=READY_SECONDS,
+        )
+        for event in events:
+            if waiting_reason(event["object"]) == "CrashLoopBackOff":
+                return
+        pytest.fail(f"pod {name} did not reach CrashLoopBackOff in {READY_SECONDS} s")
+
+    def service_account_kubeconfig(
+        self, name: str, rules: list[dict[str, Any]], folder: Path
+    ) -> Path:
+        """A kubeconfig that authenticates with a bearer token of a new ServiceAccount
+        bound to a Role of ``rules`` in the test namespace (real RBAC)."""
+        rbac = client.RbacAuthorizationV1Api(self.api)
+        self.core.create_namespaced_service_account(self.namespace, {"metadata": {"name": name}})
+        rbac.create_namespaced_role(self.namespace, {"metadata": {"name": name}, "rules": rules})
+        rbac.create_namespaced_role_binding(
+            self.namespace,
+            {
+                "metadata": {"name": name},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+                "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": self.namespace}],
+            },
+        )
+        request = self.core.create_namespaced_service_account_token(
+            name, self.namespace, {"spec": {"expirationSeconds": 3600}}
+        )
+        configuration = self.api.configuration
+        ca = Path(configuration.ssl_ca_cert).read_text() if configuration.ssl_ca_cert else ""
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "token",
+                    "cluster": {
+                        "server": configuration.host,
+                        "certificate-authority-data": base64.b64encode(ca.encode()).decode(),
+                    },
+                }
+            ],
+            "users": [{"name": name, "user": {"token": request.status.token}}],
+            "contexts": [
+                {
+                    "name": self.context,
+                    "context": {"cluster": "token", "user": name, "namespace": self.namespace},
+                }
+            ],
+            "current-context": self.context,
+        }
+        path = folder / f"{name}.kubeconfig"
+        path.write_text(json.dumps(config))
+        return path
+
+    def grant(self, role: str, rules: list[dict[str, Any]]) -> None:
+        """Add ``rules`` to the Role ``role`` made by ``service_account_kubeconfig``."""
+        rbac = client.RbacAuthorizationV1Api(self.api)
+        current = rbac.read_namespaced_role(role, self.namespace)
+        rbac.patch_namespaced_role(
+            role,
+            self.namespace,
+            {"rules": [self.api.sanitize_for_serialization(r) for r in current.rules] + rules},
+        )
 
     def delete_pod(self, name: str) -> None:
         try:
@@ -364,7 +481,9 @@ class PodShell:
     """Runs commands in one pod's container through the exec subresource, as kubectl does."""
 
     def __init__(self, api: Any, namespace: str, pod: str, container: str = "app") -> None:
-        self.core = client.CoreV1Api(api)
+        # An ApiClient of its own: stream() swaps the request function of the one it is given
+        # while it opens its WebSocket, which would break calls made on it meanwhile.
+        self.core = client.CoreV1Api(client.ApiClient(api.configuration))
         self.namespace = namespace
         self.pod = pod
         self.container = container

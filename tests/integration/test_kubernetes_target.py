@@ -22,7 +22,16 @@ from podlink.session import Session
 from podlink.targets.base import PortRefused, TargetUnavailable
 from podlink.targets.kubernetes import KubernetesTarget
 from tests.helpers import tree_listing
-from tests.kube_cluster import DoubleCluster, KubeCluster, needs_the_double, open_cluster, pod_image
+from tests.kube_cluster import (
+    DoubleCluster,
+    KubeCluster,
+    RealCluster,
+    cluster_control,
+    needs_a_real_cluster,
+    needs_the_double,
+    open_cluster,
+    pod_image,
+)
 from tests.kube_double import KubeApiDouble
 from tests.recording import RecordingListener
 from tests.targets import KubernetesProbe
@@ -278,8 +287,13 @@ async def test_a_session_syncs_and_follows_a_replaced_pod(
         degraded = await listener.wait_for_state("degraded", since=mark)
         assert web in (degraded.error or "")
         await listener.wait_for_state("ready", since=listener.after(degraded), seconds=60)
-        await listener.wait_for_log("reconnected", since=mark)
+        summary = await listener.wait_for_log("reconnected", since=mark)
         assert await asyncio.to_thread(remote_view, cluster, replacement) == local_view(workspace)
+        # One line says what happened; the new pod's missing files are not "changed there".
+        files = sum(1 for info in local_view(workspace).values() if info[0] == "file")
+        assert f"new pod {replacement} (was {web}): {files:,} file(s) synced in " in summary
+        since_replaced = [text for _, text in listener.logs[mark[1] :]]
+        assert not [text for text in since_replaced if "was changed in the target" in text]
     finally:
         await session.stop()
 
@@ -370,10 +384,13 @@ async def test_an_expired_watch_is_resumed(
     events = target.events()
     try:
         assert (await anext(events)).kind.value == "started"
+        assert await asyncio.to_thread(double.watch_opened.wait, 30)
         await asyncio.to_thread(double.expire_history)
         await asyncio.to_thread(double.restart_container, web)
         kinds = [(await asyncio.wait_for(anext(events), 60)).kind.value for _ in range(2)]
         assert kinds == ["gone", "restarted"]
+        # The open watch ended, the next one was refused as too old, and podlink listed again.
+        assert double.expired_watches >= 1
     finally:
         await target.close()
 
@@ -444,3 +461,122 @@ async def test_connection_errors_say_what_was_tried(
     monkeypatch.setenv("KUBECONFIG", str(double.write_kubeconfig(tmp_path / "gone")))
     message = await connect_error(by_selector())
     assert "cannot reach the API server" in message and double.url in message
+
+
+# -- what only a real cluster shows ---------------------------------------------------------
+
+
+def real(cluster: KubeCluster) -> RealCluster:
+    assert isinstance(cluster, RealCluster)
+    return cluster
+
+
+READ_PODS = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+
+
+@needs_a_real_cluster
+async def test_a_bearer_token_meets_real_rbac(
+    cluster: KubeCluster,
+    web: str,
+    by_selector: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The suite's own kubeconfig holds client certificates; this one a ServiceAccount's
+    bearer token, whose Role may read pods but not exec into them or forward their ports."""
+    kubeconfig = real(cluster).service_account_kubeconfig("viewer", READ_PODS, tmp_path)
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    target = KubernetesTarget(by_selector())
+    await target.connect()
+    try:
+        with pytest.raises(TargetUnavailable) as exec_denied:
+            await target.exec(["true"])
+        message = str(exec_denied.value)
+        assert "forbidden" in message and "verb 'create' on resource 'pods/exec'" in message
+        with pytest.raises(TargetUnavailable) as forward_denied:
+            await target.tunnel(9123)
+        assert "verb 'create' on resource 'pods/portforward'" in str(forward_denied.value)
+    finally:
+        await target.close()
+    # Granted what the message named, the same token runs commands in the pod.
+    real(cluster).grant(
+        "viewer", [{"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create", "get"]}]
+    )
+    target = KubernetesTarget(by_selector())
+    await target.connect()
+    try:
+        async with asyncio.timeout(30):
+            while True:  # the authorizer's cache takes the new rule a moment later
+                try:
+                    running = await target.exec(["sh", "-c", "echo granted"])
+                    break
+                except TargetUnavailable as error:
+                    assert "forbidden" in str(error)
+                    await asyncio.sleep(0.2)
+        assert await running.stdout.read() == b"granted\n"
+        assert await running.wait() == 0
+    finally:
+        await target.close()
+
+
+@needs_a_real_cluster
+async def test_a_crash_looping_container_shows_its_reason(
+    cluster: KubeCluster, by_selector: Any
+) -> None:
+    await asyncio.to_thread(real(cluster).start_crashing_pod, "web-1", {"app": "web"})
+    message = await connect_error(by_selector())
+    assert "web-1" in message and "CrashLoopBackOff" in message
+
+
+@needs_a_real_cluster
+async def test_the_named_container_of_a_multi_container_pod_is_used(
+    cluster: KubeCluster, by_selector: Any
+) -> None:
+    """The double merges a pod's containers into one; a real pod has a file system each."""
+    await asyncio.to_thread(cluster.start_pod, "multi-1", {"app": "multi"}, ("sidecar", "app"))
+    for chosen, other in (("app", "sidecar"), ("sidecar", "app")):
+        target = KubernetesTarget(by_selector("app=multi", container=chosen))
+        await target.connect()
+        try:
+            running = await target.exec(["sh", "-c", f"echo {chosen} > /tmp/picked"])
+            assert await running.wait() == 0
+        finally:
+            await target.close()
+        chosen_shell = cluster.shell("multi-1", chosen)
+        assert await asyncio.to_thread(chosen_shell.check, "cat", "/tmp/picked") == (
+            chosen.encode() + b"\n"
+        )
+        await asyncio.to_thread(cluster.shell("multi-1", other).check, "rm", "-f", "/tmp/picked")
+
+
+@needs_a_real_cluster
+async def test_a_session_rides_out_an_api_server_restart(
+    cluster: KubeCluster, web: str, workspace: Path
+) -> None:
+    control = cluster_control()
+    listener = RecordingListener()
+    session = Session(load_config(workspace), listener)
+    await session.start()
+    try:
+        await listener.wait_for_state("ready", seconds=60)
+        mark = listener.mark()
+        await run_control(control, "stop", "kube-apiserver")
+        try:
+            degraded = await listener.wait_for_state("degraded", since=mark, seconds=60)
+            # Edited while the cluster cannot be reached: synced once it can.
+            (workspace / "app" / "while_away.py").write_text("AWAY = True\n")
+        finally:
+            await run_control(control, "start", "kube-apiserver")
+        await listener.wait_for_state("ready", since=listener.after(degraded), seconds=120)
+        await session.flush(30)
+        assert await asyncio.to_thread(remote_view, cluster, web) == local_view(workspace)
+    finally:
+        await session.stop()
+
+
+async def run_control(script: Path, *arguments: str) -> None:
+    process = await asyncio.create_subprocess_exec(
+        str(script), *arguments, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    output, _ = await process.communicate()
+    assert process.returncode == 0, f"{script} {' '.join(arguments)}: {output.decode()}"
