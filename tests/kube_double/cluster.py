@@ -49,8 +49,13 @@ class KubeApiDouble:
         self.lock = threading.RLock()
         self.resource_version = 1
         self.compacted_version = 0
+        # Watches answered 410 Gone: proof that a client really listed again.
+        self.expired_watches = 0
+        # Set once a watch is open (a test compacts the history only after that).
+        self.watch_opened = threading.Event()
         self.history: list[tuple[int, str, dict[str, Any], Pod]] = []
-        self.watchers: set[asyncio.Queue[tuple[int, str, dict[str, Any], Pod]]] = set()
+        # None on a queue ends that watch, as an API server does when its cache is compacted.
+        self.watchers: set[asyncio.Queue[tuple[int, str, dict[str, Any], Pod] | None]] = set()
         self.deployments: dict[tuple[str, str], dict[str, Any]] = {}
         self.rolled_out: dict[tuple[str, str], str] = {}
         self.rollouts: SimpleQueue[tuple[str, str] | None] = SimpleQueue()
@@ -259,10 +264,19 @@ class KubeApiDouble:
         self.denied.add((verb, resource))
 
     def expire_history(self) -> None:
-        """Compact the watch cache: a watch from any earlier version now gets 410 Gone."""
+        """Compact the watch cache: the open watches end, and a watch from any earlier
+        version now gets 410 Gone (so a client must list again to go on)."""
         with self.lock:
             self.history.clear()
+            # Past every version a client has seen, as compaction during a quiet spell is.
+            self.resource_version += 1
             self.compacted_version = self.resource_version
+
+        def end_watches() -> None:
+            for queue in list(self.watchers):
+                queue.put_nowait(None)
+
+        self.server.call_soon(end_watches)
 
     # -- internals ---------------------------------------------------------------------------
 

@@ -291,12 +291,14 @@ class ApiServer:
             b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n"
         )
-        queue: asyncio.Queue[tuple[int, str, dict[str, Any], Pod]] = asyncio.Queue()
+        queue: asyncio.Queue[tuple[int, str, dict[str, Any], Pod] | None] = asyncio.Queue()
         self.cluster.watchers.add(queue)
+        self.cluster.watch_opened.set()
         try:
             since = request.param("resourceVersion")
             with self.cluster.lock:
                 if since and int(since) < self.cluster.compacted_version:
+                    self.cluster.expired_watches += 1
                     expired = status_body(410, "Expired", f"too old resource version: {since}")
                     await self._chunk(writer, {"type": "ERROR", "object": expired})
                     await self._chunk(writer, None)
@@ -316,9 +318,12 @@ class ApiServer:
             deadline = self.loop.time() + float(request.param("timeoutSeconds") or 1800)
             while (remaining := deadline - self.loop.time()) > 0:
                 try:
-                    version, kind, body, pod = await asyncio.wait_for(queue.get(), remaining)
+                    change = await asyncio.wait_for(queue.get(), remaining)
                 except TimeoutError:
                     break
+                if change is None:
+                    break
+                version, kind, body, pod = change
                 if version <= sent:
                     continue
                 sent = version
