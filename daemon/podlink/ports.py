@@ -146,8 +146,11 @@ class Forward:
         try:
             await self._carry(client_reader, client)
         except asyncio.CancelledError:
-            _reset(client)  # the forward is closing
-            raise
+            # The forward is closing. The task ends here instead of re-raising: before
+            # 3.11.9 asyncio's server calls exception() on a cancelled connection task and
+            # logs "Exception in callback" with a traceback for every open connection.
+            _reset(client)
+            return
         finally:
             self._connections.discard(task)
             if not self.closed:

@@ -91,3 +91,33 @@ async def test_a_client_that_stops_reading_holds_back_the_sender(target: Target)
     finally:
         await forwards.close()
     assert forward.closed
+
+
+async def test_closing_a_forward_with_open_connections_reports_no_error(target: Target) -> None:
+    """Closing a forward cancels its connections; asyncio must have nothing to report (its
+    server once logged "Exception in callback" with a traceback for each one)."""
+    python = sys.executable if isinstance(target, LocalTarget) else target.python
+    server = await target.exec([python, "-c", FLOOD_SERVER, str(TOTAL_MEBIBYTES)])
+    port = int((await asyncio.wait_for(server.stdout.readline(), 10)).split()[1])
+    reported: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _, context: reported.append(context))
+    forwards = PortForwards(
+        target.tunnel, always_reachable, on_change=lambda: None, on_log=lambda _: None
+    )
+    forward = await forwards.add(port, shares_loopback=isinstance(target, LocalTarget))
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", forward.local_port)
+        assert await asyncio.wait_for(reader.readexactly(MEBIBYTE), 30) == PATTERN
+        await forwards.close()
+        # The client sees its connection reset; by then every callback of the close has run.
+        with pytest.raises(ConnectionResetError):
+            while await asyncio.wait_for(reader.read(MEBIBYTE), 30):
+                pass
+        writer.close()
+        await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(None)
+        await server.terminate()
+    assert forward.closed
+    assert reported == []
