@@ -347,9 +347,16 @@ class Poller:
 
     @classmethod
     async def start(cls, container: str) -> Poller:
+        return await cls.start_over(["docker", "exec", "-i", container])
+
+    @classmethod
+    async def start_over(cls, exec_argv: list[str]) -> Poller:
+        """The poller run by ``exec_argv`` (a command that runs its arguments in the target
+        with stdin attached, e.g. ``kubectl exec -i POD --``)."""
         before = time.monotonic()
         process = await asyncio.create_subprocess_exec(
-            *("docker", "exec", "-i", container, "python3", "-I", "-u", "-c", POLLER_SOURCE),
+            *exec_argv,
+            *("python3", "-I", "-u", "-c", POLLER_SOURCE),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )
