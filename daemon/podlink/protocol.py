@@ -41,8 +41,15 @@ AppState = Literal["running", "exited", "restarting", "stopped"]
 """Whether the app process is up; stopped means stopped on request, exited means it ended by itself.
 """
 
-TestOutcome = Literal["passed", "failed", "skipped", "errored"]
-"""How one test ended; errored means it could not run to a verdict."""
+TestOutcome = Literal["passed", "failed", "skipped", "errored", "xfailed", "xpassed"]
+"""How one test ended, as pytest's own summary counts it: errored means it could not run to a
+verdict (a failing fixture, a file that cannot be collected); xfailed means it failed as an xfail
+mark (or `pytest.xfail()`) expected, xpassed that it passed although a non-strict xfail mark
+expected it to fail (a strict one that passes is failed). A file skipped as a whole at collection
+(`pytest.importorskip`, `pytest.skip(allow_module_level=True)`) is one skipped result under the
+file's id. More outcomes may be added without a version bump: a client should show one it does not
+know as it shows skipped (ended, neither passed nor failed), with its message.
+"""
 
 LogSource = Literal["app", "sync", "build", "test", "daemon"]
 """Which part of a session produced a log line."""
@@ -358,6 +365,14 @@ class RunTestsResult(msgspec.Struct, rename="camel", omit_defaults=True, frozen=
     """Tests that were skipped."""
     errored: int
     """Tests that could not run to a verdict."""
+    xfailed: int | None = None
+    """Tests that failed as expected (counted in none of the fields above); absent from daemons
+    older than this outcome.
+    """
+    xpassed: int | None = None
+    """Tests that passed although expected to fail (counted in none of the fields above); absent
+    from daemons older than this outcome.
+    """
     duration_ms: float
     """How long the run took, in milliseconds."""
 
@@ -428,13 +443,13 @@ class TestResultParams(
     id: str
     """The TestItem id of the test."""
     outcome: TestOutcome
-    """How the test ended."""
+    """How the test ended; a client that does not know the value shows the test as skipped."""
     duration_ms: float | None = None
     """How long the test took, in milliseconds."""
     message: str | None = None
-    """Why the test failed, errored or was skipped."""
+    """Why the test failed, errored, was skipped or was expected to fail."""
     location: Location | None = None
-    """Where the test failed, in the local file."""
+    """Where the test failed, or the line that skipped it, in the local file."""
     output: str | None = None
     """What the test printed."""
 

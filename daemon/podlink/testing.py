@@ -61,6 +61,7 @@ EVENTS_FD = 3
 # A SIGTERM stops pytest at once; a test that ignores it gets SIGKILL after this.
 CANCEL_GRACE_SECONDS = 1.0
 DISCOVERY_LOG_LINES = 40
+NO_TESTS_COLLECTED = 5  # pytest's exit code
 
 # Descriptor 3 is the exec's stdout, reserved for the plugin's events; pytest's own stdout
 # joins stderr. The plugin's folder goes in front of any PYTHONPATH the target already has.
@@ -84,6 +85,8 @@ class RunSummary:
     failed: int = 0
     skipped: int = 0
     errored: int = 0
+    xfailed: int = 0
+    xpassed: int = 0
     duration_ms: float = 0.0
     exit_code: int | None = None
     cancelled: bool = False
@@ -92,8 +95,16 @@ class RunSummary:
         setattr(self, outcome, getattr(self, outcome) + 1)
 
     @property
+    def reported(self) -> int:
+        return self.passed + self.failed + self.skipped + self.errored + self.xfailed + self.xpassed
+
+    @property
     def succeeded(self) -> bool:
-        return not self.failed and not self.errored and self.exit_code == 0
+        if self.failed or self.errored:
+            return False
+        # pytest exits with 5 ("no tests collected") when every file it was given was skipped
+        # at collection, though it reports those skips: that run did not fail.
+        return self.exit_code == 0 or (self.exit_code == NO_TESTS_COLLECTED and self.reported > 0)
 
     def to_protocol(self) -> protocol.RunTestsResult:
         return protocol.RunTestsResult(
@@ -102,6 +113,8 @@ class RunSummary:
             failed=self.failed,
             skipped=self.skipped,
             errored=self.errored,
+            xfailed=self.xfailed,
+            xpassed=self.xpassed,
             duration_ms=round(self.duration_ms, 1),
         )
 
@@ -133,11 +146,14 @@ class TestRunner:
         link = connected(self._host)
         test_paths = self._test_paths(link)
         items: list[ItemEvent] = []
+        skipped: list[ResultEvent] = []
         errors: dict[str, LocatedProblem | None] = {}
 
         def handle(event: Event) -> None:
             if isinstance(event, ItemEvent):
                 items.append(event)
+            elif isinstance(event, ResultEvent) and event.outcome == "skipped":
+                skipped.append(event)  # a file skipped as a whole while it was collected
             elif isinstance(event, CollectErrorEvent):
                 reported = report_collect_error(event, "", test_paths)
                 errors[COLLECT_KEY + reported.params.id] = reported.problem
@@ -154,7 +170,7 @@ class TestRunner:
         for key, problem in errors.items():
             changed |= self._book.replace(key, [problem] if problem else [])
         self._publish(changed)
-        return protocol.DiscoverTestsResult(tests=build_tree(items, test_paths))
+        return protocol.DiscoverTestsResult(tests=build_tree(items, test_paths, skipped))
 
     async def run(
         self,

@@ -35,8 +35,16 @@ export type PortForwardState = "active" | "reconnecting" | "error";
  */
 export type AppState = "running" | "exited" | "restarting" | "stopped";
 
-/** How one test ended; errored means it could not run to a verdict. */
-export type TestOutcome = "passed" | "failed" | "skipped" | "errored";
+/**
+ * How one test ended, as pytest's own summary counts it: errored means it could not run to a
+ * verdict (a failing fixture, a file that cannot be collected); xfailed means it failed as an xfail
+ * mark (or `pytest.xfail()`) expected, xpassed that it passed although a non-strict xfail mark
+ * expected it to fail (a strict one that passes is failed). A file skipped as a whole at collection
+ * (`pytest.importorskip`, `pytest.skip(allow_module_level=True)`) is one skipped result under the
+ * file's id. More outcomes may be added without a version bump: a client should show one it does
+ * not know as it shows skipped (ended, neither passed nor failed), with its message.
+ */
+export type TestOutcome = "passed" | "failed" | "skipped" | "errored" | "xfailed" | "xpassed";
 
 /** Which part of a session produced a log line. */
 export type LogSource = "app" | "sync" | "build" | "test" | "daemon";
@@ -308,6 +316,16 @@ export interface RunTestsResult {
   skipped: number;
   /** Tests that could not run to a verdict. */
   errored: number;
+  /**
+   * Tests that failed as expected (counted in none of the fields above); absent from daemons older
+   * than this outcome.
+   */
+  xfailed?: number;
+  /**
+   * Tests that passed although expected to fail (counted in none of the fields above); absent from
+   * daemons older than this outcome.
+   */
+  xpassed?: number;
   /** How long the run took, in milliseconds. */
   durationMs: number;
 }
@@ -362,13 +380,13 @@ export interface TestResultParams {
   runId: string;
   /** The TestItem id of the test. */
   id: string;
-  /** How the test ended. */
+  /** How the test ended; a client that does not know the value shows the test as skipped. */
   outcome: TestOutcome;
   /** How long the test took, in milliseconds. */
   durationMs?: number;
-  /** Why the test failed, errored or was skipped. */
+  /** Why the test failed, errored, was skipped or was expected to fail. */
   message?: string;
-  /** Where the test failed, in the local file. */
+  /** Where the test failed, or the line that skipped it, in the local file. */
   location?: Location;
   /** What the test printed. */
   output?: string;
