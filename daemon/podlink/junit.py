@@ -33,7 +33,15 @@ def xml_text(text: str) -> str:
 def junit_xml(
     results: Sequence[protocol.TestResultParams], *, suite: str, duration_seconds: float
 ) -> bytes:
-    """One ``<testsuite>`` holding a ``<testcase>`` per result, as pytest's own report does."""
+    """One ``<testsuite>`` holding a ``<testcase>`` per result, as pytest's own report does.
+
+    A file collected twice (as tests and, with ``--doctest-modules``, as doctests) reports
+    its collection error or skip twice under one id; pytest's report has one case for it.
+    """
+    firsts: dict[str, protocol.TestResultParams] = {}
+    for result in results:
+        firsts.setdefault(result.id, result)
+    results = list(firsts.values())
     counts = {outcome: 0 for outcome in ("failed", "errored", "skipped")}
     for result in results:
         counted = "skipped" if result.outcome == "xfailed" else result.outcome
