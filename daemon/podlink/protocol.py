@@ -120,6 +120,59 @@ class SyncStatus(msgspec.Struct, rename="camel", omit_defaults=True, frozen=True
     """Paths changed on both sides that the sync will not resolve by itself."""
     problems: tuple[SyncIssue, ...]
     """Paths that could not be synced."""
+    ignored: IgnoredPaths | None = None
+    """What the ignore rules keep out of the target, as of the last scan of the whole workspace;
+    absent before the first one.
+    """
+
+
+class IgnoredPaths(msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True):
+    """What the user's ignore rules (`.gitignore` and `.podlinkignore` files, `sync[].exclude`) keep
+    out of the target. podlink's own exclusions (`.git/`, `.podlink/`) are not counted;
+    podlink/explainPath says why any one path is left out.
+    """
+
+    files: int
+    """Files left out."""
+    folders: int
+    """Folders left out whole; what they hold is not looked into or counted."""
+    examples: tuple[str, ...]
+    """The first few of those paths, relative to the workspace folder; folders end with `/`."""
+
+
+class IgnoreRule(msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True):
+    """One rule of an ignore file or of a sync entry's exclude list."""
+
+    source: str
+    """Where the rule is written: an ignore file's path relative to the workspace folder,
+    `podlink.yaml` (or the config file in use) for `sync[].exclude`, or `built-in` for what podlink
+    never syncs.
+    """
+    line: int | None = None
+    """The 1-based line in that ignore file, or the 1-based position in the exclude list."""
+    pattern: str
+    """The rule as written."""
+
+
+class PathExplanation(
+    msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True
+):
+    """Whether a local path is synced into the target and, if not, which rule keeps it out."""
+
+    uri: DocumentUri
+    """The path asked about."""
+    synced: bool
+    """Whether the sync carries it into the target (when it exists)."""
+    remote_path: str | None = None
+    """Where it is, or would be, in the target, when a sync entry holds it."""
+    rule: IgnoreRule | None = None
+    """The rule that decided: the one that excludes it, or a `!` rule that brought it back."""
+    excluded_folder: str | None = None
+    """When a folder above the path is what the rule excludes: that folder, relative to the
+    workspace folder (gitignore brings nothing below an excluded folder back).
+    """
+    message: str
+    """The answer in one sentence, for showing to the user."""
 
 
 class SyncIssue(msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True):
@@ -422,6 +475,17 @@ class ResetSyncParams(
     """The session whose sync to reset."""
 
 
+class ExplainPathParams(
+    msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True
+):
+    """The params of podlink/explainPath."""
+
+    session_id: str
+    """The session whose sync rules to ask."""
+    uri: DocumentUri
+    """The local path to explain, a `file:` URI; it need not exist."""
+
+
 class LogParams(msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True):
     """The params of podlink/log."""
 
@@ -469,6 +533,7 @@ CANCEL_TESTS = "podlink/cancelTests"
 BUILD = "podlink/build"
 RESUME_SYNC = "podlink/resumeSync"
 RESET_SYNC = "podlink/resetSync"
+EXPLAIN_PATH = "podlink/explainPath"
 SESSION_CHANGED = "podlink/sessionChanged"
 LOG = "podlink/log"
 TEST_RESULT = "podlink/testResult"
@@ -590,6 +655,13 @@ REQUESTS: dict[str, RequestSpec] = {
         params=ResetSyncParams,
         result=SyncStatus,
         doc="Forget the state both sides last agreed on and rescan them, as on a first sync.",
+    ),
+    EXPLAIN_PATH: RequestSpec(
+        method=EXPLAIN_PATH,
+        params=ExplainPathParams,
+        result=PathExplanation,
+        doc="Say whether a local path is synced into the target and, if not, which rule of which "
+        "ignore file (or of the exclude list) keeps it out.",
     ),
 }
 

@@ -24,8 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import msgspec
+
 from podlink import protocol
 from podlink.config import CommandConfig
+from podlink.ignored import note_left_out, paths_in
 from podlink.target_command import (
     CommandHost,
     Connected,
@@ -199,6 +202,7 @@ class TestRunner:
                     return
                 if isinstance(event, ResultEvent):
                     reported = report_result(event, run_id, test_paths)
+                    reported = self._note_left_out(reported, test_paths)
                     key = reported.params.id
                 elif isinstance(event, CollectErrorEvent):
                     reported = report_collect_error(event, run_id, test_paths)
@@ -223,6 +227,30 @@ class TestRunner:
             del self._runs[run_id]
             summary.duration_ms = (time.monotonic() - started) * 1000
         return summary
+
+    def _note_left_out(self, reported: ReportedTest, test_paths: TestPaths) -> ReportedTest:
+        """A failure that names a path the sync leaves out says so: the file is missing in
+        the target because an ignore rule keeps it there, not because the code is wrong."""
+        params = reported.params
+        if params.outcome not in ("failed", "errored") or not params.message:
+            return reported
+        named = [
+            test_paths.paths.to_local(text, cwd=test_paths.cwd, must_exist=False, synced_only=False)
+            for text in paths_in(params.message)
+        ]
+        note = note_left_out(
+            [path for path in named if path is not None],
+            [(engine.local_root, engine.rules) for engine in self._host.engines],
+            test_paths.folder,
+        )
+        if note is None:
+            return reported
+        message = f"{params.message}\n{note}"
+        problem = reported.problem
+        if problem is not None:
+            diagnostic = msgspec.structs.replace(problem.diagnostic, message=message)
+            problem = LocatedProblem(problem.path, diagnostic)
+        return ReportedTest(msgspec.structs.replace(params, message=message), problem)
 
     async def cancel(self, run_id: str) -> bool:
         """Stop a run and everything it started; False when no such run is going."""

@@ -111,6 +111,58 @@ export interface SyncStatus {
   conflicts: SyncIssue[];
   /** Paths that could not be synced. */
   problems: SyncIssue[];
+  /**
+   * What the ignore rules keep out of the target, as of the last scan of the whole workspace;
+   * absent before the first one.
+   */
+  ignored?: IgnoredPaths;
+}
+
+/**
+ * What the user's ignore rules (`.gitignore` and `.podlinkignore` files, `sync[].exclude`) keep out
+ * of the target. podlink's own exclusions (`.git/`, `.podlink/`) are not counted;
+ * podlink/explainPath says why any one path is left out.
+ */
+export interface IgnoredPaths {
+  /** Files left out. */
+  files: number;
+  /** Folders left out whole; what they hold is not looked into or counted. */
+  folders: number;
+  /** The first few of those paths, relative to the workspace folder; folders end with `/`. */
+  examples: string[];
+}
+
+/** One rule of an ignore file or of a sync entry's exclude list. */
+export interface IgnoreRule {
+  /**
+   * Where the rule is written: an ignore file's path relative to the workspace folder,
+   * `podlink.yaml` (or the config file in use) for `sync[].exclude`, or `built-in` for what podlink
+   * never syncs.
+   */
+  source: string;
+  /** The 1-based line in that ignore file, or the 1-based position in the exclude list. */
+  line?: number;
+  /** The rule as written. */
+  pattern: string;
+}
+
+/** Whether a local path is synced into the target and, if not, which rule keeps it out. */
+export interface PathExplanation {
+  /** The path asked about. */
+  uri: DocumentUri;
+  /** Whether the sync carries it into the target (when it exists). */
+  synced: boolean;
+  /** Where it is, or would be, in the target, when a sync entry holds it. */
+  remotePath?: string;
+  /** The rule that decided: the one that excludes it, or a `!` rule that brought it back. */
+  rule?: IgnoreRule;
+  /**
+   * When a folder above the path is what the rule excludes: that folder, relative to the workspace
+   * folder (gitignore brings nothing below an excluded folder back).
+   */
+  excludedFolder?: string;
+  /** The answer in one sentence, for showing to the user. */
+  message: string;
 }
 
 /** A path the sync has something to say about. */
@@ -364,6 +416,14 @@ export interface ResetSyncParams {
   sessionId: string;
 }
 
+/** The params of podlink/explainPath. */
+export interface ExplainPathParams {
+  /** The session whose sync rules to ask. */
+  sessionId: string;
+  /** The local path to explain, a `file:` URI; it need not exist. */
+  uri: DocumentUri;
+}
+
 /** The params of podlink/log. */
 export interface LogParams {
   /** The session the output belongs to. */
@@ -409,6 +469,7 @@ export const Methods = {
   build: "podlink/build",
   resumeSync: "podlink/resumeSync",
   resetSync: "podlink/resetSync",
+  explainPath: "podlink/explainPath",
   sessionChanged: "podlink/sessionChanged",
   log: "podlink/log",
   testResult: "podlink/testResult",
@@ -453,6 +514,11 @@ export interface RequestMap {
   "podlink/resumeSync": { params: ResumeSyncParams; result: SyncStatus };
   /** Forget the state both sides last agreed on and rescan them, as on a first sync. */
   "podlink/resetSync": { params: ResetSyncParams; result: SyncStatus };
+  /**
+   * Say whether a local path is synced into the target and, if not, which rule of which ignore file
+   * (or of the exclude list) keeps it out.
+   */
+  "podlink/explainPath": { params: ExplainPathParams; result: PathExplanation };
 }
 
 /** The params type of each podlink notification; LSP defines the standard ones. */
