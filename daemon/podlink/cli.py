@@ -27,6 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from podlink import __version__
 from podlink import protocol as wire
 from podlink.cli_tests import build_command, test_command
+from podlink.cli_why import why_command
 from podlink.config import (
     CONFIG_FILE_NAME,
     Config,
@@ -51,6 +52,7 @@ EXIT_FAILED = 1
 EXIT_BAD_CONFIG = 2
 # Where a command after `--` is kept between parsing and the command (click's ctx.meta).
 TRAILING_COMMAND = "podlink.trailing_command"
+IGNORED_SHOWN = 5
 
 FOLDER_ARGUMENT = click.argument(
     "folder",
@@ -68,6 +70,7 @@ def main() -> None:
 
 main.add_command(test_command)
 main.add_command(build_command)
+main.add_command(why_command)
 
 
 @main.command()
@@ -217,6 +220,15 @@ def status(as_json: bool) -> None:
             f"{sync['pending']} pending"
             + (f", last change in {latency:.0f} ms" if latency is not None else "")
         )
+        ignored = sync.get("ignored")
+        if ignored and (ignored["files"] or ignored["folders"]):
+            shown = ", ".join(ignored["examples"][:IGNORED_SHOWN])
+            more = ", …" if len(ignored["examples"]) > IGNORED_SHOWN else ""
+            click.echo(
+                f"  ignored {_count(ignored['files'], 'file')} and "
+                f"{_count(ignored['folders'], 'folder')} not synced by ignore rules "
+                f"({shown}{more}); `podlink why PATH` says which rule"
+            )
         for problem in sync.get("problems", []):
             click.echo(f"  problem {problem['path']}: {problem['message']}")
         app = session.get("app")

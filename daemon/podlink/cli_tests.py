@@ -143,7 +143,7 @@ async def _run_tests(
 
     listener = _TerminalListener(console, {"test", "sync", "daemon"} if verbose else set())
     results: list[wire.TestResultParams] = []
-    counts = dict.fromkeys(("passed", "failed", "errored", "skipped"), 0)
+    counts = dict.fromkeys(("passed", "failed", "errored", "skipped", "xfailed", "xpassed"), 0)
     started = time.monotonic()
 
     def summary_line() -> str:
@@ -169,8 +169,9 @@ async def _run_tests(
                 _fail(f"podlink: {error}", EXIT_BAD_CONFIG)
     style = "green" if summary.succeeded else "red"
     console.print(f"[bold {style}]{escape(summary_line())}[/]")
-    if summary.exit_code not in (0, 1):
-        console.print(f"pytest exited with code {summary.exit_code} (`podlink test -v` shows why)")
+    if summary.exit_code not in (0, 1) and not summary.succeeded:
+        why = "" if verbose else " (`podlink test -v` shows why)"
+        console.print(f"pytest exited with code {summary.exit_code}{why}")
     if junit_path is not None:
         seconds = summary.duration_ms / 1000
         junit_path.write_bytes(

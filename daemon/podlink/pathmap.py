@@ -63,9 +63,15 @@ class PathMap:
         )
 
     def to_local(
-        self, target_path: str, *, cwd: str | None = None, must_exist: bool = True
+        self,
+        target_path: str,
+        *,
+        cwd: str | None = None,
+        must_exist: bool = True,
+        synced_only: bool = True,
     ) -> Path | None:
-        """The local file for a path in the target; None when it is not a synced file."""
+        """The local file for a path in the target; None when it is not a synced file
+        (``synced_only=False``: also where the ignore rules keep it out of the target)."""
         if target_path.startswith("<"):
             return None  # "<frozen importlib._bootstrap>", "<string>"
         if not posixpath.isabs(target_path):
@@ -77,7 +83,7 @@ class PathMap:
             relative = _relative_to(path, root.target_root)
             if relative is None:
                 continue
-            if relative and root.is_ignored(relative):
+            if synced_only and relative and root.is_ignored(relative):
                 return None
             local = root.local_root / relative if relative else root.local_root
             if must_exist and not local.exists():

@@ -41,8 +41,15 @@ AppState = Literal["running", "exited", "restarting", "stopped"]
 """Whether the app process is up; stopped means stopped on request, exited means it ended by itself.
 """
 
-TestOutcome = Literal["passed", "failed", "skipped", "errored"]
-"""How one test ended; errored means it could not run to a verdict."""
+TestOutcome = Literal["passed", "failed", "skipped", "errored", "xfailed", "xpassed"]
+"""How one test ended, as pytest's own summary counts it: errored means it could not run to a
+verdict (a failing fixture, a file that cannot be collected); xfailed means it failed as an xfail
+mark (or `pytest.xfail()`) expected, xpassed that it passed although a non-strict xfail mark
+expected it to fail (a strict one that passes is failed). A file skipped as a whole at collection
+(`pytest.importorskip`, `pytest.skip(allow_module_level=True)`) is one skipped result under the
+file's id. More outcomes may be added without a version bump: a client should show one it does not
+know as it shows skipped (ended, neither passed nor failed), with its message.
+"""
 
 LogSource = Literal["app", "sync", "build", "test", "daemon"]
 """Which part of a session produced a log line."""
@@ -113,6 +120,59 @@ class SyncStatus(msgspec.Struct, rename="camel", omit_defaults=True, frozen=True
     """Paths changed on both sides that the sync will not resolve by itself."""
     problems: tuple[SyncIssue, ...]
     """Paths that could not be synced."""
+    ignored: IgnoredPaths | None = None
+    """What the ignore rules keep out of the target, as of the last scan of the whole workspace;
+    absent before the first one.
+    """
+
+
+class IgnoredPaths(msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True):
+    """What the user's ignore rules (`.gitignore` and `.podlinkignore` files, `sync[].exclude`) keep
+    out of the target. podlink's own exclusions (`.git/`, `.podlink/`) are not counted;
+    podlink/explainPath says why any one path is left out.
+    """
+
+    files: int
+    """Files left out."""
+    folders: int
+    """Folders left out whole; what they hold is not looked into or counted."""
+    examples: tuple[str, ...]
+    """The first few of those paths, relative to the workspace folder; folders end with `/`."""
+
+
+class IgnoreRule(msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True):
+    """One rule of an ignore file or of a sync entry's exclude list."""
+
+    source: str
+    """Where the rule is written: an ignore file's path relative to the workspace folder,
+    `podlink.yaml` (or the config file in use) for `sync[].exclude`, or `built-in` for what podlink
+    never syncs.
+    """
+    line: int | None = None
+    """The 1-based line in that ignore file, or the 1-based position in the exclude list."""
+    pattern: str
+    """The rule as written."""
+
+
+class PathExplanation(
+    msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True
+):
+    """Whether a local path is synced into the target and, if not, which rule keeps it out."""
+
+    uri: DocumentUri
+    """The path asked about."""
+    synced: bool
+    """Whether the sync carries it into the target (when it exists)."""
+    remote_path: str | None = None
+    """Where it is, or would be, in the target, when a sync entry holds it."""
+    rule: IgnoreRule | None = None
+    """The rule that decided: the one that excludes it, or a `!` rule that brought it back."""
+    excluded_folder: str | None = None
+    """When a folder above the path is what the rule excludes: that folder, relative to the
+    workspace folder (gitignore brings nothing below an excluded folder back).
+    """
+    message: str
+    """The answer in one sentence, for showing to the user."""
 
 
 class SyncIssue(msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True):
@@ -358,6 +418,14 @@ class RunTestsResult(msgspec.Struct, rename="camel", omit_defaults=True, frozen=
     """Tests that were skipped."""
     errored: int
     """Tests that could not run to a verdict."""
+    xfailed: int | None = None
+    """Tests that failed as expected (counted in none of the fields above); absent from daemons
+    older than this outcome.
+    """
+    xpassed: int | None = None
+    """Tests that passed although expected to fail (counted in none of the fields above); absent
+    from daemons older than this outcome.
+    """
     duration_ms: float
     """How long the run took, in milliseconds."""
 
@@ -407,6 +475,17 @@ class ResetSyncParams(
     """The session whose sync to reset."""
 
 
+class ExplainPathParams(
+    msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True
+):
+    """The params of podlink/explainPath."""
+
+    session_id: str
+    """The session whose sync rules to ask."""
+    uri: DocumentUri
+    """The local path to explain, a `file:` URI; it need not exist."""
+
+
 class LogParams(msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True):
     """The params of podlink/log."""
 
@@ -428,13 +507,13 @@ class TestResultParams(
     id: str
     """The TestItem id of the test."""
     outcome: TestOutcome
-    """How the test ended."""
+    """How the test ended; a client that does not know the value shows the test as skipped."""
     duration_ms: float | None = None
     """How long the test took, in milliseconds."""
     message: str | None = None
-    """Why the test failed, errored or was skipped."""
+    """Why the test failed, errored, was skipped or was expected to fail."""
     location: Location | None = None
-    """Where the test failed, in the local file."""
+    """Where the test failed, or the line that skipped it, in the local file."""
     output: str | None = None
     """What the test printed."""
 
@@ -454,6 +533,7 @@ CANCEL_TESTS = "podlink/cancelTests"
 BUILD = "podlink/build"
 RESUME_SYNC = "podlink/resumeSync"
 RESET_SYNC = "podlink/resetSync"
+EXPLAIN_PATH = "podlink/explainPath"
 SESSION_CHANGED = "podlink/sessionChanged"
 LOG = "podlink/log"
 TEST_RESULT = "podlink/testResult"
@@ -575,6 +655,13 @@ REQUESTS: dict[str, RequestSpec] = {
         params=ResetSyncParams,
         result=SyncStatus,
         doc="Forget the state both sides last agreed on and rescan them, as on a first sync.",
+    ),
+    EXPLAIN_PATH: RequestSpec(
+        method=EXPLAIN_PATH,
+        params=ExplainPathParams,
+        result=PathExplanation,
+        doc="Say whether a local path is synced into the target and, if not, which rule of which "
+        "ignore file (or of the exclude list) keeps it out.",
     ),
 }
 

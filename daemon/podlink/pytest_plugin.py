@@ -13,9 +13,14 @@ Events:
   line range, its classes and whether it is parametrised.
 * ``collected``: a test file was collected without error.
 * ``collecterror``: a file or class that could not be collected, with the failure.
-* ``result``: one test's outcome after its teardown: ``passed``, ``failed``, ``skipped`` or
-  ``errored`` (a failing setup or teardown), duration, captured output, and for problems
-  the message and the traceback's frames (absolute path, 1-based line, function).
+* ``result``: one test's outcome after its teardown: ``passed``, ``failed``, ``skipped``,
+  ``xfailed`` (failed as its xfail mark expected), ``xpassed`` (passed despite a non-strict
+  xfail mark; a strict one fails) or ``errored`` (a failing setup or teardown), duration,
+  captured output, and for problems the message and the traceback's frames (absolute path,
+  1-based line, function). A skip's single frame is where ``pytest.skip()`` was called (or
+  the test, for a skip mark), as pytest reports it. A file or class skipped as a whole
+  (``pytest.importorskip``, ``pytest.skip(allow_module_level=True)``) is one ``skipped``
+  result under its own node id, as pytest's summary and JUnit report count it.
 * ``finish``: ``{exitstatus}`` (last).
 
 Bytecode caches: Python and pytest trust a cached module while the source's size and
@@ -153,6 +158,20 @@ class EventReporter:
             if isinstance(collector, pytest.File):
                 event = {"event": "collected", "nodeid": collector.nodeid}
                 self.emit({**event, "path": _node_path(collector)})
+            if report.skipped:
+                # pytest counts a file (or class) skipped at collection as one skipped test.
+                skip = _skip_failure(report)
+                self.emit(
+                    {
+                        "event": "result",
+                        "nodeid": collector.nodeid,
+                        "outcome": "skipped",
+                        "duration": 0.0,
+                        "path": _node_path(collector),
+                        "line": skip["frames"][0][1] if skip["frames"] else None,
+                        "failure": skip,
+                    }
+                )
             return
         # pytest keeps the call on the report until the report is logged (collect_one_node).
         call = getattr(report, "call", None)
@@ -183,8 +202,14 @@ class EventReporter:
         report = outcome.get_result()
         # The item's own path: report locations are relative to a rootdir podlink never sees.
         self._paths[item.nodeid] = _node_path(item)
+        failure: Failure | None = None
         if report.failed and call.excinfo is not None:
             failure = describe_exception(call.excinfo.value)
+        elif report.skipped and hasattr(report, "wasxfail"):
+            failure = _xfail_failure(report, call)
+        elif report.skipped:
+            failure = _skip_failure(report)
+        if failure is not None:
             self._failures.setdefault(item.nodeid, {})[call.when] = failure
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -207,7 +232,7 @@ class EventReporter:
         }
         if problem is not None:
             failure = failures.get(problem.when)
-            event["failure"] = failure or {"message": _skip_or_text(problem), "frames": []}
+            event["failure"] = failure or {"message": _text(problem), "frames": []}
         output = _captured_output(reports[-1])
         if output:
             event["output"] = output
@@ -218,7 +243,12 @@ class EventReporter:
 
 
 def _outcome(reports: list[pytest.TestReport]) -> tuple[str, pytest.TestReport | None]:
-    """One outcome from a test's phases, and the report that explains it (None: passed)."""
+    """One outcome from a test's phases, and the report that explains it (None: passed).
+
+    As pytest's own summary reads them: a strict xfail that passed is a failed call; an
+    xfail that failed (or called ``pytest.xfail()``, in the test or a fixture) is skipped
+    with ``wasxfail``; a non-strict one that passed is passed with ``wasxfail``.
+    """
     by_phase = {report.when: report for report in reports}
     setup, call, teardown = by_phase.get("setup"), by_phase.get("call"), by_phase.get("teardown")
     if setup is not None and setup.failed:
@@ -229,18 +259,51 @@ def _outcome(reports: list[pytest.TestReport]) -> tuple[str, pytest.TestReport |
         return "errored", teardown
     for report in (setup, call):
         if report is not None and report.skipped:
-            return "skipped", report
+            return ("xfailed" if hasattr(report, "wasxfail") else "skipped"), report
+    if call is not None and hasattr(call, "wasxfail"):
+        return "xpassed", call
     return "passed", None
 
 
-def _skip_or_text(report: pytest.TestReport) -> str:
+def _skip_reason(text: str) -> str:
+    return text[len("Skipped: ") :] if text.startswith("Skipped: ") else text
+
+
+def _skip_failure(report: Any) -> Failure:
+    """A skip's reason and, as pytest reports it, the line that skipped."""
     longrepr = report.longrepr
     if isinstance(longrepr, tuple) and len(longrepr) == 3:
-        reason = str(longrepr[2])
-        return reason[len("Skipped: ") :] if reason.startswith("Skipped: ") else reason
-    wasxfail = getattr(report, "wasxfail", None)
-    if wasxfail is not None:
-        return f"expected to fail: {wasxfail}" if wasxfail else "expected to fail"
+        path, line, reason = longrepr
+        frames = [(_absolute(str(path)), int(line), "")] if isinstance(line, int) else []
+        return {"message": _skip_reason(str(reason)), "frames": frames}
+    return {"message": str(longrepr or ""), "frames": []}
+
+
+def _xfail_reason(report: Any) -> str:
+    reason = str(getattr(report, "wasxfail", "") or "")
+    return reason[len("reason: ") :] if reason.startswith("reason: ") else reason
+
+
+def _xfail_failure(report: Any, call: Any) -> Failure:
+    """An expected failure: its reason, and where the test failed as it was expected to."""
+    reason = _xfail_reason(report)
+    excinfo = call.excinfo
+    if excinfo is None:
+        return {"message": reason, "frames": []}
+    failure = describe_exception(excinfo.value)
+    if reason and not excinfo.errisinstance(pytest.xfail.Exception):
+        failure["message"] = f"{reason}\n{failure['message']}"
+    elif reason:
+        failure["message"] = reason
+    return failure
+
+
+def _text(report: pytest.TestReport) -> str:
+    if hasattr(report, "wasxfail"):
+        return _xfail_reason(report)
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return _skip_reason(str(longrepr[2]))
     return str(longrepr or "")
 
 
@@ -267,12 +330,17 @@ def describe_exception(error: BaseException) -> Failure:
 
 
 def exception_message(error: BaseException) -> str:
-    if isinstance(error, AssertionError):
-        # pytest's rewritten assertions explain themselves: "assert 2 == 3 ...".
-        return str(error) or "AssertionError"
+    """The exception's last line(s), as pytest's report shows them."""
     if isinstance(error, SyntaxError):
         return f"{type(error).__name__}: {error.msg}"
-    return "".join(traceback.format_exception_only(type(error), error)).strip()
+    text = "".join(traceback.format_exception_only(type(error), error)).strip()
+    if isinstance(error, AssertionError) and str(error).startswith("assert "):
+        # pytest's rewritten assertions explain themselves ("assert 2 == 3 ..."), and pytest
+        # drops the type there; an AssertionError raised with a message of its own keeps it.
+        prefix = type(error).__name__ + ": "
+        if text.startswith(prefix):
+            text = text[len(prefix) :]
+    return text
 
 
 def _original_cause(error: BaseException) -> BaseException:

@@ -25,9 +25,10 @@ from podlink.agent.client import Agent, AgentError, AgentGone
 from podlink.agent.transport import FileTransport, start_transport
 from podlink.app import AppRunner
 from podlink.build import BuildRunner
-from podlink.config import Config, ConfigError, LocalTargetConfig, SyncEntryConfig, load_config
+from podlink.config import Config, ConfigError, SyncEntryConfig, load_config
 from podlink.debug import Debugger, DebugNotPossible
 from podlink.diagnostics import Diagnostic, DiagnosticSource
+from podlink.ignored import explain_path, rules_for_entry
 from podlink.ports import PortForwards
 from podlink.runtime import sessions_dir, state_dir
 from podlink.sync.ancestor import AncestorStore, ancestor_file
@@ -35,7 +36,7 @@ from podlink.sync.core.reconcile import Conflict, Mode
 from podlink.sync.engine import SyncEngine
 from podlink.sync.ignore import IgnoreRules
 from podlink.sync.outcome import BatchResult
-from podlink.sync.scan import LocalScan, scan_tree
+from podlink.sync.scan import IGNORED_EXAMPLES, LocalScan, scan_tree
 from podlink.sync.watch import TreeWatcher
 from podlink.targets.base import Target, TargetEventKind, TargetUnavailable
 from podlink.targets.docker_build import BuildFailure
@@ -317,14 +318,7 @@ class Session:
         await self._after_sync(result, latency_ms if result.changed_anything else None)
 
     def _rules_factory(self, entry: SyncEntryConfig) -> Callable[[], IgnoreRules]:
-        local_root = self.config.local_root(entry)
-        extra: list[str] = []
-        if isinstance(self.config.target, LocalTargetConfig):
-            # A local target inside the synced tree must never be synced into itself.
-            target_root = (self.config.folder / self.config.target.root).resolve()
-            if target_root.is_relative_to(local_root) and target_root != local_root:
-                extra.append(f"/{target_root.relative_to(local_root).as_posix()}/")
-        return lambda: IgnoreRules.for_tree(local_root, entry.exclude, extra)
+        return functools.partial(rules_for_entry, self.config, entry)
 
     # -- sync ----------------------------------------------------------------------------
 
@@ -687,7 +681,30 @@ class Session:
             last_latency_ms=self.last_latency_ms,
             conflicts=conflicts,
             problems=problems,
+            ignored=self._ignored_paths(),
         )
+
+    def _ignored_paths(self) -> protocol.IgnoredPaths | None:
+        counted = [engine for engine in self.engines if engine.ignored is not None]
+        if not counted:
+            return None
+        files = folders = 0
+        examples: list[str] = []
+        for engine in counted:
+            assert engine.ignored is not None
+            files += engine.ignored.files
+            folders += engine.ignored.folders
+            prefix = ""
+            if engine.local_root != self.folder and engine.local_root.is_relative_to(self.folder):
+                prefix = engine.local_root.relative_to(self.folder).as_posix() + "/"
+            examples += [prefix + path for path in engine.ignored.examples]
+        return protocol.IgnoredPaths(
+            files=files, folders=folders, examples=tuple(examples[:IGNORED_EXAMPLES])
+        )
+
+    def explain_path(self, path: Path) -> protocol.PathExplanation:
+        """Whether a local path is synced, by the rules as they are on disk now."""
+        return explain_path(self.config, path)
 
     def _app_status(self) -> protocol.AppProcess | None:
         if self.app is None:

@@ -24,8 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import msgspec
+
 from podlink import protocol
 from podlink.config import CommandConfig
+from podlink.ignored import note_left_out, paths_in
 from podlink.target_command import (
     CommandHost,
     Connected,
@@ -61,6 +64,7 @@ EVENTS_FD = 3
 # A SIGTERM stops pytest at once; a test that ignores it gets SIGKILL after this.
 CANCEL_GRACE_SECONDS = 1.0
 DISCOVERY_LOG_LINES = 40
+NO_TESTS_COLLECTED = 5  # pytest's exit code
 
 # Descriptor 3 is the exec's stdout, reserved for the plugin's events; pytest's own stdout
 # joins stderr. The plugin's folder goes in front of any PYTHONPATH the target already has.
@@ -84,6 +88,8 @@ class RunSummary:
     failed: int = 0
     skipped: int = 0
     errored: int = 0
+    xfailed: int = 0
+    xpassed: int = 0
     duration_ms: float = 0.0
     exit_code: int | None = None
     cancelled: bool = False
@@ -92,8 +98,16 @@ class RunSummary:
         setattr(self, outcome, getattr(self, outcome) + 1)
 
     @property
+    def reported(self) -> int:
+        return self.passed + self.failed + self.skipped + self.errored + self.xfailed + self.xpassed
+
+    @property
     def succeeded(self) -> bool:
-        return not self.failed and not self.errored and self.exit_code == 0
+        if self.failed or self.errored:
+            return False
+        # pytest exits with 5 ("no tests collected") when every file it was given was skipped
+        # at collection, though it reports those skips: that run did not fail.
+        return self.exit_code == 0 or (self.exit_code == NO_TESTS_COLLECTED and self.reported > 0)
 
     def to_protocol(self) -> protocol.RunTestsResult:
         return protocol.RunTestsResult(
@@ -102,6 +116,8 @@ class RunSummary:
             failed=self.failed,
             skipped=self.skipped,
             errored=self.errored,
+            xfailed=self.xfailed,
+            xpassed=self.xpassed,
             duration_ms=round(self.duration_ms, 1),
         )
 
@@ -133,11 +149,14 @@ class TestRunner:
         link = connected(self._host)
         test_paths = self._test_paths(link)
         items: list[ItemEvent] = []
+        skipped: list[ResultEvent] = []
         errors: dict[str, LocatedProblem | None] = {}
 
         def handle(event: Event) -> None:
             if isinstance(event, ItemEvent):
                 items.append(event)
+            elif isinstance(event, ResultEvent) and event.outcome == "skipped":
+                skipped.append(event)  # a file skipped as a whole while it was collected
             elif isinstance(event, CollectErrorEvent):
                 reported = report_collect_error(event, "", test_paths)
                 errors[COLLECT_KEY + reported.params.id] = reported.problem
@@ -154,7 +173,7 @@ class TestRunner:
         for key, problem in errors.items():
             changed |= self._book.replace(key, [problem] if problem else [])
         self._publish(changed)
-        return protocol.DiscoverTestsResult(tests=build_tree(items, test_paths))
+        return protocol.DiscoverTestsResult(tests=build_tree(items, test_paths, skipped))
 
     async def run(
         self,
@@ -183,6 +202,7 @@ class TestRunner:
                     return
                 if isinstance(event, ResultEvent):
                     reported = report_result(event, run_id, test_paths)
+                    reported = self._note_left_out(reported, test_paths)
                     key = reported.params.id
                 elif isinstance(event, CollectErrorEvent):
                     reported = report_collect_error(event, run_id, test_paths)
@@ -207,6 +227,30 @@ class TestRunner:
             del self._runs[run_id]
             summary.duration_ms = (time.monotonic() - started) * 1000
         return summary
+
+    def _note_left_out(self, reported: ReportedTest, test_paths: TestPaths) -> ReportedTest:
+        """A failure that names a path the sync leaves out says so: the file is missing in
+        the target because an ignore rule keeps it there, not because the code is wrong."""
+        params = reported.params
+        if params.outcome not in ("failed", "errored") or not params.message:
+            return reported
+        named = [
+            test_paths.paths.to_local(text, cwd=test_paths.cwd, must_exist=False, synced_only=False)
+            for text in paths_in(params.message)
+        ]
+        note = note_left_out(
+            [path for path in named if path is not None],
+            [(engine.local_root, engine.rules) for engine in self._host.engines],
+            test_paths.folder,
+        )
+        if note is None:
+            return reported
+        message = f"{params.message}\n{note}"
+        problem = reported.problem
+        if problem is not None:
+            diagnostic = msgspec.structs.replace(problem.diagnostic, message=message)
+            problem = LocatedProblem(problem.path, diagnostic)
+        return ReportedTest(msgspec.structs.replace(params, message=message), problem)
 
     async def cancel(self, run_id: str) -> bool:
         """Stop a run and everything it started; False when no such run is going."""

@@ -188,11 +188,15 @@ def report_result(event: ResultEvent, run_id: str, test_paths: TestPaths) -> Rep
     test_id = test_paths.local_id(event.nodeid, event.path)
     local = test_paths.local_file(event.path)
     fallback = (local, event.line) if local is not None and event.line else None
-    problem = None
-    if event.failure is not None and event.outcome in ("failed", "errored"):
-        problem = locate_failure(event.failure, test_paths, fallback)
-    where = problem.path if problem else (fallback[0] if fallback else None)
-    line = problem.diagnostic.line if problem else (fallback[1] if fallback else None)
+    problem = located = None
+    if event.failure is not None:
+        located = locate_failure(event.failure, test_paths, fallback)
+        if event.outcome in ("failed", "errored"):
+            problem = located
+        # Otherwise (the line that skipped, where an expected failure failed) only a location:
+        # nothing there is wrong.
+    where = located.path if located else (fallback[0] if fallback else None)
+    line = located.diagnostic.line if located else (fallback[1] if fallback else None)
     location = (
         protocol.Location(uri=where.as_uri(), range=line_range(line))
         if where is not None and line is not None
@@ -255,21 +259,29 @@ class _Node:
         )
 
 
-def build_tree(items: Iterable[ItemEvent], test_paths: TestPaths) -> tuple[protocol.TestItem, ...]:
-    """Folders, files, classes and tests (parametrised cases under their function)."""
+def build_tree(
+    items: Iterable[ItemEvent], test_paths: TestPaths, skipped: Iterable[ResultEvent] = ()
+) -> tuple[protocol.TestItem, ...]:
+    """Folders, files, classes and tests (parametrised cases under their function).
+
+    ``skipped``: files (or classes) skipped as a whole at collection; each is an item of its
+    own, without children, so a client has a place to show that skip.
+    """
     top = _Node("", "")
+    for event in skipped:
+        local = test_paths.local_file(event.path)
+        uri = local.as_uri() if local is not None else None
+        node_id = test_paths.local_id(event.nodeid, event.path)
+        file_id, separator, rest = node_id.partition("::")
+        parent = _file_node(top, file_id, uri, test_paths)
+        if separator:
+            parent.child(node_id, rest.rpartition("::")[2], uri)
     for item in items:
         local = test_paths.local_file(item.path)
         uri = local.as_uri() if local is not None else None
         test_id = test_paths.local_id(item.nodeid, item.path)
         file_id, _, _ = test_id.partition("::")
-        parent = top
-        parts = file_id.split("/")
-        for depth in range(1, len(parts)):
-            folder_id = "/".join(parts[:depth])
-            folder_uri = (test_paths.folder / folder_id).as_uri() if local is not None else None
-            parent = parent.child(folder_id, parts[depth - 1], folder_uri)
-        parent = parent.child(file_id, parts[-1], uri)
+        parent = _file_node(top, file_id, uri, test_paths)
         for class_nodeid, class_name, first, last in item.classes:
             node = parent.child(test_paths.local_id(class_nodeid, item.path), class_name, uri)
             if first is not None and uri is not None:
@@ -286,6 +298,17 @@ def build_tree(items: Iterable[ItemEvent], test_paths: TestPaths) -> tuple[proto
             label = item.name[len(item.function) :]
         parent.child(test_id, label, uri).range = lines
     return tuple(child.freeze() for child in top.children.values())
+
+
+def _file_node(top: _Node, file_id: str, uri: str | None, test_paths: TestPaths) -> _Node:
+    """The node of a test file, under a node for each of its folders."""
+    parent = top
+    parts = file_id.split("/")
+    for depth in range(1, len(parts)):
+        folder_id = "/".join(parts[:depth])
+        folder_uri = (test_paths.folder / folder_id).as_uri() if uri is not None else None
+        parent = parent.child(folder_id, parts[depth - 1], folder_uri)
+    return parent.child(file_id, parts[-1], uri)
 
 
 # -- diagnostics owned by tests ------------------------------------------------------------

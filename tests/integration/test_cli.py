@@ -139,3 +139,35 @@ def test_up_syncs_runs_reports_and_stops_cleanly_on_ctrl_c(
     assert podlink("status", cwd=workspace, env=env).stdout.strip() == (
         "no podlink sessions are running"
     )
+
+
+def test_status_and_why_say_what_the_sync_leaves_out(workspace: Path, env: dict[str, str]) -> None:
+    (workspace / ".gitignore").write_text("__pycache__/\n*.egg-info\n")
+    (workspace / "hello.egg-info").mkdir()
+    (workspace / "hello.egg-info" / "PKG-INFO").write_text("Name: hello\n")
+    (workspace / "debug.log").write_text("noise\n")
+    process = start_podlink("up", str(workspace), cwd=workspace, env=env)
+    try:
+        LineWatcher(process).wait_for("ready:")
+        status = podlink("status", cwd=workspace, env=env)
+        assert (
+            "ignored 1 file and 1 folder not synced by ignore rules (debug.log, hello.egg-info/)"
+            in status.stdout
+        ), status.stdout
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+
+    why = podlink(
+        "why", "hello.egg-info/PKG-INFO", "debug.log", "app/greeting.py", cwd=workspace, env=env
+    )
+    assert why.returncode == 0, why.stderr
+    assert why.stdout.splitlines() == [
+        "hello.egg-info/PKG-INFO is not synced: its folder hello.egg-info/ is excluded by "
+        "'*.egg-info' in .gitignore, line 2",
+        "debug.log is not synced: it is excluded by '*.log' (item 1 of podlink.yaml "
+        "sync[0].exclude)",
+        "app/greeting.py is synced into /app/app/greeting.py",
+    ]
+    elsewhere = podlink("why", "-C", str(workspace), "/etc/passwd", cwd=REPO, env=env)
+    assert "/etc/passwd is not synced: it is outside every folder podlink syncs" in elsewhere.stdout

@@ -115,3 +115,51 @@ def test_build_prints_output_and_errors_on_local_files(
     (workspace / "app" / "broken.py").unlink()
     fixed = podlink("build", str(workspace), cwd=REPO, env=env)
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+
+
+def test_files_skipped_as_a_whole_and_expected_failures_are_counted_like_pytest(
+    workspace: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    tests = workspace / "tests"
+    (tests / "test_needs_numpy.py").write_text(
+        "import pytest\n\nnp = pytest.importorskip('a_module_nobody_has')\n\n\n"
+        "def test_array():\n    pass\n"
+    )
+    (tests / "test_not_here.py").write_text(
+        "import pytest\n\npytest.skip('not on this platform', allow_module_level=True)\n"
+    )
+    skipped_files = podlink(
+        "test", "tests/test_needs_numpy.py", "tests/test_not_here.py", cwd=workspace, env=env
+    )
+    # pytest exits with 5 here (no test items), but it reports two skips, and so does podlink.
+    assert skipped_files.returncode == 0, skipped_files.stdout + skipped_files.stderr
+    assert "2 skipped" in skipped_files.stdout
+    assert "exited with code" not in skipped_files.stdout
+
+    (tests / "test_expected.py").write_text(
+        "import pytest\n\n\n@pytest.mark.xfail(reason='bug 7')\ndef test_known_bug():\n"
+        "    assert 1 == 2\n\n\n@pytest.mark.xfail(reason='bug 8')\ndef test_fixed_bug():\n"
+        "    pass\n"
+    )
+    report = tmp_path / "junit.xml"
+    everything = podlink("test", "--junit-xml", str(report), cwd=workspace, env=env)
+    assert everything.returncode == 0, everything.stdout + everything.stderr
+    assert "3 passed, 2 skipped, 1 xfailed, 1 xpassed" in everything.stdout
+    cases = {case.attrib["name"]: case for case in ElementTree.parse(report).getroot()[0]}
+    assert cases["tests.test_needs_numpy"].attrib["classname"] == ""
+    assert cases["tests.test_needs_numpy"].find("skipped") is not None
+    known_bug = cases["test_known_bug"].find("skipped")
+    assert known_bug is not None and known_bug.attrib["type"] == "pytest.xfail"
+
+
+def test_the_hint_to_use_verbose_is_not_given_under_verbose(
+    workspace: Path, env: dict[str, str]
+) -> None:
+    (workspace / "tests" / "test_empty.py").write_text("# no tests yet\n")
+    quiet = podlink("test", "tests/test_empty.py", cwd=workspace, env=env)
+    assert quiet.returncode == 1
+    assert "pytest exited with code 5 (`podlink test -v` shows why)" in quiet.stdout
+    verbose = podlink("test", "-v", "tests/test_empty.py", cwd=workspace, env=env)
+    assert verbose.returncode == 1
+    assert "pytest exited with code 5" in verbose.stdout
+    assert "shows why" not in verbose.stdout

@@ -149,7 +149,7 @@ def test_a_run_reports_each_test_and_each_file_that_failed_to_collect(project: P
         "test_param[2]": "failed",
         "TestGroup::test_in_helper": "failed",
         "TestGroup::test_skipped": "skipped",
-        "test_xfail": "skipped",
+        "test_xfail": "xfailed",
         "test_fixture": "errored",
     }
     cases = str(project / "tests/test_cases.py")
@@ -186,6 +186,139 @@ def test_discovery_reports_items_with_their_lines(project: Path) -> None:
     assert (param["line"], param["endLine"]) == (14, 16)
     grouped = items["tests/test_cases.py::TestGroup::test_in_helper"]
     assert grouped["classes"] == [["tests/test_cases.py::TestGroup", "TestGroup", 19, 25]]
+
+
+OUTCOMES = {
+    "tests/test_outcomes.py": """\
+import pytest
+
+
+def helper_that_skips():
+    pytest.skip("no database here")
+
+
+def test_skips_in_a_helper():
+    x = 1
+    helper_that_skips()
+
+
+@pytest.mark.skip(reason="marked")
+def test_marked_skip():
+    pass
+
+
+@pytest.mark.xfail(reason="bug 7")
+def test_xfail_fails():
+    assert 1 == 2
+
+
+@pytest.mark.xfail(reason="bug 8")
+def test_xfail_passes():
+    pass
+
+
+@pytest.mark.xfail(reason="bug 9", strict=True)
+def test_xfail_strict_passes():
+    pass
+
+
+@pytest.mark.xfail(raises=KeyError, reason="wrong error")
+def test_xfail_other_error():
+    raise ValueError("not a key")
+
+
+def test_imperative_xfail():
+    pytest.xfail("not done")
+
+
+def test_assertion_with_message():
+    raise AssertionError("expected positive, got -1")
+
+
+def test_bare_assertion_error():
+    raise AssertionError
+""",
+    "tests/test_module_skip.py": """\
+import pytest
+
+pytest.importorskip("a_module_nobody_has")
+
+
+def test_never_collected():
+    pass
+""",
+    "tests/test_module_skip_call.py": """\
+import pytest
+
+
+pytest.skip("not on this platform", allow_module_level=True)
+""",
+}
+
+
+@pytest.fixture
+def outcomes_project(project: Path) -> Path:
+    for name in PROJECT:
+        if name != "helper.py":
+            (project / name).unlink()
+    for name, text in OUTCOMES.items():
+        (project / name).write_text(text)
+    return project
+
+
+def test_outcomes_are_those_of_pytests_summary(outcomes_project: Path) -> None:
+    code, events = run_pytest(outcomes_project, "--continue-on-collection-errors")
+    assert code == 1
+    results = by_id(events, "result")
+    outcomes = {nodeid: e["outcome"] for nodeid, e in results.items()}
+    prefix = "tests/test_outcomes.py::"
+    assert outcomes == {
+        prefix + "test_skips_in_a_helper": "skipped",
+        prefix + "test_marked_skip": "skipped",
+        prefix + "test_xfail_fails": "xfailed",
+        prefix + "test_xfail_passes": "xpassed",
+        prefix + "test_xfail_strict_passes": "failed",
+        prefix + "test_xfail_other_error": "failed",
+        prefix + "test_imperative_xfail": "xfailed",
+        prefix + "test_assertion_with_message": "failed",
+        prefix + "test_bare_assertion_error": "failed",
+        "tests/test_module_skip.py": "skipped",
+        "tests/test_module_skip_call.py": "skipped",
+    }
+    source = str(outcomes_project / "tests/test_outcomes.py")
+
+    def failure(name: str) -> dict[str, Any]:
+        found: dict[str, Any] = results[prefix + name]["failure"]
+        return found
+
+    # A skip is where pytest.skip() was called, a marked one at the test, as pytest says.
+    assert failure("test_skips_in_a_helper") == {
+        "message": "no database here",
+        "frames": [[source, 5, ""]],
+    }
+    assert failure("test_marked_skip")["frames"] == [[source, 13, ""]]
+    xfail = failure("test_xfail_fails")
+    assert xfail["message"] == "bug 7\nassert 1 == 2"
+    assert xfail["frames"][-1] == [source, 20, "test_xfail_fails"]
+    assert failure("test_xfail_passes")["message"] == "bug 8"
+    assert "[XPASS(strict)] bug 9" in failure("test_xfail_strict_passes")["message"]
+    assert failure("test_imperative_xfail")["message"] == "not done"
+    assert failure("test_imperative_xfail")["frames"][-1][:2] == [source, 39]
+    assert failure("test_assertion_with_message")["message"] == (
+        "AssertionError: expected positive, got -1"
+    )
+    assert failure("test_bare_assertion_error")["message"] == "AssertionError"
+
+    module = results["tests/test_module_skip.py"]
+    assert module["path"] == str(outcomes_project / "tests/test_module_skip.py")
+    assert module["line"] == 3
+    assert module["failure"]["message"].startswith("could not import 'a_module_nobody_has'")
+    called = results["tests/test_module_skip_call.py"]
+    assert (called["line"], called["failure"]["message"]) == (4, "not on this platform")
+    # Skipped files were collected: any earlier collection error of theirs is gone.
+    assert {"tests/test_module_skip.py", "tests/test_module_skip_call.py"} <= set(
+        by_id(events, "collected")
+    )
 
 
 def test_without_the_descriptor_the_plugin_stays_silent(project: Path) -> None:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from podlink.sync.ignore import IgnoreRules
+from podlink.sync.ignore import IgnoreRules, Rule, Verdict
 
 
 @pytest.fixture
@@ -49,6 +49,55 @@ def test_rules_from_nested_files(tree: Path, path: str, is_dir: bool, ignored: b
     rules = IgnoreRules.for_tree(tree, excludes=[])
     rules.load_folder(tree, "sub")
     assert rules.is_ignored(path, is_dir=is_dir) is ignored
+    assert rules.explain(path, is_dir=is_dir).ignored is ignored
+
+
+EXPLAINED = {
+    "a file matched in the top .gitignore": (
+        "src/a.log",
+        False,
+        Verdict(True, "src/a.log", Rule(".gitignore", 1, "*.log")),
+    ),
+    "a file below an ignored folder: the folder's rule": (
+        "build/lib/out.py",
+        False,
+        Verdict(True, "build", Rule(".gitignore", 2, "build/")),
+    ),
+    "a nested file's rule, with its own line": (
+        "sub/q/x.txt",
+        False,
+        Verdict(True, "sub/q/x.txt", Rule("sub/.gitignore", 1, "x.txt")),
+    ),
+    "brought back by a negation": (
+        "sub/keep.log",
+        False,
+        Verdict(False, "sub/keep.log", Rule("sub/.gitignore", 4, "!keep.log")),
+    ),
+    ".podlinkignore": (
+        "secrets",
+        True,
+        Verdict(True, "secrets", Rule(".podlinkignore", 1, "secrets/")),
+    ),
+    "the exclude list": (
+        "web/x.tmp",
+        False,
+        Verdict(True, "web/x.tmp", Rule("exclude", 2, "*.tmp")),
+    ),
+    "built in": (".git/HEAD", False, Verdict(True, ".git", Rule("built-in", None, ".git/"))),
+    "synced, no rule at all": ("src/app.py", False, Verdict(False)),
+}
+
+
+@pytest.mark.parametrize(("path", "is_dir", "verdict"), EXPLAINED.values(), ids=EXPLAINED.keys())
+def test_each_verdict_names_the_rule_and_where_it_is_written(
+    tree: Path, path: str, is_dir: bool, verdict: Verdict
+) -> None:
+    rules = IgnoreRules.for_tree(tree, excludes=["node_modules/", "*.tmp"])
+    rules.load_folder(tree, "sub")
+    assert rules.explain(path, is_dir=is_dir) == verdict
+    assert rules.is_built_in(verdict.matched, is_dir=verdict.matched != path or is_dir) is (
+        path == ".git/HEAD"
+    )
 
 
 def test_config_excludes_and_extra_always(tmp_path: Path) -> None:

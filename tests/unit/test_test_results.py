@@ -15,7 +15,7 @@ import pytest
 
 from podlink import protocol
 from podlink.diagnostics import Diagnostic, RelatedLocation
-from podlink.junit import junit_xml
+from podlink.junit import junit_names, junit_xml
 from podlink.pathmap import MappedRoot, PathMap
 from podlink.testing_report import (
     CollectErrorEvent,
@@ -383,4 +383,120 @@ def test_junit_xml_names_cases_like_pytest() -> None:
     assert failure.text == "assert 1 == 2\n  where 1 = f()"
     assert failed.findtext("system-out") == "printed\n"
     assert cases["test_c"].find("skipped") is not None
-    assert cases["tests/test_broken.py"].find("error") is not None
+    broken = cases["tests.test_broken"]  # a file's own id, named as pytest names it
+    assert (broken.attrib["classname"], broken.find("error") is not None) == ("", True)
+
+
+JUNIT_NAME_CASES = {
+    "function": ("t/test_a.py::test_b", ("t.test_a", "test_b")),
+    "method": ("t/test_a.py::TestX::test_b", ("t.test_a.TestX", "test_b")),
+    "nested class": ("test_a.py::TestX::TestY::test_b", ("test_a.TestX.TestY", "test_b")),
+    ":: inside the parameters": ("test_a.py::test_p[::c::]", ("test_a", "test_p[::c::]")),
+    "brackets and slashes inside": (
+        "test_a.py::T::test_p[a/b[1]::x]",
+        ("test_a.T", "test_p[a/b[1]::x]"),
+    ),
+    "a file alone": ("tests/test_skipped.py", ("", "tests.test_skipped")),
+    "a doctest": ("pkg/mod.py::pkg.mod.f", ("pkg.mod", "pkg.mod.f")),
+}
+
+
+@pytest.mark.parametrize("test_id, names", JUNIT_NAME_CASES.values(), ids=JUNIT_NAME_CASES.keys())
+def test_junit_names_split_ids_as_pytest_does(test_id: str, names: tuple[str, str]) -> None:
+    classname, name, _file = junit_names(test_id)
+    assert (classname, name) == names
+
+
+def test_junit_xml_writes_control_characters_visibly_and_stays_well_formed() -> None:
+    results = [
+        protocol.TestResultParams(
+            run_id="r",
+            id="tests/test_api.py::test_colour[\x1b]",
+            outcome="failed",
+            message="AssertionError: \x1b[31mred\x1b[0m\a\f\x7f\ud800",
+            output="\x1b[1mbold\x1b[0m\x00 done\n",
+        )
+    ]
+    data = junit_xml(results, suite="s\x07", duration_seconds=0)
+    [case] = ElementTree.fromstring(data)[0]
+    failure = case.find("failure")
+    assert failure is not None
+    assert failure.attrib["message"] == "AssertionError: #x1B[31mred#x1B[0m#x07#x0C#x7F#xD800"
+    assert case.findtext("system-out") == "#x1B[1mbold#x1B[0m#x00 done\n"
+
+
+def test_junit_xml_marks_expected_failures_like_pytest() -> None:
+    skip_line = protocol.Location(
+        uri="file:///w/tests/test_api.py",
+        range=protocol.Range(
+            start=protocol.Position(line=6, character=0), end=protocol.Position(line=7, character=0)
+        ),
+    )
+    results = [
+        protocol.TestResultParams(
+            run_id="r", id="t.py::test_x", outcome="xfailed", message="bug 7"
+        ),
+        protocol.TestResultParams(
+            run_id="r", id="t.py::test_p", outcome="xpassed", message="bug 8"
+        ),
+        protocol.TestResultParams(
+            run_id="r", id="t.py::test_s", outcome="skipped", message="no db", location=skip_line
+        ),
+    ]
+    [suite] = ElementTree.fromstring(junit_xml(results, suite="s", duration_seconds=0))
+    assert (suite.attrib["tests"], suite.attrib["skipped"], suite.attrib["failures"]) == (
+        "3",
+        "2",
+        "0",
+    )
+    cases = {case.attrib["name"]: case for case in suite}
+    xfailed = cases["test_x"].find("skipped")
+    assert xfailed is not None
+    assert xfailed.attrib == {"type": "pytest.xfail", "message": "bug 7"}
+    assert list(cases["test_p"]) == []  # an unexpected pass is a pass in pytest's report
+    skipped = cases["test_s"].find("skipped")
+    assert skipped is not None
+    assert skipped.attrib == {"type": "pytest.skip", "message": "no db"}
+    assert skipped.text == "/w/tests/test_api.py:7: no db"
+
+
+def test_a_skip_is_located_at_the_line_that_skipped_without_a_diagnostic(
+    workspace: Path, test_paths: TestPaths
+) -> None:
+    reported = report_result(
+        result_event(
+            outcome="skipped",
+            path="/app/tests/test_api.py",
+            line=10,
+            failure={"message": "no db", "frames": [["/app/tests/test_api.py", 14, ""]]},
+        ),
+        "r",
+        test_paths,
+    )
+    assert reported.problem is None
+    assert reported.params.location is not None
+    assert reported.params.location.range.start.line == 13
+
+
+def test_a_file_skipped_at_collection_is_an_item_of_the_tree(test_paths: TestPaths) -> None:
+    skipped = result_event(
+        nodeid="tests/unit/test_model.py",
+        outcome="skipped",
+        path="/app/tests/unit/test_model.py",
+        failure={"message": "no numpy", "frames": []},
+    )
+    tree = build_tree([item("tests/test_api.py::test_create")], test_paths, [skipped])
+    assert shape(tree) == [
+        (
+            "tests",
+            "tests",
+            [
+                ("tests/unit", "unit", [("tests/unit/test_model.py", "test_model.py", [])]),
+                (
+                    "tests/test_api.py",
+                    "test_api.py",
+                    [("tests/test_api.py::test_create", "test_create", [])],
+                ),
+            ],
+        )
+    ]

@@ -270,6 +270,41 @@ export function registerCommands(context: vscode.ExtensionContext, parts: Parts)
     if (answer === start) await sessions.start(folder.uri);
   });
 
+  register("podlink.explainPath", async (argument) => {
+    const uri = argument instanceof vscode.Uri ? argument : vscode.window.activeTextEditor?.document.uri;
+    if (!uri || uri.scheme !== "file") {
+      void vscode.window.showInformationMessage("Pick a file or folder in the Explorer, or open a file, to ask whether podlink syncs it.");
+      return;
+    }
+    const folder = vscode.workspace.getWorkspaceFolder(uri);
+    const session = folder ? sessions.store.forFolder(folder.uri.toString()) : undefined;
+    let message: string | undefined;
+    if (session && session.state !== "stopped") {
+      const answer = await daemon
+        .request("podlink/explainPath", { sessionId: session.id, uri: uri.toString() })
+        .catch(reportFailure("could not ask whether the path is synced"));
+      message = answer?.message;
+    } else if (folder) {
+      // No session: the command line reads the same rules from disk.
+      const python = await daemon.python();
+      if (!python) return;
+      const outcome = await runCaptured(python.command, ["-m", "podlink", "why", "-C", folder.uri.fsPath, uri.fsPath], {
+        cwd: folder.uri.fsPath,
+      });
+      if (outcome.spawnError !== undefined || outcome.exitCode !== 0) {
+        reportFailure("podlink why failed")(new Error(outcome.spawnError ?? (outcome.stderr.trim() || outcome.stdout.trim())));
+        return;
+      }
+      message = outcome.stdout.trim();
+    } else {
+      message = `${uri.fsPath} is outside the workspace folders, so podlink does not sync it.`;
+    }
+    if (message) {
+      log.info(message);
+      void vscode.window.showInformationMessage(message);
+    }
+  });
+
   register("podlink.restartDaemon", () => daemon.restart());
 
   register("podlink.showActions", async () => {

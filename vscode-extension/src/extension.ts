@@ -53,6 +53,8 @@ export function activate(context: vscode.ExtensionContext): void {
     vscode.workspace.onDidChangeWorkspaceFolders(() => void sessions.autoStart()),
   );
   registerCommands(context, { daemon, sessions, testing, debugging, log });
+  // Menus that only make sense once podlink runs in this window ("Is This Synced?").
+  void vscode.commands.executeCommand("setContext", "podlink.active", true);
   void sessions.autoStart();
 }
 

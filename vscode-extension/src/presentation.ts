@@ -2,7 +2,7 @@
  * What the status bar, the sessions view and the actions quick pick show, derived from the
  * sessions and the daemon's state. Pure: the vscode glue turns these models into widgets.
  */
-import type { AppProcess, PortForward, Session, SessionState, SyncStatus, TargetInfo } from "./protocol";
+import type { AppProcess, IgnoredPaths, PortForward, Session, SessionState, SyncStatus, TargetInfo } from "./protocol";
 
 export type DaemonState = "idle" | "starting" | "installing" | "running" | "failed";
 
@@ -199,6 +199,17 @@ export function folderName(folderUri: string): string {
 
 // -- the sessions view -----------------------------------------------------------------------
 
+/** What the ignore rules keep out, for a tooltip: silence there hides why a file is missing. */
+export function ignoredText(ignored: IgnoredPaths | undefined): string {
+  if (!ignored || (ignored.files === 0 && ignored.folders === 0)) return "";
+  const shown = ignored.examples.slice(0, 5).join(", ");
+  const more = ignored.examples.length > 5 ? ", …" : "";
+  return (
+    `; not synced by ignore rules: ${plural(ignored.files, "file")} and ${plural(ignored.folders, "folder")}` +
+    ` (${shown}${more}) — "podlink: Is This Synced?" on a file says which rule`
+  );
+}
+
 export type NodeKind = "session" | "target" | "sync" | "syncPaused" | "app" | "port" | "conflict" | "problem" | "error";
 
 export interface TreeNodeModel {
@@ -253,7 +264,9 @@ export function sessionNodes(sessions: readonly Session[]): TreeNodeModel[] {
       icon: session.sync.state === "paused" ? "debug-pause" : sync.tone === "normal" ? "sync" : "warning",
       iconColor: sync.tone === "normal" ? undefined : "problemsWarningIcon.foreground",
       sessionId: session.id,
-      tooltip: `${sync.words}; ${String(session.sync.filesSynced)} files, ${String(session.sync.bytesSynced)} bytes synced`,
+      tooltip:
+        `${sync.words}; ${String(session.sync.filesSynced)} files, ${String(session.sync.bytesSynced)} bytes synced` +
+        ignoredText(session.sync.ignored),
     });
     if (session.app) {
       const running = session.app.state === "running";

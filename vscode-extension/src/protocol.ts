@@ -35,8 +35,16 @@ export type PortForwardState = "active" | "reconnecting" | "error";
  */
 export type AppState = "running" | "exited" | "restarting" | "stopped";
 
-/** How one test ended; errored means it could not run to a verdict. */
-export type TestOutcome = "passed" | "failed" | "skipped" | "errored";
+/**
+ * How one test ended, as pytest's own summary counts it: errored means it could not run to a
+ * verdict (a failing fixture, a file that cannot be collected); xfailed means it failed as an xfail
+ * mark (or `pytest.xfail()`) expected, xpassed that it passed although a non-strict xfail mark
+ * expected it to fail (a strict one that passes is failed). A file skipped as a whole at collection
+ * (`pytest.importorskip`, `pytest.skip(allow_module_level=True)`) is one skipped result under the
+ * file's id. More outcomes may be added without a version bump: a client should show one it does
+ * not know as it shows skipped (ended, neither passed nor failed), with its message.
+ */
+export type TestOutcome = "passed" | "failed" | "skipped" | "errored" | "xfailed" | "xpassed";
 
 /** Which part of a session produced a log line. */
 export type LogSource = "app" | "sync" | "build" | "test" | "daemon";
@@ -103,6 +111,58 @@ export interface SyncStatus {
   conflicts: SyncIssue[];
   /** Paths that could not be synced. */
   problems: SyncIssue[];
+  /**
+   * What the ignore rules keep out of the target, as of the last scan of the whole workspace;
+   * absent before the first one.
+   */
+  ignored?: IgnoredPaths;
+}
+
+/**
+ * What the user's ignore rules (`.gitignore` and `.podlinkignore` files, `sync[].exclude`) keep out
+ * of the target. podlink's own exclusions (`.git/`, `.podlink/`) are not counted;
+ * podlink/explainPath says why any one path is left out.
+ */
+export interface IgnoredPaths {
+  /** Files left out. */
+  files: number;
+  /** Folders left out whole; what they hold is not looked into or counted. */
+  folders: number;
+  /** The first few of those paths, relative to the workspace folder; folders end with `/`. */
+  examples: string[];
+}
+
+/** One rule of an ignore file or of a sync entry's exclude list. */
+export interface IgnoreRule {
+  /**
+   * Where the rule is written: an ignore file's path relative to the workspace folder,
+   * `podlink.yaml` (or the config file in use) for `sync[].exclude`, or `built-in` for what podlink
+   * never syncs.
+   */
+  source: string;
+  /** The 1-based line in that ignore file, or the 1-based position in the exclude list. */
+  line?: number;
+  /** The rule as written. */
+  pattern: string;
+}
+
+/** Whether a local path is synced into the target and, if not, which rule keeps it out. */
+export interface PathExplanation {
+  /** The path asked about. */
+  uri: DocumentUri;
+  /** Whether the sync carries it into the target (when it exists). */
+  synced: boolean;
+  /** Where it is, or would be, in the target, when a sync entry holds it. */
+  remotePath?: string;
+  /** The rule that decided: the one that excludes it, or a `!` rule that brought it back. */
+  rule?: IgnoreRule;
+  /**
+   * When a folder above the path is what the rule excludes: that folder, relative to the workspace
+   * folder (gitignore brings nothing below an excluded folder back).
+   */
+  excludedFolder?: string;
+  /** The answer in one sentence, for showing to the user. */
+  message: string;
 }
 
 /** A path the sync has something to say about. */
@@ -308,6 +368,16 @@ export interface RunTestsResult {
   skipped: number;
   /** Tests that could not run to a verdict. */
   errored: number;
+  /**
+   * Tests that failed as expected (counted in none of the fields above); absent from daemons older
+   * than this outcome.
+   */
+  xfailed?: number;
+  /**
+   * Tests that passed although expected to fail (counted in none of the fields above); absent from
+   * daemons older than this outcome.
+   */
+  xpassed?: number;
   /** How long the run took, in milliseconds. */
   durationMs: number;
 }
@@ -346,6 +416,14 @@ export interface ResetSyncParams {
   sessionId: string;
 }
 
+/** The params of podlink/explainPath. */
+export interface ExplainPathParams {
+  /** The session whose sync rules to ask. */
+  sessionId: string;
+  /** The local path to explain, a `file:` URI; it need not exist. */
+  uri: DocumentUri;
+}
+
 /** The params of podlink/log. */
 export interface LogParams {
   /** The session the output belongs to. */
@@ -362,13 +440,13 @@ export interface TestResultParams {
   runId: string;
   /** The TestItem id of the test. */
   id: string;
-  /** How the test ended. */
+  /** How the test ended; a client that does not know the value shows the test as skipped. */
   outcome: TestOutcome;
   /** How long the test took, in milliseconds. */
   durationMs?: number;
-  /** Why the test failed, errored or was skipped. */
+  /** Why the test failed, errored, was skipped or was expected to fail. */
   message?: string;
-  /** Where the test failed, in the local file. */
+  /** Where the test failed, or the line that skipped it, in the local file. */
   location?: Location;
   /** What the test printed. */
   output?: string;
@@ -391,6 +469,7 @@ export const Methods = {
   build: "podlink/build",
   resumeSync: "podlink/resumeSync",
   resetSync: "podlink/resetSync",
+  explainPath: "podlink/explainPath",
   sessionChanged: "podlink/sessionChanged",
   log: "podlink/log",
   testResult: "podlink/testResult",
@@ -435,6 +514,11 @@ export interface RequestMap {
   "podlink/resumeSync": { params: ResumeSyncParams; result: SyncStatus };
   /** Forget the state both sides last agreed on and rescan them, as on a first sync. */
   "podlink/resetSync": { params: ResetSyncParams; result: SyncStatus };
+  /**
+   * Say whether a local path is synced into the target and, if not, which rule of which ignore file
+   * (or of the exclude list) keeps it out.
+   */
+  "podlink/explainPath": { params: ExplainPathParams; result: PathExplanation };
 }
 
 /** The params type of each podlink notification; LSP defines the standard ones. */

@@ -103,34 +103,65 @@ export interface TestMessageModel {
   location?: Location;
 }
 
+/** The states the Test Explorer has; pytest's other outcomes are shown as one of these. */
+export type ExplorerState = "passed" | "failed" | "errored" | "skipped";
+
 export interface TestUpdate {
   id: string;
   outcome: TestOutcome;
+  state: ExplorerState;
   durationMs?: number;
   message?: TestMessageModel;
+  /** Shown beside the test's name where the state alone would mislead ("expected failure"). */
+  badge?: string;
   /** With CRLF line ends, as the test output terminal wants them. */
   output?: string;
 }
 
 export function testUpdate(result: TestResultParams): TestUpdate {
-  const update: TestUpdate = { id: result.id, outcome: result.outcome };
+  const outcome: string = result.outcome;
+  const update: TestUpdate = { id: result.id, outcome: result.outcome, state: "skipped" };
   if (result.durationMs !== undefined) {
     update.durationMs = result.durationMs;
   }
-  if (result.outcome === "failed" || result.outcome === "errored") {
-    const text = result.message ?? result.outcome;
-    const message: TestMessageModel = { text };
-    if (result.outcome === "failed") {
-      const expectedActual = parseExpectedActual(text);
-      if (expectedActual) message.expectedActual = expectedActual;
+  let note: string | undefined;
+  switch (outcome) {
+    case "passed":
+      update.state = "passed";
+      break;
+    case "failed":
+    case "errored": {
+      update.state = outcome;
+      const text = result.message ?? outcome;
+      const message: TestMessageModel = { text };
+      if (outcome === "failed") {
+        const expectedActual = parseExpectedActual(text);
+        if (expectedActual) message.expectedActual = expectedActual;
+      }
+      if (result.location) message.location = result.location;
+      update.message = message;
+      break;
     }
-    if (result.location) message.location = result.location;
-    update.message = message;
-  } else if (result.outcome === "skipped" && result.message) {
-    update.message = { text: result.message };
+    case "xfailed":
+      // It failed, as its xfail mark said it would: the run went as expected.
+      update.state = "passed";
+      update.badge = "expected failure";
+      note = `XFAIL ${result.id}${result.message ? ` - ${result.message}` : ""}`;
+      break;
+    case "xpassed":
+      update.state = "passed";
+      update.badge = "unexpected pass";
+      note = `XPASS ${result.id}${result.message ? ` - ${result.message}` : ""}`;
+      break;
+    default:
+      // "skipped", and any outcome a newer daemon may add: ended, neither passed nor failed.
+      update.state = "skipped";
+      if (outcome !== "skipped") update.badge = outcome;
+      if (result.message) update.message = { text: result.message };
   }
-  if (result.output) {
-    update.output = toTerminalText(result.output);
+  const output = [note, result.output].filter((part): part is string => Boolean(part)).join("\n");
+  if (output) {
+    update.output = toTerminalText(output);
   }
   return update;
 }
@@ -152,9 +183,19 @@ export function isTestFile(relativePath: string): boolean {
 }
 
 /** The run summary for the end of a run's output. */
-export function summaryLine(counts: { passed: number; failed: number; skipped: number; errored: number; durationMs: number }): string {
+export function summaryLine(counts: {
+  passed: number;
+  failed: number;
+  skipped: number;
+  errored: number;
+  xfailed?: number;
+  xpassed?: number;
+  durationMs: number;
+}): string {
   const parts = [`${String(counts.passed)} passed`, `${String(counts.failed)} failed`];
   if (counts.skipped > 0) parts.push(`${String(counts.skipped)} skipped`);
   if (counts.errored > 0) parts.push(`${String(counts.errored)} errored`);
+  if (counts.xfailed) parts.push(`${String(counts.xfailed)} xfailed`);
+  if (counts.xpassed) parts.push(`${String(counts.xpassed)} xpassed`);
   return `${parts.join(", ")} in ${(counts.durationMs / 1000).toFixed(2)} s`;
 }

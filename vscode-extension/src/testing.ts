@@ -240,7 +240,6 @@ export class Testing implements vscode.Disposable {
     const reported = new Set<vscode.TestItem>();
     this.runListeners.set(runId, (result) => {
       const item = byId.get(result.id);
-      if (item) reported.add(item);
       const update = testUpdate(result);
       if (!item) {
         unknownResults += 1;
@@ -250,23 +249,29 @@ export class Testing implements vscode.Disposable {
       if (update.output) {
         run.appendOutput(update.output, undefined, item);
       }
-      switch (update.outcome) {
-        case "passed":
-          run.passed(item, update.durationMs);
-          break;
-        case "skipped":
-          run.skipped(item);
-          break;
-        case "failed":
-        case "errored": {
-          const model = update.message ?? { text: update.outcome };
-          const message = model.expectedActual
-            ? vscode.TestMessage.diff(model.text, model.expectedActual.expected, model.expectedActual.actual)
-            : new vscode.TestMessage(model.text);
-          if (model.location) message.location = toVscodeLocation(model.location);
-          if (update.outcome === "failed") run.failed(item, message, update.durationMs);
-          else run.errored(item, message, update.durationMs);
-          break;
+      // A file skipped as a whole (pytest.importorskip) reports under the file's own id: its
+      // tests, when the tree has any, show that skip.
+      for (const leaf of this.leaves(item)) {
+        reported.add(leaf);
+        leaf.description = update.badge;
+        switch (update.state) {
+          case "passed":
+            run.passed(leaf, update.durationMs);
+            break;
+          case "skipped":
+            run.skipped(leaf);
+            break;
+          case "failed":
+          case "errored": {
+            const model = update.message ?? { text: update.outcome };
+            const message = model.expectedActual
+              ? vscode.TestMessage.diff(model.text, model.expectedActual.expected, model.expectedActual.actual)
+              : new vscode.TestMessage(model.text);
+            if (model.location) message.location = toVscodeLocation(model.location);
+            if (update.state === "failed") run.failed(leaf, message, update.durationMs);
+            else run.errored(leaf, message, update.durationMs);
+            break;
+          }
         }
       }
     });

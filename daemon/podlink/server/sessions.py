@@ -1,4 +1,5 @@
-"""Session requests: start, stop, list, flush, resume/reset after a halt, the app controls."""
+"""Session requests: start, stop, list, flush, resume/reset after a halt, the app controls,
+and why a path is (not) synced."""
 
 from __future__ import annotations
 
@@ -68,7 +69,17 @@ def register(server: PodlinkServer) -> None:
     async def reset_sync(params: wire.ResetSyncParams) -> wire.SyncStatus:
         return await registry.get(params.session_id).reset_sync()
 
+    async def explain_path(params: wire.ExplainPathParams) -> wire.PathExplanation:
+        session = registry.get(params.session_id)
+        path = to_fs_path(params.uri) if params.uri.startswith("file:") else None
+        if not path or not Path(path).is_absolute():
+            raise protocol_error(
+                wire.ErrorCode.INVALID_PARAMS, f"not a local file: URI: {params.uri!r}"
+            )
+        return session.explain_path(Path(path))
+
     register_request(server, wire.STOP_APP, stop_app)
+    register_request(server, wire.EXPLAIN_PATH, explain_path)
     register_request(server, wire.RESUME_SYNC, resume_sync)
     register_request(server, wire.RESET_SYNC, reset_sync)
     register_not_implemented(server)

@@ -45,7 +45,14 @@ from podlink.sync.ignore import IgnoreRules, is_ignore_file
 from podlink.sync.local_apply import LocalApplier, conflict_copy_exists
 from podlink.sync.outcome import BatchResult
 from podlink.sync.remote_apply import ProgressCallback, RemoteApplier
-from podlink.sync.scan import DigestCache, FolderFound, LocalScan, scan_paths, scan_tree
+from podlink.sync.scan import (
+    DigestCache,
+    FolderFound,
+    IgnoredCount,
+    LocalScan,
+    scan_paths,
+    scan_tree,
+)
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +99,8 @@ class SyncEngine(RemoteApplier, LocalApplier):
         self.rules = rules if rules is not None else make_rules()
         self.remote_view: dict[str, Entry] = {}
         self.problems: dict[str, str] = {}
+        # What the ignore rules kept out, as of the last walk of the whole local tree.
+        self.ignored: IgnoredCount | None = None
         # Keyed by the copy's path: one file can be in conflict again before its copy is gone.
         self.conflicts: dict[str, Conflict] = {}
         self.halt: Halt | None = None
@@ -152,6 +161,7 @@ class SyncEngine(RemoteApplier, LocalApplier):
                 local_scan or asyncio.to_thread(scan_tree, self.local_root, self.rules),
                 self.agent.scan(self.remote_root),
             )
+            self.ignored = local.ignored
             for path, message in remote.problems:
                 self.problems[path] = f"in the target: {message}"
             self.remote_view = self._kept(remote.entries)
@@ -207,6 +217,7 @@ class SyncEngine(RemoteApplier, LocalApplier):
             if self.halt is not None:
                 return BatchResult(halted=self.halt)
             local = await asyncio.to_thread(scan_tree, self.local_root, self.rules)
+            self.ignored = local.ignored
             self._failed_since_rescan = False
             result = await self._pass(
                 local,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from pathspec import GitIgnoreSpec
@@ -18,6 +19,36 @@ from pathspec import GitIgnoreSpec
 # the workspace (the target has its own version already).
 ALWAYS_EXCLUDED = (".git/", ".podlink/", ".podlink-tmp-*", "*.podlink-conflict-*")
 IGNORE_FILE_NAMES = (".gitignore", ".podlinkignore")
+BUILT_IN = "built-in"
+CONFIG_EXCLUDE = "exclude"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Where one ignore rule comes from: ``source`` is an ignore file's path relative to the
+    sync root, ``exclude`` (the sync entry's exclude list) or ``built-in``; ``line`` is
+    1-based in the ignore file, the position in the exclude list, or None."""
+
+    source: str
+    line: int | None
+    pattern: str
+
+    def describe(self) -> str:
+        if self.source == BUILT_IN:
+            return f"podlink never syncs {self.pattern!r}"
+        if self.source == CONFIG_EXCLUDE:
+            return f"{self.pattern!r} in the sync entry's exclude list"
+        return f"{self.pattern!r} in {self.source}, line {self.line}"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Why a path is (not) synced: ``rule`` decided about ``matched`` (the path itself or a
+    folder above it); a rule with ``!`` that matched a path that is synced is given too."""
+
+    ignored: bool
+    matched: str = ""
+    rule: Rule | None = None
 
 
 def _scoped_pattern(line: str, base: str) -> str | None:
@@ -45,7 +76,12 @@ class IgnoreRules:
     """
 
     def __init__(self, excludes: Sequence[str] = (), extra_always: Sequence[str] = ()) -> None:
-        self._lines: list[str] = [*ALWAYS_EXCLUDED, *extra_always, *excludes]
+        always = [*ALWAYS_EXCLUDED, *extra_always]
+        self._lines: list[str] = [*always, *excludes]
+        self._origins: list[Rule] = [Rule(BUILT_IN, None, line) for line in always] + [
+            Rule(CONFIG_EXCLUDE, index, line) for index, line in enumerate(excludes, 1)
+        ]
+        self._built_in = len(always)
         self._spec = GitIgnoreSpec.from_lines(self._lines)
         self._loaded_files: set[str] = set()
         self._verdicts: dict[str, bool] = {}
@@ -61,7 +97,7 @@ class IgnoreRules:
 
     def load_folder(self, root: Path, folder: str) -> bool:
         """Load the ignore files directly inside ``folder`` (relative to root). True if any."""
-        added: list[str] = []
+        added: list[tuple[str, Rule]] = []
         for name in IGNORE_FILE_NAMES:
             relative = posixpath.join(folder, name) if folder else name
             if relative in self._loaded_files:
@@ -71,13 +107,18 @@ class IgnoreRules:
             except OSError:
                 continue
             self._loaded_files.add(relative)
-            added.extend(p for line in text.splitlines() if (p := _scoped_pattern(line, folder)))
+            for number, line in enumerate(text.splitlines(), 1):
+                pattern = _scoped_pattern(line, folder)
+                if pattern:
+                    added.append((pattern, Rule(relative, number, line.strip())))
         if added:
             self._add_lines(added)
         return bool(added)
 
-    def _add_lines(self, lines: Iterable[str]) -> None:
-        self._lines.extend(lines)
+    def _add_lines(self, lines: Iterable[tuple[str, Rule]]) -> None:
+        for pattern, origin in lines:
+            self._lines.append(pattern)
+            self._origins.append(origin)
         # New objects rather than changes in place: a scan thread may add rules while the
         # watcher asks on the event loop, and a verdict made with the old spec must land in
         # the old cache, never in the new one.
@@ -87,6 +128,30 @@ class IgnoreRules:
     @property
     def loaded_files(self) -> frozenset[str]:
         return frozenset(self._loaded_files)
+
+    def is_built_in(self, path: str, *, is_dir: bool = False) -> bool:
+        """Whether ``path``, ignored while the folders above it are not (as a walk meets it),
+        is left out by podlink itself (``.git/``, ``.podlink/``, ...) rather than by a rule
+        the user wrote."""
+        index = self._spec.check_file(path + "/" if is_dir else path).index
+        return index is not None and index < self._built_in
+
+    def explain(self, path: str, *, is_dir: bool = False) -> Verdict:
+        """Whether ``path`` is ignored, and the rule that decided it (gitignore's order: the
+        last matching rule wins, and nothing below an ignored folder comes back)."""
+        spec = self._spec
+        parts = path.split("/")
+        for depth in range(1, len(parts) + 1):
+            current = "/".join(parts[:depth])
+            folder = depth < len(parts) or is_dir
+            result = spec.check_file(current + "/" if folder else current)
+            index = result.index
+            rule = self._origins[index] if index is not None else None
+            if result.include:
+                return Verdict(True, current, rule)
+            if depth == len(parts):
+                return Verdict(False, current if rule else "", rule)
+        return Verdict(False)
 
     def is_ignored(self, path: str, *, is_dir: bool = False) -> bool:
         """Whether ``path`` (relative, POSIX) or any folder above it is ignored.

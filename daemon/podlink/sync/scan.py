@@ -21,10 +21,33 @@ from podlink.sync.ignore import IgnoreRules
 HASH_CHUNK = 1 << 20
 
 
+IGNORED_EXAMPLES = 20
+
+
+@dataclass
+class IgnoredCount:
+    """What the user's ignore rules kept out of a walk: files, and folders left out whole
+    (not looked into), with the first few of their paths (folders end with ``/``).
+    podlink's own exclusions (``.git/``, ``.podlink/``) are not counted."""
+
+    files: int = 0
+    folders: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    def add(self, path: str, is_dir: bool) -> None:
+        if is_dir:
+            self.folders += 1
+        else:
+            self.files += 1
+        if len(self.examples) < IGNORED_EXAMPLES:
+            self.examples.append(path + "/" if is_dir else path)
+
+
 @dataclass
 class LocalScan:
     entries: dict[str, Entry] = field(default_factory=dict)
     problems: list[tuple[str, str]] = field(default_factory=list)
+    ignored: IgnoredCount = field(default_factory=IgnoredCount)
 
 
 def entry_from_stat(info: os.stat_result, link_target: str | None = None) -> Entry | None:
@@ -156,6 +179,8 @@ def _walk(root: Path, folder: str, rules: IgnoreRules, result: LocalScan) -> Non
                 continue
             is_dir = entry.kind is Kind.DIRECTORY
             if rules.is_ignored(path, is_dir=is_dir):
+                if not rules.is_built_in(path, is_dir=is_dir):
+                    result.ignored.add(path, is_dir)
                 continue
             result.entries[path] = entry
             if is_dir:

@@ -4,6 +4,7 @@ import {
   availableActions,
   describePort,
   formatLatency,
+  ignoredText,
   parsePortSpec,
   sessionNodes,
   statusBarModel,
@@ -175,4 +176,15 @@ describe("parsePortSpec", () => {
   for (const [input, expected] of cases) {
     it(JSON.stringify(input), () => assert.deepEqual(parsePortSpec(input), expected));
   }
+});
+
+describe("ignoredText", () => {
+  it("says what the ignore rules keep out, and nothing when they keep nothing out", () => {
+    assert.equal(ignoredText(undefined), "");
+    assert.equal(ignoredText({ files: 0, folders: 0, examples: [] }), "");
+    assert.equal(
+      ignoredText({ files: 1, folders: 2, examples: ["debug.log", "build/", "wcwidth.egg-info/"] }),
+      '; not synced by ignore rules: 1 file and 2 folders (debug.log, build/, wcwidth.egg-info/) — "podlink: Is This Synced?" on a file says which rule',
+    );
+  });
 });

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import type { TestItem } from "../../src/protocol";
+import type { TestItem, TestResultParams } from "../../src/protocol";
 import { indexTests, isTestFile, leafIds, parseExpectedActual, selectTestIds, summaryLine, testUpdate } from "../../src/testModel";
 
 const tree: TestItem[] = [
@@ -88,11 +88,36 @@ describe("test results", () => {
   });
 
   it("passes a pass through with nothing to say", () => {
-    assert.deepEqual(testUpdate({ runId: "r", id: "t", outcome: "passed" }), { id: "t", outcome: "passed" });
+    assert.deepEqual(testUpdate({ runId: "r", id: "t", outcome: "passed" }), { id: "t", outcome: "passed", state: "passed" });
   });
 
   it("keeps the reason a test was skipped", () => {
-    assert.equal(testUpdate({ runId: "r", id: "t", outcome: "skipped", message: "needs docker" }).message?.text, "needs docker");
+    const update = testUpdate({ runId: "r", id: "t", outcome: "skipped", message: "needs docker" });
+    assert.equal(update.state, "skipped");
+    assert.equal(update.message?.text, "needs docker");
+    assert.equal(update.badge, undefined);
+  });
+
+  it("shows an expected failure as one, not as a skip", () => {
+    const update = testUpdate({ runId: "r", id: "t.py::test_x", outcome: "xfailed", message: "bug 7" });
+    assert.equal(update.state, "passed");
+    assert.equal(update.badge, "expected failure");
+    assert.equal(update.output, "XFAIL t.py::test_x - bug 7\r\n");
+  });
+
+  it("says a test passed although it was expected to fail", () => {
+    const update = testUpdate({ runId: "r", id: "t.py::test_x", outcome: "xpassed", output: "out" });
+    assert.equal(update.state, "passed");
+    assert.equal(update.badge, "unexpected pass");
+    assert.equal(update.output, "XPASS t.py::test_x\r\nout\r\n");
+  });
+
+  it("shows an outcome it does not know as ended without a verdict", () => {
+    const future = { runId: "r", id: "t", outcome: "rerun", message: "flaky" } as unknown as TestResultParams;
+    const update = testUpdate(future);
+    assert.equal(update.state, "skipped");
+    assert.equal(update.badge, "rerun");
+    assert.equal(update.message?.text, "flaky");
   });
 });
 
@@ -128,5 +153,9 @@ describe("summaryLine", () => {
   it("mentions skipped and errored tests only when there are some", () => {
     assert.equal(summaryLine({ passed: 3, failed: 1, skipped: 0, errored: 0, durationMs: 1234 }), "3 passed, 1 failed in 1.23 s");
     assert.equal(summaryLine({ passed: 1, failed: 0, skipped: 2, errored: 1, durationMs: 50 }), "1 passed, 0 failed, 2 skipped, 1 errored in 0.05 s");
+    assert.equal(
+      summaryLine({ passed: 1, failed: 0, skipped: 0, errored: 0, xfailed: 2, xpassed: 1, durationMs: 50 }),
+      "1 passed, 0 failed, 2 xfailed, 1 xpassed in 0.05 s",
+    );
   });
 });
