@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from podlink import __version__
 from podlink import protocol as wire
@@ -108,7 +109,11 @@ def debug(folder: Path, config_file: str | None, verbose: bool) -> None:
 
 
 class ConsoleListener:
-    """Prints a session's log lines; the state goes to ``podlink status``."""
+    """Prints a session's log lines; the state goes to ``podlink status``.
+
+    What the app, the sync or the target wrote is printed verbatim: only podlink's own
+    prefix is styled, so ``[info]`` or a file named ``w[/z]`` is text, never markup.
+    """
 
     def __init__(self, console: Console) -> None:
         self._console = console
@@ -116,27 +121,26 @@ class ConsoleListener:
 
     def session_changed(self, session: wire.Session) -> None:
         if self.last is not None and session.state != self.last.state:
-            self._console.print(f"[dim]{_clock()}[/] [bold]session[/] {session.state}")
+            self._line(("session", "bold"), str(session.state))
         self.last = session
 
     def log(self, session_id: str, source: wire.LogSource, text: str) -> None:
         if source == "app":
-            self._console.print(f"[dim]{_clock()} app |[/] {text}", markup=True, soft_wrap=True)
+            self._console.print(Text.assemble((f"{_clock()} app | ", "dim"), text), soft_wrap=True)
         else:
-            self._console.print(f"[dim]{_clock()}[/] [cyan]{source}[/] {text}", soft_wrap=True)
+            self._line((source, "cyan"), text)
 
     def publish_diagnostics(
         self, source: DiagnosticSource, path: Path, diagnostics: list[Diagnostic]
     ) -> None:
         for each in diagnostics:
-            self._console.print(
-                f"[dim]{_clock()}[/] [bold red]{source}[/] {path}:{each.line}: {each.message}",
-                soft_wrap=True,
-                markup=True,
-            )
+            self._line((source, "bold red"), f"{path}:{each.line}: {each.message}")
 
     def show_error(self, message: str) -> None:
-        self._console.print(f"[dim]{_clock()}[/] [bold red]error[/] {message}", soft_wrap=True)
+        self._line(("error", "bold red"), message)
+
+    def _line(self, label: tuple[str, str], text: str) -> None:
+        self._console.print(Text.assemble((_clock(), "dim"), " ", label, " ", text), soft_wrap=True)
 
 
 async def _run_up(
@@ -168,8 +172,11 @@ async def _run_up(
         session = await registry.start(folder, config_file, progress=report)
     status = session.sync_status()
     console.print(
-        f"[green]ready[/]: {folder.resolve()} -> {session.to_protocol().target.name} "
-        f"({status.files_synced} files synced); watching for changes, Ctrl-C to stop"
+        Text.assemble(
+            ("ready", "green"),
+            f": {folder.resolve()} -> {session.to_protocol().target.name} "
+            f"({status.files_synced} files synced); watching for changes, Ctrl-C to stop",
+        )
     )
     try:
         if debug:
