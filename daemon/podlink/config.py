@@ -244,6 +244,13 @@ def load_config(folder: Path, config_file: str | Path | None = None) -> Config:
     """Read and check the workspace's podlink.yaml (or ``config_file``, relative to ``folder``)."""
     folder = folder.resolve()
     path = folder / (CONFIG_FILE_NAME if config_file is None else Path(config_file))
+    if config_file is not None and not path.resolve().is_relative_to(folder):
+        # A client names the file: it must not make the daemon read (and quote) any other.
+        raise ConfigError(
+            path,
+            f"the configuration file must be inside the workspace folder {folder}",
+            hint="move it into the folder, or give a path relative to the folder",
+        )
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -370,9 +377,10 @@ def _syntax_error(path: Path, exc: yaml.MarkedYAMLError) -> ConfigError:
 
 
 def _describe_node(node: yaml.Node) -> str:
+    # Named by kind only: the message must never quote what the file holds.
     if isinstance(node, yaml.SequenceNode):
         return "a list"
-    return f"the value {node.value!r}" if isinstance(node, yaml.ScalarNode) else "a value"
+    return "a single value" if isinstance(node, yaml.ScalarNode) else "a value"
 
 
 def _index(

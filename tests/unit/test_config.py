@@ -611,6 +611,39 @@ def test_load_config_takes_a_config_file_relative_to_the_folder_or_absolute(
     assert absolute_config.target == LocalTargetConfig(root="/tmp/x")
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../secret.yaml",
+        "dev/../../secret.yaml",
+        "{outside}/secret.yaml",
+        "dev/link.yaml",  # a link inside that leads outside
+    ],
+)
+def test_a_config_file_outside_the_folder_is_refused_unread(tmp_path: Path, name: str) -> None:
+    folder = tmp_path / "workspace"
+    (folder / "dev").mkdir(parents=True)
+    secret = tmp_path / "secret.yaml"
+    secret.write_text("root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1::/usr/sbin\n")
+    (folder / "dev" / "link.yaml").symlink_to(secret)
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(folder, name.format(outside=tmp_path))
+
+    assert "must be inside the workspace folder" in str(caught.value)
+    assert "root:" not in str(caught.value)
+
+
+def test_a_top_level_value_is_described_not_quoted(tmp_path: Path) -> None:
+    (tmp_path / CONFIG_FILE_NAME).write_text("root:x:0:0:root:/root:/bin/bash\n")
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path)
+
+    assert "must be a mapping of keys, got a single value" in str(caught.value)
+    assert "/root" not in str(caught.value)
+
+
 def test_a_missing_file_suggests_podlink_init(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path)
