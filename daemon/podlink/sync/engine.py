@@ -11,11 +11,11 @@ of the pass goes on. A halted pass applies nothing until the user resumes or res
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
+import os
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 
 import msgspec
@@ -31,11 +31,12 @@ from podlink.sync.core.plan import (
     restrict,
 )
 from podlink.sync.core.reconcile import (
+    MIN_FILES_FOR_DELETE_SHARE,
     Conflict,
     Halt,
     Mode,
+    Reconciliation,
     RootState,
-    deleted_files,
     paths_needing_digests_both_changed,
     reconcile,
     touched_big_files,
@@ -53,8 +54,13 @@ INLINE_SCAN_LIMIT = 8
 INLINE_HASH_LIMIT = 1 << 20
 # The agreed state is written this long after the last pass that changed it.
 SAVE_DELAY_SECONDS = 1.0
-# Deletions within this span count together against sync[].maxDeleteShare.
+# Deletions within this span count together against sync[].maxDeleteShare; files created
+# within it and deleted again do not count (churn loses nothing the sides agreed on).
 DELETION_WINDOW_SECONDS = 10.0
+# Before the first deletion of a pass reaches the other side, the workspace must have stopped
+# losing files for this long: a burst (rm -rf) is judged whole, not batch by batch.
+SETTLE_SECONDS = 0.1
+SETTLE_MAX_SECONDS = 3.0
 
 RemoteResultCallback = Callable[[BatchResult, float], Awaitable[None]]
 
@@ -104,7 +110,12 @@ class SyncEngine(RemoteApplier, LocalApplier):
         self._lock = asyncio.Lock()
         self._failed_since_rescan = False
         self._ancestor_file_count: int | None = None
-        self._deletions: collections.deque[tuple[float, int, int]] = collections.deque()
+        # Per side (target, workspace): path -> (when first created or deleted within the
+        # window, whether it was a file before that).
+        self._window: tuple[dict[str, tuple[float, bool]], dict[str, tuple[float, bool]]] = (
+            {},
+            {},
+        )
         self._last_stamp = ""
         self._stamp_count = 0
         self._save_handle: asyncio.TimerHandle | None = None
@@ -161,6 +172,7 @@ class SyncEngine(RemoteApplier, LocalApplier):
                 remote_root=RootState.MISSING if remote.missing else RootState.PRESENT,
                 progress=progress,
                 allow_deletions=allow_deletions,
+                as_seen=False,
             )
             result.seconds = time.monotonic() - started
             return result
@@ -218,7 +230,11 @@ class SyncEngine(RemoteApplier, LocalApplier):
     async def resume(self) -> BatchResult:
         """After a halt: look at both sides again and apply what was held back."""
         self.halt = None
-        return await self.initial_sync(allow_deletions=True)
+        result = await self.initial_sync(allow_deletions=True)
+        # The user approved what the halt held back: it must not count against the next pass.
+        for side in self._window:
+            side.clear()
+        return result
 
     async def reset(self) -> BatchResult:
         """Forget the agreed state and sync as for the first time: the workspace wins."""
@@ -248,8 +264,13 @@ class SyncEngine(RemoteApplier, LocalApplier):
         remote_root: RootState = RootState.NOT_SCANNED,
         progress: ProgressCallback | None = None,
         allow_deletions: bool = False,
+        as_seen: bool = True,
     ) -> BatchResult:
-        """Reconcile one scope (the same on all three snapshots) and apply the outcome."""
+        """Reconcile one scope (the same on all three snapshots) and apply the outcome.
+
+        ``as_seen``: the pass follows changes as they were made (not a start, a resume or a
+        reset, which also carry over what changed long ago): files it creates are fresh.
+        """
         result = BatchResult()
         for path, message in local.problems:
             self.problems[path] = message
@@ -261,20 +282,38 @@ class SyncEngine(RemoteApplier, LocalApplier):
         needed.update(touched_big_files(ancestor, local.entries))
         needed.update(touched_big_files(ancestor, remote))
         source = await self._with_digests(sorted(needed), local.entries, remote)
-        outcome = reconcile(
-            ancestor,
-            source,
-            remote,
-            mode=self.mode,
-            conflict_stamp=self._conflict_stamp(),
-            first_sync=not self._agreed,
-            local_root=local_root,
-            remote_root=remote_root,
-            ancestor_files=self._ancestor_files(),
-            max_delete_share=self.max_delete_share,
-            recently_deleted=self._recent_deletions(),
-            allow_deletions=allow_deletions,
-        )
+        recent, fresh = self._recent_deletions()
+        stamp = self._conflict_stamp()
+
+        def merge(recently_deleted: tuple[int, int]) -> Reconciliation:
+            return reconcile(
+                ancestor,
+                source,
+                remote,
+                mode=self.mode,
+                conflict_stamp=stamp,
+                first_sync=not self._agreed,
+                local_root=local_root,
+                remote_root=remote_root,
+                ancestor_files=self._ancestor_files(),
+                max_delete_share=self.max_delete_share,
+                recently_deleted=recently_deleted,
+                fresh=fresh,
+                allow_deletions=allow_deletions,
+            )
+
+        outcome = merge(recent)
+        if outcome.halt is None and not allow_deletions:
+            # A burst of deletions arrives batch by batch: judge it whole before any of it goes.
+            here = [
+                path
+                for path in remote.keys() - outcome.merged.keys() - fresh
+                if remote[path].kind is not Kind.DIRECTORY
+            ]
+            halt_possible = self._ancestor_files() >= MIN_FILES_FOR_DELETE_SHARE
+            unseen = await self._settled_loss(here) if here and halt_possible else 0
+            if unseen:
+                outcome = merge((recent[0] + unseen, recent[1]))
         if outcome.halt is not None:
             self.halt = result.halted = outcome.halt
             return result
@@ -317,9 +356,7 @@ class SyncEngine(RemoteApplier, LocalApplier):
         self._agree(examined, merged, written, result)
         if result.failed:
             self._failed_since_rescan = True
-        self._deletions.append(
-            (time.monotonic(), deleted_files(remote, merged), deleted_files(source, merged))
-        )
+        self._note_window(examined, remote, source, merged, creations=as_seen)
         if not self._agreed:
             self._agreed = True
             await self._save()  # at once: a crash now must not make the next start a first sync
@@ -332,15 +369,61 @@ class SyncEngine(RemoteApplier, LocalApplier):
             )
         return self._ancestor_file_count
 
-    def _recent_deletions(self) -> tuple[int, int]:
-        """Files deleted in the target and the workspace by the passes of the last moments."""
+    def _recent_deletions(self) -> tuple[tuple[int, int], frozenset[str]]:
+        """Files that existed before the window and were deleted within it, in the target and
+        in the workspace; and the files created within it (deleting those is not loss)."""
         horizon = time.monotonic() - DELETION_WINDOW_SECONDS
-        while self._deletions and self._deletions[0][0] < horizon:
-            self._deletions.popleft()
-        return (
-            sum(target for _, target, _ in self._deletions),
-            sum(workspace for _, _, workspace in self._deletions),
-        )
+        counts = []
+        fresh: set[str] = set()
+        for side in self._window:
+            for path in [path for path, (when, _) in side.items() if when < horizon]:
+                del side[path]
+            counts.append(
+                sum(1 for path, (_, was) in side.items() if was and path not in self.ancestor)
+            )
+            fresh.update(path for path, (_, was) in side.items() if not was)
+        return (counts[0], counts[1]), frozenset(fresh)
+
+    def _note_window(
+        self,
+        examined: Iterable[str],
+        remote: Mapping[str, Entry],
+        source: Mapping[str, Entry],
+        merged: Mapping[str, Entry],
+        *,
+        creations: bool,
+    ) -> None:
+        """Remember the files each side gained or lost in this pass, the first time only."""
+        now = time.monotonic()
+        for side, before in zip(self._window, (remote, source), strict=True):
+            for path in examined:
+                was, now_file = _is_file(before.get(path)), _is_file(merged.get(path))
+                if was != now_file and path not in side and (was or creations):
+                    side[path] = (now, was)
+
+    async def _settled_loss(self, deleting: list[str]) -> int:
+        """How many more agreed files the workspace has lost than this pass deletes, once it
+        stops losing them: the rest of a burst the watcher has not reported yet."""
+        scopes = {path.split("/", 1)[0] for path in deleting}
+        candidates = [
+            path
+            for path, entry in self.ancestor.items()
+            if entry.kind is not Kind.DIRECTORY and path.split("/", 1)[0] in scopes
+        ]
+        root = self.local_root
+
+        def missing() -> int:
+            return sum(1 for path in candidates if not os.path.lexists(root / path))
+
+        deadline = time.monotonic() + SETTLE_MAX_SECONDS
+        lost = await asyncio.to_thread(missing)
+        while time.monotonic() < deadline:
+            await asyncio.sleep(SETTLE_SECONDS)
+            again = await asyncio.to_thread(missing)
+            if again <= lost:
+                break
+            lost = again
+        return max(0, lost - len(deleting))
 
     def _conflict_stamp(self) -> str:
         """The time, unique per pass: two conflicts on one file never share a copy's name."""
@@ -550,3 +633,7 @@ def _same_version(first: Entry, second: Entry) -> bool:
         and first.mtime_ns == second.mtime_ns
         and first.inode == second.inode
     )
+
+
+def _is_file(entry: Entry | None) -> bool:
+    return entry is not None and entry.kind is not Kind.DIRECTORY
