@@ -145,6 +145,9 @@ class SyncEntryConfig(_Section, frozen=True, kw_only=True):
     max_delete_share: float = 0.5
     # "user", "user:group", "uid" or "uid:gid" in the target; None: the target's default user.
     owner: str | None = None
+    # Upload mode: a first sync deletes what the remote folder held that the workspace does
+    # not have. False: podlink leaves those files alone for good and lists them.
+    delete_unknown: bool = False
 
 
 class PortConfig(_Section, frozen=True, kw_only=True):

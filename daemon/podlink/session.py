@@ -334,6 +334,7 @@ class Session:
             store=store,
             max_delete_share=entry.max_delete_share,
             owner=entry.owner,
+            delete_unknown=entry.delete_unknown,
             report=lambda text: self._log("sync", text),
         )
 

@@ -42,6 +42,7 @@ from podlink.sync.core.reconcile import (
     touched_big_files,
 )
 from podlink.sync.core.snapshot import Entry, Kind
+from podlink.sync.core.unknown import describe_left, folders_above, unknown_paths, without_left
 from podlink.sync.ignore import IgnoreRules, is_ignore_file
 from podlink.sync.local_apply import LocalApplier, conflict_copy_exists
 from podlink.sync.outcome import BatchResult
@@ -80,10 +81,13 @@ class SyncEngine(RemoteApplier, LocalApplier):
         store: AncestorStore | None = None,
         max_delete_share: float = 0.5,
         owner: str | None = None,
+        delete_unknown: bool = False,
         report: Callable[[str], None] | None = None,
     ) -> None:
         """``rules``: the rules a first local scan was already made with, if any.
 
+        ``delete_unknown``: in upload mode, a first sync may delete what the target held
+        that the workspace does not have; otherwise those paths are left alone for good.
         ``report``: told about target-side changes upload mode replaces, before they go.
         """
         self.agent = agent
@@ -92,6 +96,7 @@ class SyncEngine(RemoteApplier, LocalApplier):
         self.mode = mode
         self.owner = owner
         self.max_delete_share = max_delete_share
+        self.delete_unknown = delete_unknown
         self._make_rules = make_rules
         self.rules = rules if rules is not None else make_rules()
         self.remote_view: dict[str, Entry] = {}
@@ -102,9 +107,14 @@ class SyncEngine(RemoteApplier, LocalApplier):
         self._store = store
         stored = store.load() if store is not None else None
         # Kept to what the rules sync, like everything else here (refiltered when they change).
-        self.ancestor: dict[str, Entry] = self._kept(stored or {})
+        self.ancestor: dict[str, Entry] = self._kept(stored.entries if stored else {})
         # Whether the sides ever agreed: without that a first sync lets the workspace win.
         self._agreed = stored is not None
+        # What the target held before the first sync and podlink never wrote (upload mode):
+        # passes see the target without it, so nothing of it is ever deleted.
+        self.left: set[str] = set(stored.left) if stored else set()
+        self._guarded = folders_above(self.left)
+        self._left_decided = stored is not None
         self._report = report or (lambda text: log.warning("%s", text))
         self._digests = DigestCache()
         self._lock = asyncio.Lock()
@@ -164,6 +174,7 @@ class SyncEngine(RemoteApplier, LocalApplier):
             for path, message in remote.problems:
                 self.problems[path] = f"in the target: {message}"
             self.remote_view = self._kept(remote.entries)
+            self._forget_left(self.left - self.remote_view.keys())
             result = await self._pass(
                 local,
                 dict(self.remote_view),
@@ -237,7 +248,11 @@ class SyncEngine(RemoteApplier, LocalApplier):
         return result
 
     async def reset(self) -> BatchResult:
-        """Forget the agreed state and sync as for the first time: the workspace wins."""
+        """Forget the agreed state and sync as for the first time: the workspace wins.
+
+        What the very first sync left in the target stays left: a reset deletes only what
+        the target gained since.
+        """
         self.halt = None
         self.ancestor = {}
         self._ancestor_file_count = None
@@ -275,6 +290,10 @@ class SyncEngine(RemoteApplier, LocalApplier):
         for path, message in local.problems:
             self.problems[path] = message
         self._forget_resolved_conflicts()
+        if self.mode is Mode.UPLOAD:
+            if not self._left_decided:
+                self._leave_unknown(local.entries, remote)
+            remote = without_left(remote, local.entries.keys(), self.left, self._guarded)
         needed = set(paths_needing_digests(local.entries, remote))
         needed.update(
             paths_needing_digests_both_changed(ancestor, local.entries, remote, mode=self.mode)
@@ -354,6 +373,7 @@ class SyncEngine(RemoteApplier, LocalApplier):
         else:
             await self._apply_upload(upload, merged, progress, result)
         self._agree(examined, merged, written, result)
+        self._forget_left(path for path in examined if path in merged)
         if result.failed:
             self._failed_since_rescan = True
         self._note_window(examined, remote, source, merged, creations=as_seen)
@@ -361,6 +381,33 @@ class SyncEngine(RemoteApplier, LocalApplier):
             self._agreed = True
             await self._save()  # at once: a crash now must not make the next start a first sync
         return result
+
+    def _leave_unknown(self, local: Mapping[str, Entry], remote: Mapping[str, Entry]) -> None:
+        """The first sync: decide what the target holds that podlink is not to delete."""
+        self._left_decided = True
+        if self.delete_unknown:
+            return
+        unknown = unknown_paths(local, remote)
+        if not unknown:
+            return
+        self.left.update(unknown)
+        self._guarded = folders_above(self.left)
+        files = sum(1 for path in unknown if remote[path].kind is not Kind.DIRECTORY)
+        self._report(
+            f"{self.remote_root} held {files} file(s) before the first sync that the workspace "
+            "does not have; "
+            "podlink leaves them in place and never deletes them (set "
+            "sync[].deleteUnknown: true to let a first sync delete them): "
+            f"{describe_left(unknown, remote)}"
+        )
+
+    def _forget_left(self, paths: Iterable[str]) -> None:
+        """These paths are no longer left: the workspace wrote them, or they are gone."""
+        gone = self.left.intersection(paths)
+        if gone:
+            self.left -= gone
+            self._guarded = folders_above(self.left)
+            self._schedule_save()
 
     def _ancestor_files(self) -> int:
         if self._ancestor_file_count is None:
@@ -554,9 +601,9 @@ class SyncEngine(RemoteApplier, LocalApplier):
     async def _save(self) -> None:
         if self._store is None:
             return
-        snapshot = dict(self.ancestor)
+        snapshot, left = dict(self.ancestor), sorted(self.left)
         try:
-            await asyncio.to_thread(self._store.save, snapshot)
+            await asyncio.to_thread(self._store.save, snapshot, left)
         except OSError as error:
             log.warning("cannot save the sync state %s: %s", self._store.path, error)
 
