@@ -3,6 +3,8 @@
 Containers podlink created and images it built on the Docker Engine (label
 ``podlink.managed=1``), the agent's temporary files in the current folder's target, and
 Deployments dev mode left patched. It lists them and asks first unless given ``--yes``.
+A container a running session uses (``podlink up``, an editor's, a test run), and the image
+it runs, are kept unless ``--all``: its status file in the state folder names it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import contextlib
 import os
 import stat
 import sys
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +30,7 @@ from podlink.config import (
     LocalTargetConfig,
     load_config,
 )
+from podlink.runtime import live_session_records
 from podlink.targets.base import TargetUnavailable
 
 if TYPE_CHECKING:
@@ -54,6 +58,8 @@ class _PurgePlan:
     namespace: Namespace | None = None
     deployments: list[PatchedDeployment] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # What a running session uses: not removed without --all; each with the reason.
+    kept: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         return [
@@ -67,22 +73,37 @@ class _PurgePlan:
 
 @click.command("purge")
 @click.option("--yes", is_flag=True, help="Remove without asking.")
-def purge_command(yes: bool) -> None:
+@click.option(
+    "--all",
+    "everything",
+    is_flag=True,
+    help="Also remove the containers (and their images) that running sessions use.",
+)
+@click.option(
+    "--folder",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Only what podlink made for this workspace folder, and its target's files.",
+)
+def purge_command(yes: bool, everything: bool, folder: Path | None) -> None:
     """Remove what podlink left behind, and nothing else.
 
     That is the containers podlink created and the images it built on the Docker Engine
     (label podlink.managed=1), and the agent's temporary files (.podlink-tmp-*) in the target
-    of the podlink.yaml in the current folder, if there is one; for a kubernetes target with
-    devMode, the Deployments in its namespace that dev mode left patched, which are restored.
-    Without --yes it lists them and asks first.
+    of the podlink.yaml in the current folder (or --folder), if there is one; for a
+    kubernetes target with devMode, the Deployments in its namespace that dev mode left
+    patched, which are restored. A container a running podlink session uses, and its image,
+    stay unless --all. Without --yes it lists them and asks first.
     """
+    workspace = (folder or Path.cwd()).resolve()
     config = None
-    if (Path.cwd() / CONFIG_FILE_NAME).exists():
+    if (workspace / CONFIG_FILE_NAME).exists():
         try:
-            config = load_config(Path.cwd())
+            config = load_config(workspace)
         except ConfigError as error:
             _fail(str(error), EXIT_BAD_CONFIG)
-    plan = asyncio.run(_find_leftovers(config))
+    plan = asyncio.run(
+        _find_leftovers(config, only_folder=workspace if folder else None, everything=everything)
+    )
     try:
         _purge(plan, yes)
     finally:
@@ -93,6 +114,8 @@ def purge_command(yes: bool) -> None:
 def _purge(plan: _PurgePlan, yes: bool) -> None:
     for note in plan.notes:
         click.echo(f"podlink: {note}", err=True)
+    for line in plan.kept:
+        click.echo(line)
     found = plan.lines()
     if not found:
         click.echo("nothing to purge")
@@ -112,7 +135,9 @@ def _purge(plan: _PurgePlan, yes: bool) -> None:
         sys.exit(EXIT_FAILED)
 
 
-async def _find_leftovers(config: Config | None) -> _PurgePlan:
+async def _find_leftovers(
+    config: Config | None, *, only_folder: Path | None = None, everything: bool = False
+) -> _PurgePlan:
     from podlink.targets import docker_admin
 
     plan = _PurgePlan()
@@ -123,6 +148,12 @@ async def _find_leftovers(config: Config | None) -> _PurgePlan:
     if plan.engine is not None:
         plan.containers = await asyncio.to_thread(docker_admin.managed_containers, plan.engine)
         plan.images = await asyncio.to_thread(docker_admin.managed_images, plan.engine)
+        if only_folder is not None:
+            wanted = str(only_folder)
+            plan.containers = [c for c in plan.containers if c.folder == wanted]
+            plan.images = [image for image in plan.images if image.folder == wanted]
+        if not everything:
+            _keep_what_sessions_use(plan)
     if config is None:
         return plan
     target = config.target
@@ -154,6 +185,58 @@ async def _find_leftovers(config: Config | None) -> _PurgePlan:
         if target.dev_mode is not None:
             await _find_patched_deployments(target, config.folder, plan)
     return plan
+
+
+def _keep_what_sessions_use(plan: _PurgePlan) -> None:
+    """Move the containers running sessions use, and the images they run, to ``plan.kept``."""
+    users = _sessions_by_container()
+    kept_images: dict[str, str] = {}
+    containers = []
+    for container in plan.containers:
+        user = users.get(container.id[:12]) or users.get(container.name)
+        if user is None:
+            containers.append(container)
+            continue
+        plan.kept.append(f"kept {container}: {user} uses it; --all removes it too")
+        kept_images[container.image_id] = container.name
+    plan.containers = containers
+    images = []
+    for image in plan.images:
+        if image.id in kept_images:
+            plan.kept.append(
+                f"kept {image}: container {kept_images[image.id]} of a running session runs it"
+            )
+        else:
+            images.append(image)
+    plan.images = images
+
+
+def _sessions_by_container() -> dict[str, str]:
+    """The running sessions on a docker target, by container id (12 digits) and by name.
+
+    A session that has not reached its container yet is known by its folder: the dev
+    container podlink creates for a folder has a name made from it.
+    """
+    from podlink.targets.docker import container_name_for
+
+    users: dict[str, str] = {}
+    for record in live_session_records():
+        session = record.get("session") or {}
+        target = session.get("target") or {}
+        if target.get("kind") != "docker" or session.get("state") == "stopped":
+            continue
+        folder = _folder_of(str(session.get("folder", "")))
+        user = f"the running session for {folder} (pid {record.get('pid')})"
+        detail = target.get("detail") or {}
+        for key in (detail.get("id"), target.get("name"), container_name_for(folder)):
+            if key:
+                users[str(key)] = user
+    return users
+
+
+def _folder_of(uri: str) -> Path:
+    parsed = urllib.parse.urlparse(uri)
+    return Path(urllib.parse.unquote(parsed.path)) if parsed.scheme == "file" else Path(uri)
 
 
 async def _find_patched_deployments(
