@@ -306,17 +306,20 @@ SYNC_MODE = {"mode": "upload"}  # set from --mode
 
 
 def write_config(scratch: Path, container: str) -> Path:
+    """A config for the workspace ``scratch`` (podlink reads config files only from inside
+    their workspace) that syncs its ``tree`` folder, so the tree holds what the peers copy."""
     path = scratch / f"podlink-{container}.yaml"
     path.write_text(
         "version: 1\n"
         f"target: {{docker: {{container: {json.dumps(container)}}}}}\n"
-        f"sync: [{{local: ., remote: {REMOTE_ROOT}, mode: {SYNC_MODE['mode']}}}]\n"
+        f"sync: [{{local: tree, remote: {REMOTE_ROOT}, mode: {SYNC_MODE['mode']}}}]\n"
     )
     return path
 
 
 def new_session(tree: Path, config_file: Path) -> Session:
-    return Session(load_config(tree, config_file), QuietListener())
+    assert tree == config_file.parent / "tree"
+    return Session(load_config(config_file.parent, config_file), QuietListener())
 
 
 async def time_start(tree: Path, config_file: Path) -> float:

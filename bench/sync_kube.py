@@ -177,19 +177,20 @@ def emit(record: dict[str, Any], notes: dict[str, str] | None = None) -> None:
 
 
 def write_config(workspace: Path, cluster: Cluster, pod: str, extra: str = "") -> Path:
-    # Inside the workspace (podlink refuses a config file elsewhere), left out of the sync.
-    path = workspace / "podlink-bench.yaml"
+    """A config beside the synced folder ``workspace`` (podlink reads config files only from
+    inside their workspace, and the peers must copy the same files)."""
+    path = workspace.parent / f"podlink-{workspace.name}.yaml"
     path.write_text(
         "version: 1\n"
         f"target: {{kubernetes: {{context: {cluster.context}, namespace: {cluster.namespace}, "
         f"pod: {pod}}}}}\n"
-        f"sync: [{{local: ., remote: {REMOTE_ROOT}, exclude: [podlink-bench.yaml]}}]\n" + extra
+        f"sync: [{{local: {workspace.name}, remote: {REMOTE_ROOT}}}]\n" + extra
     )
     return path
 
 
-def new_session(workspace: Path, config: Path) -> Session:
-    return Session(load_config(workspace, config), QuietListener())
+def new_session(config: Path) -> Session:
+    return Session(load_config(config.parent, config), QuietListener())
 
 
 # -- peers ------------------------------------------------------------------------------
@@ -235,9 +236,9 @@ def timed(run: Callable[[], None]) -> float:
     return time.perf_counter() - started
 
 
-async def time_start(workspace: Path, config: Path) -> float:
+async def time_start(config: Path) -> float:
     await asyncio.to_thread(os.sync)
-    session = new_session(workspace, config)
+    session = new_session(config)
     started = time.perf_counter()
     try:
         await session.start()
@@ -266,14 +267,12 @@ def initial_sync(args: argparse.Namespace, cluster: Cluster, tree: Path) -> str:
             pod = cluster.create_pod()
             if name == "podlink":
                 config = write_config(tree, cluster, f"{{name: {pod}}}")
-                times.setdefault(name, []).append(asyncio.run(time_start(tree, config)))
+                times.setdefault(name, []).append(asyncio.run(time_start(config)))
                 last = pod
             else:
                 measure_peer(times, notes, name, functools.partial(peers[name], cluster, tree, pod))
-            # The peers also copy the bench's podlink-bench.yaml, which podlink leaves out.
-            expected = args.files + (name != "podlink")
-            if name not in notes and (found := cluster.count_files(pod)) != expected:
-                raise RuntimeError(f"{name} left {found} files in {pod}, not {expected}")
+            if name not in notes and (found := cluster.count_files(pod)) != args.files:
+                raise RuntimeError(f"{name} left {found} files in {pod}, not {args.files}")
     podlink, tar = median(times["podlink"]), median(times.get("tar"))
     emit(
         {
@@ -300,7 +299,7 @@ async def save_to_pod(args: argparse.Namespace, cluster: Cluster, tree: Path, po
     results: dict[str, list[float] | None] = {}
     notes: dict[str, str] = {}
     try:
-        session = new_session(tree, write_config(tree, cluster, f"{{name: {pod}}}"))
+        session = new_session(write_config(tree, cluster, f"{{name: {pod}}}"))
         await session.start()
         try:
             results["podlink"] = await measure_edits(tree, poller, args.edits)
@@ -360,7 +359,7 @@ async def pod_replaced(args: argparse.Namespace, cluster: Cluster, scratch: Path
     pod = cluster.wait_running(label_selector="app=bench-web")
     run = 'run: {command: ["python3", "serve.py"]}\n'
     config = write_config(workspace, cluster, "{selector: app=bench-web}", run)
-    session = Session(load_config(workspace, config), QuietListener())
+    session = new_session(config)
     await session.start()
     seconds: list[float] = []
     try:

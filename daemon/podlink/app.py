@@ -121,10 +121,26 @@ class AppRunner:
                 await asyncio.gather(process.terminate(STOP_GRACE_SECONDS), self.wrapper.stopping())
             else:
                 await process.terminate(STOP_GRACE_SECONDS)
+            self._report_left_behind(process)
         if supervisor is not None:
+            # Bounded: a process the target could not end may hold the app's output open.
+            done, _ = await asyncio.wait({supervisor}, timeout=OUTPUT_DRAIN_SECONDS + 1)
+            if not done:
+                supervisor.cancel()
+                self._report_line(
+                    "podlink: stopped reading the app's output; something it started still "
+                    "holds it open"
+                )
             with contextlib.suppress(asyncio.CancelledError):
                 await supervisor
         self._set_state(final_state)
+
+    def _report_left_behind(self, process: ExecStream) -> None:
+        left = getattr(process, "left_behind", ())
+        if left:
+            self._report_line(
+                f"podlink: still running after the app was stopped: {', '.join(left)}"
+            )
 
     async def _supervise(self, process: ExecStream) -> None:
         streams = [process.stdout] + ([process.stderr] if process.stderr is not None else [])
@@ -139,6 +155,7 @@ class AppRunner:
             return  # stopped on purpose; the stopper sets the state
         self._process = None
         await process.terminate(0)  # children that outlived it must not hold its port
+        self._report_left_behind(process)
         self.exit_code = code
         last = next((line.strip() for line in reversed(self.tail) if line.strip()), "")
         said = f" (its last output: {last})" if code != 0 and last else ""

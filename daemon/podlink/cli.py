@@ -12,40 +12,35 @@ import contextlib
 import json
 import os
 import signal
-import stat
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from podlink import __version__
 from podlink import protocol as wire
+from podlink.cli_purge import purge_command
 from podlink.cli_tests import build_command, test_command
 from podlink.cli_why import why_command
 from podlink.config import (
-    CONFIG_FILE_NAME,
-    Config,
     ConfigError,
     DockerTargetConfig,
-    KubernetesTargetConfig,
     LocalTargetConfig,
     load_config,
 )
 from podlink.diagnostics import Diagnostic, DiagnosticSource
-from podlink.runtime import sessions_dir, setup_logging
+from podlink.runtime import live_session_records, setup_logging
 from podlink.sync_requests import SyncAction, answer_requests_on_signal, ask_running_session
 from podlink.targets.base import Target, TargetUnavailable
+from podlink.terminal import plural
 
 if TYPE_CHECKING:
-    from podlink.targets.docker_admin import ManagedContainer, ManagedImage
-    from podlink.targets.kubernetes_admin import Namespace
-    from podlink.targets.kubernetes_devmode import PatchedDeployment
     from podlink.targets.local import LocalTarget
 
 EXIT_FAILED = 1
@@ -71,6 +66,7 @@ def main() -> None:
 main.add_command(test_command)
 main.add_command(build_command)
 main.add_command(why_command)
+main.add_command(purge_command)
 
 
 @main.command()
@@ -111,7 +107,11 @@ def debug(folder: Path, config_file: str | None, verbose: bool) -> None:
 
 
 class ConsoleListener:
-    """Prints a session's log lines; the state goes to ``podlink status``."""
+    """Prints a session's log lines; the state goes to ``podlink status``.
+
+    What the app, the sync or the target wrote is printed verbatim: only podlink's own
+    prefix is styled, so ``[info]`` or a file named ``w[/z]`` is text, never markup.
+    """
 
     def __init__(self, console: Console) -> None:
         self._console = console
@@ -119,27 +119,26 @@ class ConsoleListener:
 
     def session_changed(self, session: wire.Session) -> None:
         if self.last is not None and session.state != self.last.state:
-            self._console.print(f"[dim]{_clock()}[/] [bold]session[/] {session.state}")
+            self._line(("session", "bold"), str(session.state))
         self.last = session
 
     def log(self, session_id: str, source: wire.LogSource, text: str) -> None:
         if source == "app":
-            self._console.print(f"[dim]{_clock()} app |[/] {text}", markup=True, soft_wrap=True)
+            self._console.print(Text.assemble((f"{_clock()} app | ", "dim"), text), soft_wrap=True)
         else:
-            self._console.print(f"[dim]{_clock()}[/] [cyan]{source}[/] {text}", soft_wrap=True)
+            self._line((source, "cyan"), text)
 
     def publish_diagnostics(
         self, source: DiagnosticSource, path: Path, diagnostics: list[Diagnostic]
     ) -> None:
         for each in diagnostics:
-            self._console.print(
-                f"[dim]{_clock()}[/] [bold red]{source}[/] {path}:{each.line}: {each.message}",
-                soft_wrap=True,
-                markup=True,
-            )
+            self._line((source, "bold red"), f"{path}:{each.line}: {each.message}")
 
     def show_error(self, message: str) -> None:
-        self._console.print(f"[dim]{_clock()}[/] [bold red]error[/] {message}", soft_wrap=True)
+        self._line(("error", "bold red"), message)
+
+    def _line(self, label: tuple[str, str], text: str) -> None:
+        self._console.print(Text.assemble((_clock(), "dim"), " ", label, " ", text), soft_wrap=True)
 
 
 async def _run_up(
@@ -171,8 +170,11 @@ async def _run_up(
         session = await registry.start(folder, config_file, progress=report)
     status = session.sync_status()
     console.print(
-        f"[green]ready[/]: {folder.resolve()} -> {session.to_protocol().target.name} "
-        f"({status.files_synced} files synced); watching for changes, Ctrl-C to stop"
+        Text.assemble(
+            ("ready", "green"),
+            f": {folder.resolve()} -> {session.to_protocol().target.name} "
+            f"({status.files_synced} files synced); watching for changes, Ctrl-C to stop",
+        )
     )
     try:
         if debug:
@@ -203,7 +205,7 @@ def init(folder: Path, force: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the sessions as JSON.")
 def status(as_json: bool) -> None:
     """Show the sessions running on this machine (from `podlink up` or an editor)."""
-    sessions = [record["session"] for record in _live_session_records()]
+    sessions = [record["session"] for record in live_session_records()]
     if as_json:
         click.echo(json.dumps(sessions, indent=2))
         return
@@ -225,8 +227,8 @@ def status(as_json: bool) -> None:
             shown = ", ".join(ignored["examples"][:IGNORED_SHOWN])
             more = ", …" if len(ignored["examples"]) > IGNORED_SHOWN else ""
             click.echo(
-                f"  ignored {_count(ignored['files'], 'file')} and "
-                f"{_count(ignored['folders'], 'folder')} not synced by ignore rules "
+                f"  ignored {plural(ignored['files'], 'file')} and "
+                f"{plural(ignored['folders'], 'folder')} not synced by ignore rules "
                 f"({shown}{more}); `podlink why PATH` says which rule"
             )
         for problem in sync.get("problems", []):
@@ -261,7 +263,7 @@ def reset(folder: Path) -> None:
 
 def _ask_session(folder: Path, action: SyncAction) -> None:
     wanted = folder.resolve().as_uri()
-    records = [r for r in _live_session_records() if r["session"].get("folder") == wanted]
+    records = [r for r in live_session_records() if r["session"].get("folder") == wanted]
     if not records:
         _fail(
             f"no running podlink session for {folder.resolve()}: start one with "
@@ -271,34 +273,6 @@ def _ask_session(folder: Path, action: SyncAction) -> None:
     for record in records:
         ask_running_session(record["session"]["id"], int(record["pid"]), action)
     click.echo(f"asked the session for {folder.resolve()} to {action} its sync")
-
-
-def _live_session_records() -> list[dict[str, Any]]:
-    records = []
-    folder = sessions_dir()
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if _process_alive(int(record.get("pid", 0))):
-            records.append(record)
-        else:
-            with contextlib.suppress(OSError):
-                path.unlink()  # left by a daemon that was killed
-    return records
-
-
-def _process_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class _CommandAfterDashes(click.Command):
@@ -472,220 +446,6 @@ async def _print_container_logs(target: Target, *, follow: bool, tail: int | Non
             await copying
     finally:
         await target.close()
-
-
-@dataclass
-class _PurgePlan:
-    """What ``podlink purge`` found to remove, and what it could not look at."""
-
-    engine: Any = None
-    containers: list[ManagedContainer] = field(default_factory=list)
-    images: list[ManagedImage] = field(default_factory=list)
-    # A container podlink attaches to (``docker.container``), its sync folders, the temp files.
-    attached: str | None = None
-    attached_folders: tuple[str, ...] = ()
-    attached_files: list[str] = field(default_factory=list)
-    local_files: list[Path] = field(default_factory=list)
-    # The namespace of a kubernetes target with devMode, and the Deployments left patched.
-    namespace: Namespace | None = None
-    deployments: list[PatchedDeployment] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def lines(self) -> list[str]:
-        return [
-            *(str(container) for container in self.containers),
-            *(str(image) for image in self.images),
-            *(f"file {self.attached}:{path}" for path in self.attached_files),
-            *(f"file {path}" for path in self.local_files),
-            *(f"restore {deployment}" for deployment in self.deployments),
-        ]
-
-
-@main.command()
-@click.option("--yes", is_flag=True, help="Remove without asking.")
-def purge(yes: bool) -> None:
-    """Remove what podlink left behind, and nothing else.
-
-    That is the containers podlink created and the images it built on the Docker Engine
-    (label podlink.managed=1), and the agent's temporary files (.podlink-tmp-*) in the target
-    of the podlink.yaml in the current folder, if there is one; for a kubernetes target with
-    devMode, the Deployments in its namespace that dev mode left patched, which are restored.
-    Without --yes it lists them and asks first.
-    """
-    config = None
-    if (Path.cwd() / CONFIG_FILE_NAME).exists():
-        with _exit_on_known_errors():
-            config = load_config(Path.cwd())
-    plan = asyncio.run(_find_leftovers(config))
-    try:
-        _purge(plan, yes)
-    finally:
-        if plan.namespace is not None:
-            plan.namespace.close()
-
-
-def _purge(plan: _PurgePlan, yes: bool) -> None:
-    for note in plan.notes:
-        click.echo(f"podlink: {note}", err=True)
-    found = plan.lines()
-    if not found:
-        click.echo("nothing to purge")
-        return
-    if not yes:
-        click.echo(f"podlink purge would {'remove or restore' if plan.deployments else 'remove'}:")
-        for line in found:
-            click.echo(f"  {line}")
-        if not sys.stdin.isatty():
-            _fail("podlink: nothing was removed; pass --yes to remove these", EXIT_FAILED)
-        if not click.confirm(f"Remove {_count(len(found), 'item')}?", default=False):
-            _fail("podlink: nothing was removed", EXIT_FAILED)
-    failures = asyncio.run(_remove_leftovers(plan))
-    if failures:
-        for failure in failures:
-            click.echo(f"podlink: {failure}", err=True)
-        sys.exit(EXIT_FAILED)
-
-
-async def _find_leftovers(config: Config | None) -> _PurgePlan:
-    from podlink.targets import docker_admin
-
-    plan = _PurgePlan()
-    try:
-        plan.engine = await asyncio.to_thread(docker_admin.open_engine)
-    except TargetUnavailable as error:
-        plan.notes.append(f"{error}; containers and images were not looked for")
-    if plan.engine is not None:
-        plan.containers = await asyncio.to_thread(docker_admin.managed_containers, plan.engine)
-        plan.images = await asyncio.to_thread(docker_admin.managed_images, plan.engine)
-    if config is None:
-        return plan
-    target = config.target
-    if isinstance(target, LocalTargetConfig):
-        root = (config.folder / target.root).resolve()
-        plan.local_files = await asyncio.to_thread(_local_temp_files, root)
-    elif isinstance(target, DockerTargetConfig) and target.container is not None:
-        # A dev container podlink created goes with the containers above, files and all.
-        plan.attached = target.container
-        plan.attached_folders = tuple(entry.remote for entry in config.sync)
-        if plan.engine is None:
-            plan.notes.append(
-                f"temporary files in container {target.container} were not looked for"
-            )
-            return plan
-        try:
-            plan.attached_files = await asyncio.to_thread(
-                docker_admin.temp_files_in_container,
-                plan.engine,
-                target.container,
-                plan.attached_folders,
-                delete=False,
-            )
-        except TargetUnavailable as error:
-            plan.notes.append(f"{error}; its temporary files were not looked for")
-            plan.attached = None
-    elif isinstance(target, KubernetesTargetConfig):
-        plan.notes.append("temporary files in a kubernetes target are not looked for")
-        if target.dev_mode is not None:
-            await _find_patched_deployments(target, config.folder, plan)
-    return plan
-
-
-async def _find_patched_deployments(
-    target: KubernetesTargetConfig, folder: Path, plan: _PurgePlan
-) -> None:
-    from podlink.targets.kubernetes_admin import Namespace
-
-    try:
-        plan.namespace = await asyncio.to_thread(Namespace, target, folder)
-        plan.deployments = await asyncio.to_thread(plan.namespace.patched_deployments)
-    except TargetUnavailable as error:
-        plan.notes.append(f"{error}; Deployments left in dev mode were not looked for")
-
-
-async def _remove_leftovers(plan: _PurgePlan) -> list[str]:
-    """Remove what the plan lists, printing one line each; the failures, as messages."""
-    from podlink.targets import docker_admin
-
-    failures: list[str] = []
-    files = 0
-    if plan.attached is not None and plan.attached_files:
-        try:
-            removed_paths = await asyncio.to_thread(
-                docker_admin.temp_files_in_container,
-                plan.engine,
-                plan.attached,
-                plan.attached_folders,
-                delete=True,
-            )
-        except TargetUnavailable as error:
-            failures.append(str(error))
-            removed_paths = []
-        for path in removed_paths:
-            click.echo(f"removed file {plan.attached}:{path}")
-        files += len(removed_paths)
-    removed_containers = 0
-    for container in plan.containers:
-        try:
-            await asyncio.to_thread(docker_admin.remove_container, plan.engine, container)
-        except docker_admin.RemovalFailed as error:
-            failures.append(str(error))
-            continue
-        click.echo(f"removed {container}")
-        removed_containers += 1
-    removed_images = 0
-    for image in plan.images:
-        try:
-            await asyncio.to_thread(docker_admin.remove_image, plan.engine, image)
-        except docker_admin.RemovalFailed as error:
-            failures.append(str(error))
-            continue
-        click.echo(f"removed {image}")
-        removed_images += 1
-    for local_path in plan.local_files:
-        try:
-            local_path.unlink(missing_ok=True)
-        except OSError as error:
-            failures.append(f"cannot remove {local_path}: {error.strerror}")
-            continue
-        click.echo(f"removed file {local_path}")
-        files += 1
-    restored = 0
-    for deployment in plan.deployments:
-        assert plan.namespace is not None
-        try:
-            if not await asyncio.to_thread(plan.namespace.restore, deployment):
-                continue  # its session restored it meanwhile
-        except TargetUnavailable as error:
-            failures.append(str(error))
-            continue
-        click.echo(f"restored deployment {deployment.name} in namespace {deployment.namespace}")
-        restored += 1
-    summary = (
-        f"purged {_count(removed_containers, 'container')}, {_count(removed_images, 'image')} "
-        f"and {_count(files, 'temporary file')}"
-    )
-    if plan.deployments:
-        summary += f"; restored {_count(restored, 'deployment')}"
-    click.echo(summary)
-    return failures
-
-
-def _local_temp_files(root: Path) -> list[Path]:
-    """The agent's temporary files under a local target root (symbolic links not followed)."""
-    from podlink.agent.wire import TEMP_PREFIX
-
-    found: list[Path] = []
-    for folder, _folders, names in os.walk(root):
-        for name in names:
-            path = Path(folder) / name
-            with contextlib.suppress(OSError):
-                if name.startswith(TEMP_PREFIX) and stat.S_ISREG(path.lstat().st_mode):
-                    found.append(path)
-    return sorted(found)
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 @main.command()

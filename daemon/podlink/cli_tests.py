@@ -169,9 +169,8 @@ async def _run_tests(
                 _fail(f"podlink: {error}", EXIT_BAD_CONFIG)
     style = "green" if summary.succeeded else "red"
     console.print(f"[bold {style}]{escape(summary_line())}[/]")
-    if summary.exit_code not in (0, 1) and not summary.succeeded:
-        why = "" if verbose else " (`podlink test -v` shows why)"
-        console.print(f"pytest exited with code {summary.exit_code}{why}")
+    if summary.problem is not None and not summary.succeeded:
+        console.print(escape(summary.problem), soft_wrap=True, highlight=False)
     if junit_path is not None:
         seconds = summary.duration_ms / 1000
         junit_path.write_bytes(

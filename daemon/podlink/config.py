@@ -145,6 +145,9 @@ class SyncEntryConfig(_Section, frozen=True, kw_only=True):
     max_delete_share: float = 0.5
     # "user", "user:group", "uid" or "uid:gid" in the target; None: the target's default user.
     owner: str | None = None
+    # Upload mode: a first sync deletes what the remote folder held that the workspace does
+    # not have. False: podlink leaves those files alone for good and lists them.
+    delete_unknown: bool = False
 
 
 class PortConfig(_Section, frozen=True, kw_only=True):
@@ -244,6 +247,13 @@ def load_config(folder: Path, config_file: str | Path | None = None) -> Config:
     """Read and check the workspace's podlink.yaml (or ``config_file``, relative to ``folder``)."""
     folder = folder.resolve()
     path = folder / (CONFIG_FILE_NAME if config_file is None else Path(config_file))
+    if config_file is not None and not path.resolve().is_relative_to(folder):
+        # A client names the file: it must not make the daemon read (and quote) any other.
+        raise ConfigError(
+            path,
+            f"the configuration file must be inside the workspace folder {folder}",
+            hint="move it into the folder, or give a path relative to the folder",
+        )
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -370,9 +380,10 @@ def _syntax_error(path: Path, exc: yaml.MarkedYAMLError) -> ConfigError:
 
 
 def _describe_node(node: yaml.Node) -> str:
+    # Named by kind only: the message must never quote what the file holds.
     if isinstance(node, yaml.SequenceNode):
         return "a list"
-    return f"the value {node.value!r}" if isinstance(node, yaml.ScalarNode) else "a value"
+    return "a single value" if isinstance(node, yaml.ScalarNode) else "a value"
 
 
 def _index(
@@ -714,12 +725,13 @@ def _check_rules(source: _Source, raw: _RawConfig, *, folder: Path, path: Path) 
             _check_command(source, (*section_path, "command"), section.command)
     if raw.debug is not None:
         _check_port_number(source, ("debug", "port"), raw.debug.port)
+    target = _check_target(source, raw.target)
     return Config(
         folder=folder,
         path=path,
         version=raw.version,
-        target=_check_target(source, raw.target),
-        sync=_check_sync(source, raw.sync, folder),
+        target=target,
+        sync=_check_sync(source, raw.sync, folder, target),
         ports=_check_ports(source, raw.ports),
         run=raw.run,
         debug=raw.debug or DebugConfig(),
@@ -804,10 +816,15 @@ def _check_kubernetes(
 
 
 def _check_sync(
-    source: _Source, entries: tuple[SyncEntryConfig, ...] | UnsetType, folder: Path
+    source: _Source,
+    entries: tuple[SyncEntryConfig, ...] | UnsetType,
+    folder: Path,
+    target: TargetConfig,
 ) -> tuple[SyncEntryConfig, ...]:
     if isinstance(entries, UnsetType):
-        return (SyncEntryConfig(),)
+        entries = (SyncEntryConfig(),)
+        _check_not_system_folder(source, 0, entries[0].remote, folder, target)
+        return entries
     if not entries:
         raise source.error(
             ("sync",), "needs at least one entry", hint="for example: [{local: ., remote: /app}]"
@@ -816,6 +833,7 @@ def _check_sync(
     for position, entry in enumerate(entries):
         _check_local_inside(source, position, entry.local, folder)
         remote = _check_remote(source, position, entry.remote)
+        _check_not_system_folder(source, position, remote, folder, target)
         _check_share(source, position, entry.max_delete_share)
         checked.append(msgspec.structs.replace(entry, remote=remote))
     _check_remotes_apart(source, checked)
@@ -856,6 +874,74 @@ def _check_remote(source: _Source, position: int, remote: str) -> str:
             where, f"must not contain '..', got {remote!r}", hint="write the path it leads to"
         )
     return "/" + "/".join(parts)
+
+
+def _check_not_system_folder(
+    source: _Source, position: int, remote: str, folder: Path, target: TargetConfig
+) -> None:
+    """Refuse a sync root that is a system folder of the target (``/``, ``/usr``, ``/etc``...).
+
+    Upload mode makes the sync root mirror the workspace: over a system folder that would
+    put the workspace's files among the system's, and a reset would delete the system's.
+    On the local target the folder on this machine counts (``/`` there is its own root).
+    """
+    where = ("sync", position, "remote")
+    if isinstance(target, LocalTargetConfig):
+        root = (folder / target.root).resolve()
+        real = (root / remote.lstrip("/")).resolve()
+        if not is_system_folder(real.as_posix()) and real != Path.home().resolve():
+            return
+        raise source.error(
+            where,
+            f"'{remote}' on the local target is {real}, a system folder of this machine "
+            f"(target.local.root is {target.root!r})",
+            hint="sync into a folder of its own: keep target.local.root inside the workspace "
+            "(the default .podlink/target), or give a remote such as /app",
+        )
+    if is_system_folder(remote):
+        raise source.error(
+            where,
+            f"'{remote}' is a system folder of the target; its files are not podlink's to "
+            "replace or delete",
+            hint=f"sync into a folder of its own, e.g. {_own_folder_example(remote)}",
+        )
+
+
+# Folders whose contents belong to the system (the Filesystem Hierarchy Standard's, and the
+# usual homes). Their subfolders are fine (/usr/src/app, /home/dev/app), except below the
+# kernel's own file systems.
+_SYSTEM_FOLDERS = frozenset(
+    {
+        "/",
+        *(
+            f"/{name}"
+            for name in (
+                "bin boot dev etc home lib lib32 lib64 libx32 media mnt opt proc root run "
+                "sbin srv sys tmp usr var"
+            ).split()
+        ),
+        *(
+            f"/usr/{name}"
+            for name in "bin include lib lib32 lib64 libexec local sbin share src".split()
+        ),
+        *(f"/usr/local/{name}" for name in "bin etc include lib sbin share".split()),
+        *(f"/var/{name}" for name in "cache lib local log mail opt run spool tmp".split()),
+    }
+)
+_KERNEL_FOLDERS = ("/proc", "/sys", "/dev")
+
+
+def is_system_folder(path: str) -> bool:
+    """Whether a normalized absolute path is a folder whose contents belong to the system."""
+    return path in _SYSTEM_FOLDERS or any(
+        path.startswith(f"{kernel}/") for kernel in _KERNEL_FOLDERS
+    )
+
+
+def _own_folder_example(remote: str) -> str:
+    if remote in ("/", "/opt", "/srv"):
+        return "/app" if remote == "/" else f"{remote}/app"
+    return "/app"
 
 
 def _absolute_remote_hint(remote: str) -> str:

@@ -60,6 +60,8 @@ DiagnosticSource = Literal["podlink-test", "podlink-build", "podlink-sync"]
 """
 
 ErrorReason = Literal[
+    "parseError",
+    "invalidRequest",
     "invalidParams",
     "configInvalid",
     "targetUnavailable",
@@ -700,6 +702,16 @@ NOTIFICATIONS: dict[str, NotificationSpec] = {
 class ErrorCode(enum.IntEnum):
     """The JSON-RPC error codes of podlink requests; every error carries an ErrorData."""
 
+    PARSE_ERROR = -32700
+    """The message could not be read: its body is not JSON, or its headers have no usable
+    `Content-Length`. Answered with `id: null`; the daemon skips to the next `Content-Length` header
+    and goes on.
+    """
+    INVALID_REQUEST = -32600
+    """The message is JSON but not a JSON-RPC 2.0 message (an array, no `"jsonrpc": "2.0"`, a bad
+    `id` or `method`), or it is longer than the limit of 16 MiB (16777216 bytes; detail gives
+    `limit` and `length`); a longer message is skipped unread.
+    """
     INVALID_PARAMS = -32602
     """The params do not have the shape the method takes."""
     CONFIG_INVALID = -32001
@@ -717,6 +729,8 @@ class ErrorCode(enum.IntEnum):
 
 
 ERROR_REASONS: dict[ErrorCode, ErrorReason] = {
+    ErrorCode.PARSE_ERROR: "parseError",
+    ErrorCode.INVALID_REQUEST: "invalidRequest",
     ErrorCode.INVALID_PARAMS: "invalidParams",
     ErrorCode.CONFIG_INVALID: "configInvalid",
     ErrorCode.TARGET_UNAVAILABLE: "targetUnavailable",

@@ -6,11 +6,14 @@ under the user's state directory and to stderr, never to stdout.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import logging.handlers
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -26,6 +29,38 @@ def state_dir() -> Path:
 
 def sessions_dir() -> Path:
     return state_dir() / "sessions"
+
+
+def live_session_records() -> list[dict[str, Any]]:
+    """The status files of sessions whose process still runs: ``{"pid", "session"}`` each.
+
+    A file whose process is gone was left by a daemon that was killed: it is removed.
+    """
+    records = []
+    folder = sessions_dir()
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if process_alive(int(record.get("pid", 0))):
+            records.append(record)
+        else:
+            with contextlib.suppress(OSError):
+                path.unlink()
+    return records
+
+
+def process_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def log_file() -> Path:

@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 import yaml
 
-from podlink.config import CONFIG_FILE_NAME, MAX_PORT
+from podlink.config import CONFIG_FILE_NAME, MAX_PORT, is_system_folder
 
 DEFAULT_REMOTE = "/app"
 DEV_MODE_COMMAND = ("sleep", "infinity")
@@ -352,12 +352,15 @@ def _flow_list(values: Iterable[str]) -> str:
 
 
 def _remote_or_default(*candidates: str | None) -> str:
-    """The first usable working directory from the project files, else /app."""
+    """The first usable working directory from the project files, else /app.
+
+    A system folder (``/``, ``/usr/src``) is not usable: podlink.yaml refuses it as a remote.
+    """
     for candidate in candidates:
         if not candidate or not candidate.startswith("/") or "$" in candidate:
             continue
         path = PurePosixPath(candidate)
-        if ".." not in path.parts and path != PurePosixPath("/"):
+        if ".." not in path.parts and not is_system_folder(path.as_posix()):
             return path.as_posix()
     return DEFAULT_REMOTE
 

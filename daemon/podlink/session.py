@@ -69,11 +69,43 @@ class SessionListener(Protocol):
 ProgressCallback = Callable[[int, int], None]
 
 
+class GuardedListener:
+    """A listener that never raises into the session: telling the user about a sync, a line of
+    the app's output or a diagnostic must not end the task that was doing the work. A failure
+    to report is logged (with its traceback) to the daemon's log and the work goes on."""
+
+    def __init__(self, inner: SessionListener) -> None:
+        self._inner = inner
+
+    def session_changed(self, session: protocol.Session) -> None:
+        self._call("session_changed", self._inner.session_changed, session)
+
+    def log(self, session_id: str, source: protocol.LogSource, text: str) -> None:
+        self._call("log", self._inner.log, session_id, source, text)
+
+    def show_error(self, message: str) -> None:
+        self._call("show_error", self._inner.show_error, message)
+
+    def publish_diagnostics(
+        self, source: DiagnosticSource, path: Path, diagnostics: list[Diagnostic]
+    ) -> None:
+        self._call(
+            "publish_diagnostics", self._inner.publish_diagnostics, source, path, diagnostics
+        )
+
+    @staticmethod
+    def _call(name: str, method: Callable[..., None], *args: Any) -> None:
+        try:
+            method(*args)
+        except Exception:
+            log.exception("the session's listener failed in %s; the session goes on", name)
+
+
 class Session:
     def __init__(self, config: Config, listener: SessionListener) -> None:
         self.id = uuid.uuid4().hex[:12]
         self.config = config
-        self._listener = listener
+        self._listener: SessionListener = GuardedListener(listener)
         self.state: protocol.SessionState = "starting"
         self.error: str | None = None
         self.sync_state: protocol.SyncState = "idle"
@@ -304,6 +336,7 @@ class Session:
             store=store,
             max_delete_share=entry.max_delete_share,
             owner=entry.owner,
+            delete_unknown=entry.delete_unknown,
             report=lambda text: self._log("sync", text),
         )
 

@@ -278,3 +278,8 @@ async def iterate_in_thread(items: Iterable[T]) -> AsyncIterator[T]:
         if finished:
             return
         yield cast(T, item)
+
+
+def plural(number: int, noun: str) -> str:
+    """``3 files``, ``1 file``: a count as the terminal says it."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"

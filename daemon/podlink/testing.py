@@ -17,10 +17,11 @@ import collections
 import contextlib
 import hashlib
 import importlib.resources
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -93,6 +94,8 @@ class RunSummary:
     duration_ms: float = 0.0
     exit_code: int | None = None
     cancelled: bool = False
+    # Why the run went wrong beyond failing tests, in words (an id that matched nothing).
+    problem: str | None = None
 
     def count(self, outcome: protocol.TestOutcome) -> None:
         setattr(self, outcome, getattr(self, outcome) + 1)
@@ -127,6 +130,8 @@ class _ActiveRun:
     execution: ExecStream | None = None
     cancelled: bool = False
     stopping: asyncio.Task[int] | None = None
+    # The last lines the command wrote to stderr.
+    stderr_tail: list[str] = field(default_factory=list)
 
 
 ResultCallback = Callable[[ReportedTest], None]
@@ -220,6 +225,13 @@ class TestRunner:
                 options = ["--continue-on-collection-errors", *arguments]
                 summary.exit_code = await self._execute(link, run, "run", options, handle)
             summary.cancelled = run.cancelled
+            # A run of only module-level skips exits 5 and yet succeeded: nothing to explain.
+            if not run.cancelled and not summary.succeeded:
+                summary.problem = _run_problem(
+                    summary.exit_code, list(zip(ids or (), arguments, strict=True)), run
+                )
+                if summary.problem is not None:
+                    self._host.log("test", summary.problem)
             if not ids and not run.cancelled:
                 # Everything ran: what did not report any more (a deleted test) is gone.
                 self._publish(self._book.keep_only(seen, collect=False))
@@ -310,10 +322,9 @@ class TestRunner:
             if execution.stderr is None:
                 return
             async for line in read_lines(execution.stderr):
+                output.append(line)
                 if mode == "run":
                     self._host.log("test", line)
-                else:
-                    output.append(line)
 
         forwarding = asyncio.create_task(forward_output())
         exit_code: int | None = None
@@ -332,12 +343,14 @@ class TestRunner:
             if exit_code is None:
                 forwarding.cancel()
                 await asyncio.shield(self._terminate(run))
+        run.stderr_tail = list(output)
         if run.cancelled:
             return exit_code
         assert exit_code is not None
         if not started or (mode == "discover" and not finished):
-            for line in output:
-                self._host.log("test", line)
+            if mode == "discover":  # a run's lines went to the log as they came
+                for line in output:
+                    self._host.log("test", line)
             raise TargetUnavailable(
                 f"`{plan.display}` did not run pytest with podlink's plugin in the target "
                 f"(exit code {exit_code}); the test command must start pytest, which must be "
@@ -358,6 +371,34 @@ class TestRunner:
     def _publish(self, paths: Iterable[Path]) -> None:
         for path in sorted(paths):
             self._host.publish_diagnostics("podlink-test", path, self._book.diagnostics_for(path))
+
+
+# pytest's exit codes for "the command line was wrong" (an id not found) and "no tests".
+PYTEST_USAGE_ERROR = 4
+_NOT_FOUND = re.compile(r"^ERROR: (?:file or directory )?not found: (.+?)\s*$")
+
+
+def _run_problem(
+    exit_code: int | None, requested: Sequence[tuple[str, str]], run: _ActiveRun
+) -> str | None:
+    """What to tell the user when pytest ended other than passed or failed.
+
+    ``requested``: each id as the user gave it, with the argument it became in the target.
+    """
+    if exit_code in (None, 0, 1):
+        return None
+    if requested and exit_code in (PYTEST_USAGE_ERROR, NO_TESTS_COLLECTED):
+        missing = [m.group(1) for line in run.stderr_tail if (m := _NOT_FOUND.match(line))]
+        named = [
+            test_id
+            for test_id, argument in requested
+            if any(found == argument or found.endswith(f"/{argument}") for found in missing)
+        ]
+        if named or missing or exit_code == NO_TESTS_COLLECTED:
+            unmatched = named or [test_id for test_id, _ in requested]
+            return f"no test matched {', '.join(unmatched)}"
+    why = tail_text(run.stderr_tail, 5)
+    return f"pytest exited with code {exit_code}" + (f": {why}" if why else "")
 
 
 async def install_plugin(link: Connected) -> str:

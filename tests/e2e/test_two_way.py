@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -262,14 +263,43 @@ async def test_deleting_most_of_the_tree_pauses_before_the_target_loses_it(
     status = await flush(daemon, session)
     assert status["state"] == "paused"
     assert any("maxDeleteShare" in p["message"] for p in status["problems"])
-    # The watcher may have handed over the first deletions before the share was crossed.
+    # The halt came before the first of those deletions reached the target.
     left = [name for name in probe.listing() if name.startswith("generated/part")]
-    assert len(left) >= 40 - 0.5 * (40 + 5)
+    assert len(left) == 40
 
     status = await daemon.request("podlink/resumeSync", {"sessionId": session["id"]})
     assert status["state"] == "idle"
     assert not probe.exists("/app/generated/part0.txt")
     assert probe.exists("/app/generated/part39.txt")
+
+
+@pytest.mark.parametrize("target_kind", ["local"])
+async def test_a_mass_delete_halts_before_its_first_deletion_and_one_resume_is_enough(
+    daemon: Daemon, workspace: Path, probe: TargetProbe
+) -> None:
+    configure(workspace, probe, "upload")
+    (workspace / "kept.txt").write_text("before\n")
+    generated = workspace / "generated"
+    for folder in range(50):
+        (generated / f"f{folder}").mkdir(parents=True)
+        for index in range(60):
+            (generated / f"f{folder}" / f"part{index}.txt").write_text(f"{index}\n")
+    session = await start(daemon, workspace)
+    synced = [name for name in probe.listing() if name.startswith("generated/")]
+
+    await asyncio.to_thread(shutil.rmtree, generated)  # rm -rf of 3,000 files
+    status = await flush(daemon, session)
+    assert status["state"] == "paused"
+    assert [name for name in probe.listing() if name.startswith("generated/")] == synced
+
+    status = await daemon.request("podlink/resumeSync", {"sessionId": session["id"]})
+    assert status["state"] == "idle"
+    assert not [name for name in probe.listing() if name.startswith("generated/")]
+    # The deletions the user approved do not count against the next edit.
+    (workspace / "kept.txt").write_text("after the resume\n")
+    status = await flush(daemon, session)
+    assert status["state"] == "idle", status
+    assert probe.read("/app/kept.txt") == b"after the resume\n"
 
 
 @pytest.mark.parametrize("target_kind", ["local"])

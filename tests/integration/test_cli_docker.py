@@ -7,6 +7,7 @@ case drives `podlink shell` through a real pseudo-terminal, as a person at a key
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import io
 import os
@@ -24,7 +25,9 @@ from typing import Any
 
 import pytest
 
+from podlink.targets.docker import container_name_for
 from tests.helpers import run_podlink as podlink
+from tests.helpers import start_podlink
 from tests.integration.test_cli import LineWatcher
 from tests.targets import TEST_IMAGE, TEST_LABEL, docker_client, start_test_container
 
@@ -331,16 +334,15 @@ def test_purge_removes_what_podlink_made_and_nothing_else(
 ) -> None:
     import docker.errors
 
-    tag = f"podlink-purge-test-{uuid.uuid4().hex[:8]}:dev"
-    dockerfile = f"FROM {TEST_IMAGE}\nLABEL podlink.managed=1\n".encode()
-    image, _ = client.images.build(fileobj=io.BytesIO(dockerfile), tag=tag, rm=True)
+    # Made for this test's folder only: `--folder` keeps purge off what others made.
+    tag, image = build_managed_image(client, docker_workspace)
     managed = client.containers.run(
         TEST_IMAGE,
         ["sleep", "infinity"],
         name=f"podlink-purge-test-{uuid.uuid4().hex[:8]}",
         detach=True,
         init=True,
-        labels={**MANAGED, TEST_LABEL: "1"},
+        labels={**managed_for(docker_workspace), TEST_LABEL: "1"},
     )
     run_in(
         container,
@@ -348,7 +350,7 @@ def test_purge_removes_what_podlink_made_and_nothing_else(
         "/app/keep.txt /app/.podlink-tmpz",
     )
     try:
-        preview = podlink("purge", cwd=docker_workspace, env=env)
+        preview = podlink("purge", "--folder", ".", cwd=docker_workspace, env=env)
         assert preview.returncode == 1
         assert "pass --yes" in preview.stderr
         assert f"container {managed.name} ({managed.id[:12]}, running)" in preview.stdout
@@ -357,7 +359,7 @@ def test_purge_removes_what_podlink_made_and_nothing_else(
         assert f"container {container.name}" not in preview.stdout
         managed.reload()  # still there: nothing is removed without --yes
 
-        result = podlink("purge", "--yes", cwd=docker_workspace, env=env)
+        result = podlink("purge", "--yes", "--folder", ".", cwd=docker_workspace, env=env)
         assert result.returncode == 0, result.stderr
         lines = result.stdout.splitlines()
         assert f"removed container {managed.name} ({managed.id[:12]}, running)" in lines
@@ -380,6 +382,80 @@ def test_purge_removes_what_podlink_made_and_nothing_else(
             leftover.remove(force=True)
         for leftover_image in client.images.list(name=tag.split(":")[0]):
             client.images.remove(leftover_image.id, force=True)
+
+
+def managed_for(folder: Path) -> dict[str, str]:
+    """The labels podlink puts on what it makes for a workspace folder."""
+    return {**MANAGED, "podlink.folder": str(folder.resolve())}
+
+
+def build_managed_image(client: Any, folder: Path) -> tuple[str, Any]:
+    tag = f"podlink-purge-test-{uuid.uuid4().hex[:8]}:dev"
+    labels = "".join(f' "{key}"="{value}"' for key, value in managed_for(folder).items())
+    dockerfile = f"FROM {TEST_IMAGE}\nLABEL{labels}\n".encode()
+    image, _ = client.images.build(fileobj=io.BytesIO(dockerfile), tag=tag, rm=True)
+    return tag, image
+
+
+def test_purge_leaves_what_a_running_session_uses_unless_all(
+    client: Any, tmp_path: Path, env: dict[str, str]
+) -> None:
+    import docker.errors
+
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    tag, image = build_managed_image(client, workspace)
+    write_config(workspace, f"target:\n  docker:\n    image: {tag}\n")
+    idle = client.containers.run(  # made for the folder earlier, used by no session
+        TEST_IMAGE,
+        ["sleep", "infinity"],
+        name=f"podlink-purge-test-{uuid.uuid4().hex[:8]}",
+        detach=True,
+        labels={**managed_for(workspace), TEST_LABEL: "1"},
+    )
+    up = start_podlink("up", str(workspace), cwd=workspace, env=env)
+    try:
+        output = LineWatcher(up)
+        output.wait_for("ready:", seconds=120)
+        used = client.containers.get(container_name_for(workspace.resolve()))
+
+        result = podlink("purge", "--yes", "--folder", ".", cwd=workspace, env=env)
+
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        assert f"removed container {idle.name} ({idle.id[:12]}, running)" in lines
+        kept = [line for line in lines if line.startswith("kept ")]
+        assert len(kept) == 2, lines
+        assert f"container {used.name}" in kept[0] and f"pid {up.pid}" in kept[0]
+        assert tag in kept[1]
+        assert "--all" in kept[0]
+        used.reload()
+        assert used.status == "running"
+        client.images.get(image.id)
+        with pytest.raises(docker.errors.NotFound):
+            idle.reload()
+
+        result = podlink("purge", "--yes", "--all", "--folder", ".", cwd=workspace, env=env)
+
+        assert result.returncode == 0, result.stderr
+        assert f"removed container {used.name} ({used.id[:12]}, running)" in result.stdout
+        with pytest.raises(docker.errors.NotFound):
+            used.reload()
+        with pytest.raises(docker.errors.ImageNotFound):
+            client.images.get(image.id)
+    finally:
+        up.send_signal(signal.SIGINT)
+        try:
+            up.wait(30)
+        except subprocess.TimeoutExpired:
+            up.kill()
+            up.wait()
+        # Only what this test made, by exact id or name: other runs share the engine.
+        for made in (idle.id, container_name_for(workspace.resolve())):
+            with contextlib.suppress(docker.errors.NotFound):
+                client.containers.get(made).remove(force=True)
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            client.images.remove(image.id, force=True)
 
 
 def test_purge_cleans_the_local_target_even_without_an_engine(

@@ -95,6 +95,39 @@ def test_ids_outside_the_workspace_are_refused(workspace: Path, env: dict[str, s
     assert "not in a folder podlink syncs" in result.stderr
 
 
+@pytest.mark.parametrize(
+    "test_id",
+    ["tests/test_greeting.py::test_nobody_wrote_this", "tests/test_missing.py"],
+)
+def test_an_id_that_matches_nothing_is_named(
+    workspace: Path, env: dict[str, str], test_id: str
+) -> None:
+    result = podlink("test", test_id, cwd=workspace, env=env)
+
+    assert result.returncode == 1, result.stderr
+    output = result.stdout + result.stderr
+    assert f"no test matched {test_id}" in output
+    assert "exited with code 4" not in output
+
+
+def test_a_test_command_that_is_not_pytest_shows_its_own_error(
+    workspace: Path, env: dict[str, str]
+) -> None:
+    config = workspace / "podlink.yaml"
+    script = "import sys; sys.stderr.write('unittest: cannot import tests.helpers\\n'); sys.exit(3)"
+    command = json.dumps([sys.executable, "-c", script])
+    lines = config.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("test:"))
+    lines[start : start + 2] = [f"test:\n  command: {command}"]
+    config.write_text("\n".join(lines) + "\n")
+
+    result = podlink("test", cwd=workspace, env=env)
+
+    assert result.returncode == 1
+    assert "unittest: cannot import tests.helpers" in result.stderr
+    assert "no output" not in result.stderr
+
+
 def test_build_prints_output_and_errors_on_local_files(
     workspace: Path, env: dict[str, str]
 ) -> None:
@@ -152,14 +185,13 @@ def test_files_skipped_as_a_whole_and_expected_failures_are_counted_like_pytest(
     assert known_bug is not None and known_bug.attrib["type"] == "pytest.xfail"
 
 
-def test_the_hint_to_use_verbose_is_not_given_under_verbose(
+def test_a_run_that_ends_without_tests_says_why_with_or_without_verbose(
     workspace: Path, env: dict[str, str]
 ) -> None:
     (workspace / "tests" / "test_empty.py").write_text("# no tests yet\n")
-    quiet = podlink("test", "tests/test_empty.py", cwd=workspace, env=env)
-    assert quiet.returncode == 1
-    assert "pytest exited with code 5 (`podlink test -v` shows why)" in quiet.stdout
-    verbose = podlink("test", "-v", "tests/test_empty.py", cwd=workspace, env=env)
-    assert verbose.returncode == 1
-    assert "pytest exited with code 5" in verbose.stdout
-    assert "shows why" not in verbose.stdout
+    for flags in ((), ("-v",)):
+        run = podlink("test", *flags, "tests/test_empty.py", cwd=workspace, env=env)
+        assert run.returncode == 1
+        assert "no test matched tests/test_empty.py" in run.stdout
+        # The reason is said outright: no hint to run again with -v.
+        assert "shows why" not in run.stdout

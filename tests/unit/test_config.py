@@ -581,6 +581,44 @@ def test_a_local_that_escapes_through_a_symlink_is_refused(tmp_path: Path) -> No
     assert str(outside.resolve()) in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "remote", ["/", "/usr", "/etc/", "/usr/local", "/var/lib", "/proc/1", "/home"]
+)
+@pytest.mark.parametrize(
+    "target", ["docker:\n    container: web", "kubernetes:\n    pod: {name: a}"]
+)
+def test_a_system_folder_as_remote_is_refused(tmp_path: Path, target: str, remote: str) -> None:
+    text = f"target:\n  {target}\nsync:\n  - local: .\n    remote: {remote}\n"
+
+    with pytest.raises(ConfigError) as caught:
+        parse(text, tmp_path)
+
+    assert (caught.value.line, caught.value.key) == (6, "sync[0].remote")
+    assert "system folder" in str(caught.value)
+    assert "a folder of its own" in str(caught.value)  # what to do instead
+
+
+@pytest.mark.parametrize("remote", ["/app", "/usr/src/app", "/srv/web", "/home/dev/app", "/opt/x"])
+def test_a_folder_below_a_system_folder_is_fine(tmp_path: Path, remote: str) -> None:
+    config = parse(
+        f"target:\n  docker:\n    container: web\nsync: [{{remote: {remote}}}]\n", tmp_path
+    )
+
+    assert config.sync[0].remote == remote
+
+
+def test_on_the_local_target_the_folder_on_this_machine_counts(tmp_path: Path) -> None:
+    # `/` of the local target is its root folder, which podlink made: fine.
+    assert parse("sync: [{remote: /}]\n", tmp_path).sync[0].remote == "/"
+    # A root of `/` makes `/usr` the machine's own.
+    with pytest.raises(ConfigError) as caught:
+        parse("target:\n  local:\n    root: /\nsync:\n  - remote: /usr\n", tmp_path)
+
+    assert (caught.value.line, caught.value.key) == (5, "sync[0].remote")
+    assert "system folder" in str(caught.value)
+    assert "target.local.root" in str(caught.value)
+
+
 # ---------------------------------------------------------------------------------------
 # Reading files and formatting errors.
 
@@ -609,6 +647,39 @@ def test_load_config_takes_a_config_file_relative_to_the_folder_or_absolute(
     assert relative_config.target == DockerTargetConfig(image="python")
     assert absolute_config.path == absolute
     assert absolute_config.target == LocalTargetConfig(root="/tmp/x")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../secret.yaml",
+        "dev/../../secret.yaml",
+        "{outside}/secret.yaml",
+        "dev/link.yaml",  # a link inside that leads outside
+    ],
+)
+def test_a_config_file_outside_the_folder_is_refused_unread(tmp_path: Path, name: str) -> None:
+    folder = tmp_path / "workspace"
+    (folder / "dev").mkdir(parents=True)
+    secret = tmp_path / "secret.yaml"
+    secret.write_text("root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1::/usr/sbin\n")
+    (folder / "dev" / "link.yaml").symlink_to(secret)
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(folder, name.format(outside=tmp_path))
+
+    assert "must be inside the workspace folder" in str(caught.value)
+    assert "root:" not in str(caught.value)
+
+
+def test_a_top_level_value_is_described_not_quoted(tmp_path: Path) -> None:
+    (tmp_path / CONFIG_FILE_NAME).write_text("root:x:0:0:root:/root:/bin/bash\n")
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path)
+
+    assert "must be a mapping of keys, got a single value" in str(caught.value)
+    assert "/root" not in str(caught.value)
 
 
 def test_a_missing_file_suggests_podlink_init(tmp_path: Path) -> None:

@@ -349,6 +349,16 @@ def test_dockerfile_starter_builds_a_dev_container(project: Path) -> None:
     assert config.run.command == ("python3", "main.py")
 
 
+@pytest.mark.parametrize("workdir", ["/", "/usr/src", "/root", "/tmp"])
+def test_a_system_folder_as_workdir_is_not_made_the_sync_root(project: Path, workdir: str) -> None:
+    write(project, "Dockerfile", f"FROM python:3.12-slim\nWORKDIR {workdir}\n")
+    write_starter_config(project)
+
+    config = load_config(project)
+
+    assert config.sync[0].remote == "/app"
+
+
 def test_compose_starter_attaches_to_the_services_container(project: Path) -> None:
     compose_project(project)
     write_starter_config(project)

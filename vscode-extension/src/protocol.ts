@@ -57,6 +57,8 @@ export type DiagnosticSource = "podlink-test" | "podlink-build" | "podlink-sync"
 
 /** The reason in the data of a podlink error; one per error code. */
 export type ErrorReason =
+  | "parseError"
+  | "invalidRequest"
   | "invalidParams"
   | "configInvalid"
   | "targetUnavailable"
@@ -533,6 +535,18 @@ export interface NotificationMap {
 
 /** The JSON-RPC error code of each error reason; every error carries an ErrorData. */
 export const ErrorCodes = {
+  /**
+   * The message could not be read: its body is not JSON, or its headers have no usable
+   * `Content-Length`. Answered with `id: null`; the daemon skips to the next `Content-Length`
+   * header and goes on.
+   */
+  parseError: -32700,
+  /**
+   * The message is JSON but not a JSON-RPC 2.0 message (an array, no `"jsonrpc": "2.0"`, a bad `id`
+   * or `method`), or it is longer than the limit of 16 MiB (16777216 bytes; detail gives `limit`
+   * and `length`); a longer message is skipped unread.
+   */
+  invalidRequest: -32600,
   /** The params do not have the shape the method takes. */
   invalidParams: -32602,
   /** The podlink config is invalid; detail names the file, line and key. */

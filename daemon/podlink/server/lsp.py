@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-import threading
 from collections.abc import Generator
 from typing import Any
 
 import attrs
 from lsprotocol import types
-from pygls.io_ import StdinAsyncReader, StdoutWriter, run_async
+from pygls.exceptions import JsonRpcException
+from pygls.io_ import StdoutWriter
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol, default_converter
 from pygls.protocol.language_server import lsp_method
@@ -24,6 +24,7 @@ from pygls.protocol.language_server import lsp_method
 from podlink import __version__
 from podlink import protocol as wire
 from podlink.registry import SessionRegistry
+from podlink.server import framing
 from podlink.sync_requests import answer_requests_on_signal
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,30 @@ class PodlinkProtocol(LanguageServerProtocol):
         if method in wire.REQUESTS:
             return PodlinkRequestMessage
         return super().get_message_type(method)
+
+    def receive(self, body: bytes) -> None:
+        """Handle one framed message; whatever is wrong with it is answered, never raised."""
+        data = framing.decode(body)
+        if isinstance(data, framing.FrameError):
+            log.warning("refused a message: %s", data.message)
+            self.send_error(data)
+            return
+        try:
+            message = self.structure_message(data)
+        except JsonRpcException as error:
+            # A request of a known method with fields of the wrong shape.
+            log.warning("refused a message: %s", error)
+            if "method" in data and data.get("id") is not None:
+                self._send_response(data["id"], error=error.to_response_error())
+            return
+        try:
+            self.handle_message(message)
+        except Exception:
+            log.exception("could not handle a %s message", data.get("method", "response"))
+
+    def send_error(self, error: framing.FrameError) -> None:
+        exception = JsonRpcException(message=error.message, code=int(error.code), data=error.data)
+        self._send_response(error.id, error=exception.to_response_error())  # type: ignore[arg-type]
 
     @lsp_method(types.INITIALIZE)
     def lsp_initialize(
@@ -84,20 +109,22 @@ def serve_stdio() -> None:
     """Serve one client on stdin/stdout until it exits; stop every session on the way out."""
     server = create_server()
     server.notifier.install_log_forwarding()
-    stop_event = threading.Event()
-    reader = StdinAsyncReader(sys.stdin.buffer, server.thread_pool)
-    server.protocol.set_writer(StdoutWriter(sys.stdout.buffer))
+    reader = framing.FrameReader(sys.stdin.buffer)
+    protocol: PodlinkProtocol = server.protocol  # type: ignore[assignment]
+    protocol.set_writer(StdoutWriter(sys.stdout.buffer))
 
     async def main() -> None:
         answer_requests_on_signal(server.registry, server.notifier.show_error)
+        loop = asyncio.get_running_loop()
         try:
-            await run_async(
-                stop_event=stop_event,
-                reader=reader,
-                protocol=server.protocol,
-                logger=log,
-                error_handler=server.report_server_error,
-            )
+            while (
+                frame := await loop.run_in_executor(server.thread_pool, reader.next_frame)
+            ) is not None:
+                if isinstance(frame, framing.FrameError):
+                    log.warning("bad framing: %s", frame.message)
+                    protocol.send_error(frame)
+                else:
+                    protocol.receive(frame)
         finally:
             await asyncio.shield(server.registry.stop_all())
 

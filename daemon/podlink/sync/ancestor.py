@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import msgspec
@@ -30,6 +30,16 @@ Row = tuple[str, str, int, int, int, str | None, str | None, int]
 class _Stored(msgspec.Struct, array_like=True):
     version: int
     rows: list[Row]
+    # Paths the target held before the first sync that podlink leaves alone (files written
+    # before this field existed have none).
+    left: list[str] = msgspec.field(default_factory=list)
+
+
+class Agreed(msgspec.Struct, frozen=True):
+    """The stored state: the entries both sides agreed on, and the paths left in the target."""
+
+    entries: dict[str, Entry]
+    left: frozenset[str] = frozenset()
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -46,7 +56,7 @@ class AncestorStore:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def load(self) -> dict[str, Entry] | None:
+    def load(self) -> Agreed | None:
         """The stored ancestor; None when the sides never agreed or it cannot be read (logged).
 
         An empty dict is an agreement too: both sides were empty.
@@ -65,7 +75,7 @@ class AncestorStore:
             return None
         if stored.version != FORMAT_VERSION:
             return None
-        return {
+        entries = {
             path: Entry(
                 kind=Kind(kind),
                 mode=mode,
@@ -77,8 +87,9 @@ class AncestorStore:
             )
             for path, kind, mode, size, mtime_ns, digest, link_target, inode in stored.rows
         }
+        return Agreed(entries, frozenset(stored.left))
 
-    def save(self, snapshot: Mapping[str, Entry]) -> None:
+    def save(self, snapshot: Mapping[str, Entry], left: Iterable[str] = ()) -> None:
         rows: list[Row] = [
             (
                 path,
@@ -92,7 +103,7 @@ class AncestorStore:
             )
             for path, entry in snapshot.items()
         ]
-        data = _encoder.encode(_Stored(FORMAT_VERSION, rows))
+        data = _encoder.encode(_Stored(FORMAT_VERSION, rows, sorted(left)))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
         temporary.write_bytes(data)

@@ -11,9 +11,9 @@ of the pass goes on. A halted pass applies nothing until the user resumes or res
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -31,16 +31,18 @@ from podlink.sync.core.plan import (
     restrict,
 )
 from podlink.sync.core.reconcile import (
+    MIN_FILES_FOR_DELETE_SHARE,
     Conflict,
     Halt,
     Mode,
+    Reconciliation,
     RootState,
-    deleted_files,
     paths_needing_digests_both_changed,
     reconcile,
     touched_big_files,
 )
 from podlink.sync.core.snapshot import Entry, Kind
+from podlink.sync.core.unknown import describe_left, folders_above, unknown_paths, without_left
 from podlink.sync.ignore import IgnoreRules, is_ignore_file
 from podlink.sync.local_apply import LocalApplier, conflict_copy_exists
 from podlink.sync.outcome import BatchResult
@@ -60,10 +62,15 @@ INLINE_SCAN_LIMIT = 8
 INLINE_HASH_LIMIT = 1 << 20
 # The agreed state is written this long after the last pass that changed it.
 SAVE_DELAY_SECONDS = 1.0
-# Deletions within this span count together against sync[].maxDeleteShare.
+# Deletions within this span count together against sync[].maxDeleteShare; files created
+# within it and deleted again do not count (churn loses nothing the sides agreed on).
 DELETION_WINDOW_SECONDS = 10.0
 # Target-side edits named one by one; past this they are counted.
 REPORTED_OVERWRITES = 20
+# Before the first deletion of a pass reaches the other side, the workspace must have stopped
+# losing files for this long: a burst (rm -rf) is judged whole, not batch by batch.
+SETTLE_SECONDS = 0.1
+SETTLE_MAX_SECONDS = 3.0
 
 RemoteResultCallback = Callable[[BatchResult, float], Awaitable[None]]
 
@@ -83,10 +90,13 @@ class SyncEngine(RemoteApplier, LocalApplier):
         store: AncestorStore | None = None,
         max_delete_share: float = 0.5,
         owner: str | None = None,
+        delete_unknown: bool = False,
         report: Callable[[str], None] | None = None,
     ) -> None:
         """``rules``: the rules a first local scan was already made with, if any.
 
+        ``delete_unknown``: in upload mode, a first sync may delete what the target held
+        that the workspace does not have; otherwise those paths are left alone for good.
         ``report``: told about target-side changes upload mode replaces, before they go.
         """
         self.agent = agent
@@ -95,6 +105,7 @@ class SyncEngine(RemoteApplier, LocalApplier):
         self.mode = mode
         self.owner = owner
         self.max_delete_share = max_delete_share
+        self.delete_unknown = delete_unknown
         self._make_rules = make_rules
         self.rules = rules if rules is not None else make_rules()
         self.remote_view: dict[str, Entry] = {}
@@ -107,15 +118,25 @@ class SyncEngine(RemoteApplier, LocalApplier):
         self._store = store
         stored = store.load() if store is not None else None
         # Kept to what the rules sync, like everything else here (refiltered when they change).
-        self.ancestor: dict[str, Entry] = self._kept(stored or {})
+        self.ancestor: dict[str, Entry] = self._kept(stored.entries if stored else {})
         # Whether the sides ever agreed: without that a first sync lets the workspace win.
         self._agreed = stored is not None
+        # What the target held before the first sync and podlink never wrote (upload mode):
+        # passes see the target without it, so nothing of it is ever deleted.
+        self.left: set[str] = set(stored.left) if stored else set()
+        self._guarded = folders_above(self.left)
+        self._left_decided = stored is not None
         self._report = report or (lambda text: log.warning("%s", text))
         self._digests = DigestCache()
         self._lock = asyncio.Lock()
         self._failed_since_rescan = False
         self._ancestor_file_count: int | None = None
-        self._deletions: collections.deque[tuple[float, int, int]] = collections.deque()
+        # Per side (target, workspace): path -> (when first created or deleted within the
+        # window, whether it was a file before that).
+        self._window: tuple[dict[str, tuple[float, bool]], dict[str, tuple[float, bool]]] = (
+            {},
+            {},
+        )
         self._last_stamp = ""
         self._stamp_count = 0
         self._save_handle: asyncio.TimerHandle | None = None
@@ -165,6 +186,7 @@ class SyncEngine(RemoteApplier, LocalApplier):
             for path, message in remote.problems:
                 self.problems[path] = f"in the target: {message}"
             self.remote_view = self._kept(remote.entries)
+            self._forget_left(self.left - self.remote_view.keys())
             result = await self._pass(
                 local,
                 dict(self.remote_view),
@@ -173,6 +195,7 @@ class SyncEngine(RemoteApplier, LocalApplier):
                 remote_root=RootState.MISSING if remote.missing else RootState.PRESENT,
                 progress=progress,
                 allow_deletions=allow_deletions,
+                as_seen=False,
             )
             result.seconds = time.monotonic() - started
             return result
@@ -231,10 +254,18 @@ class SyncEngine(RemoteApplier, LocalApplier):
     async def resume(self) -> BatchResult:
         """After a halt: look at both sides again and apply what was held back."""
         self.halt = None
-        return await self.initial_sync(allow_deletions=True)
+        result = await self.initial_sync(allow_deletions=True)
+        # The user approved what the halt held back: it must not count against the next pass.
+        for side in self._window:
+            side.clear()
+        return result
 
     async def reset(self) -> BatchResult:
-        """Forget the agreed state and sync as for the first time: the workspace wins."""
+        """Forget the agreed state and sync as for the first time: the workspace wins.
+
+        What the very first sync left in the target stays left: a reset deletes only what
+        the target gained since.
+        """
         self.halt = None
         self.ancestor = {}
         self._ancestor_file_count = None
@@ -261,12 +292,21 @@ class SyncEngine(RemoteApplier, LocalApplier):
         remote_root: RootState = RootState.NOT_SCANNED,
         progress: ProgressCallback | None = None,
         allow_deletions: bool = False,
+        as_seen: bool = True,
     ) -> BatchResult:
-        """Reconcile one scope (the same on all three snapshots) and apply the outcome."""
+        """Reconcile one scope (the same on all three snapshots) and apply the outcome.
+
+        ``as_seen``: the pass follows changes as they were made (not a start, a resume or a
+        reset, which also carry over what changed long ago): files it creates are fresh.
+        """
         result = BatchResult()
         for path, message in local.problems:
             self.problems[path] = message
         self._forget_resolved_conflicts()
+        if self.mode is Mode.UPLOAD:
+            if not self._left_decided:
+                self._leave_unknown(local.entries, remote)
+            remote = without_left(remote, local.entries.keys(), self.left, self._guarded)
         needed = set(paths_needing_digests(local.entries, remote))
         needed.update(
             paths_needing_digests_both_changed(ancestor, local.entries, remote, mode=self.mode)
@@ -274,20 +314,38 @@ class SyncEngine(RemoteApplier, LocalApplier):
         needed.update(touched_big_files(ancestor, local.entries))
         needed.update(touched_big_files(ancestor, remote))
         source = await self._with_digests(sorted(needed), local.entries, remote)
-        outcome = reconcile(
-            ancestor,
-            source,
-            remote,
-            mode=self.mode,
-            conflict_stamp=self._conflict_stamp(),
-            first_sync=not self._agreed,
-            local_root=local_root,
-            remote_root=remote_root,
-            ancestor_files=self._ancestor_files(),
-            max_delete_share=self.max_delete_share,
-            recently_deleted=self._recent_deletions(),
-            allow_deletions=allow_deletions,
-        )
+        recent, fresh = self._recent_deletions()
+        stamp = self._conflict_stamp()
+
+        def merge(recently_deleted: tuple[int, int]) -> Reconciliation:
+            return reconcile(
+                ancestor,
+                source,
+                remote,
+                mode=self.mode,
+                conflict_stamp=stamp,
+                first_sync=not self._agreed,
+                local_root=local_root,
+                remote_root=remote_root,
+                ancestor_files=self._ancestor_files(),
+                max_delete_share=self.max_delete_share,
+                recently_deleted=recently_deleted,
+                fresh=fresh,
+                allow_deletions=allow_deletions,
+            )
+
+        outcome = merge(recent)
+        if outcome.halt is None and not allow_deletions:
+            # A burst of deletions arrives batch by batch: judge it whole before any of it goes.
+            here = [
+                path
+                for path in remote.keys() - outcome.merged.keys() - fresh
+                if remote[path].kind is not Kind.DIRECTORY
+            ]
+            halt_possible = self._ancestor_files() >= MIN_FILES_FOR_DELETE_SHARE
+            unseen = await self._settled_loss(here) if here and halt_possible else 0
+            if unseen:
+                outcome = merge((recent[0] + unseen, recent[1]))
         if outcome.halt is not None:
             self.halt = result.halted = outcome.halt
             return result
@@ -324,11 +382,10 @@ class SyncEngine(RemoteApplier, LocalApplier):
         else:
             await self._apply_upload(upload, merged, progress, result)
         self._agree(examined, merged, written, result)
+        self._forget_left(path for path in examined if path in merged)
         if result.failed:
             self._failed_since_rescan = True
-        self._deletions.append(
-            (time.monotonic(), deleted_files(remote, merged), deleted_files(source, merged))
-        )
+        self._note_window(examined, remote, source, merged, creations=as_seen)
         if not self._agreed:
             self._agreed = True
             await self._save()  # at once: a crash now must not make the next start a first sync
@@ -350,6 +407,33 @@ class SyncEngine(RemoteApplier, LocalApplier):
                 "are replaced with the workspace's version"
             )
 
+    def _leave_unknown(self, local: Mapping[str, Entry], remote: Mapping[str, Entry]) -> None:
+        """The first sync: decide what the target holds that podlink is not to delete."""
+        self._left_decided = True
+        if self.delete_unknown:
+            return
+        unknown = unknown_paths(local, remote)
+        if not unknown:
+            return
+        self.left.update(unknown)
+        self._guarded = folders_above(self.left)
+        files = sum(1 for path in unknown if remote[path].kind is not Kind.DIRECTORY)
+        self._report(
+            f"{self.remote_root} held {files} file(s) before the first sync that the workspace "
+            "does not have; "
+            "podlink leaves them in place and never deletes them (set "
+            "sync[].deleteUnknown: true to let a first sync delete them): "
+            f"{describe_left(unknown, remote)}"
+        )
+
+    def _forget_left(self, paths: Iterable[str]) -> None:
+        """These paths are no longer left: the workspace wrote them, or they are gone."""
+        gone = self.left.intersection(paths)
+        if gone:
+            self.left -= gone
+            self._guarded = folders_above(self.left)
+            self._schedule_save()
+
     def _ancestor_files(self) -> int:
         if self._ancestor_file_count is None:
             self._ancestor_file_count = sum(
@@ -357,15 +441,61 @@ class SyncEngine(RemoteApplier, LocalApplier):
             )
         return self._ancestor_file_count
 
-    def _recent_deletions(self) -> tuple[int, int]:
-        """Files deleted in the target and the workspace by the passes of the last moments."""
+    def _recent_deletions(self) -> tuple[tuple[int, int], frozenset[str]]:
+        """Files that existed before the window and were deleted within it, in the target and
+        in the workspace; and the files created within it (deleting those is not loss)."""
         horizon = time.monotonic() - DELETION_WINDOW_SECONDS
-        while self._deletions and self._deletions[0][0] < horizon:
-            self._deletions.popleft()
-        return (
-            sum(target for _, target, _ in self._deletions),
-            sum(workspace for _, _, workspace in self._deletions),
-        )
+        counts = []
+        fresh: set[str] = set()
+        for side in self._window:
+            for path in [path for path, (when, _) in side.items() if when < horizon]:
+                del side[path]
+            counts.append(
+                sum(1 for path, (_, was) in side.items() if was and path not in self.ancestor)
+            )
+            fresh.update(path for path, (_, was) in side.items() if not was)
+        return (counts[0], counts[1]), frozenset(fresh)
+
+    def _note_window(
+        self,
+        examined: Iterable[str],
+        remote: Mapping[str, Entry],
+        source: Mapping[str, Entry],
+        merged: Mapping[str, Entry],
+        *,
+        creations: bool,
+    ) -> None:
+        """Remember the files each side gained or lost in this pass, the first time only."""
+        now = time.monotonic()
+        for side, before in zip(self._window, (remote, source), strict=True):
+            for path in examined:
+                was, now_file = _is_file(before.get(path)), _is_file(merged.get(path))
+                if was != now_file and path not in side and (was or creations):
+                    side[path] = (now, was)
+
+    async def _settled_loss(self, deleting: list[str]) -> int:
+        """How many more agreed files the workspace has lost than this pass deletes, once it
+        stops losing them: the rest of a burst the watcher has not reported yet."""
+        scopes = {path.split("/", 1)[0] for path in deleting}
+        candidates = [
+            path
+            for path, entry in self.ancestor.items()
+            if entry.kind is not Kind.DIRECTORY and path.split("/", 1)[0] in scopes
+        ]
+        root = self.local_root
+
+        def missing() -> int:
+            return sum(1 for path in candidates if not os.path.lexists(root / path))
+
+        deadline = time.monotonic() + SETTLE_MAX_SECONDS
+        lost = await asyncio.to_thread(missing)
+        while time.monotonic() < deadline:
+            await asyncio.sleep(SETTLE_SECONDS)
+            again = await asyncio.to_thread(missing)
+            if again <= lost:
+                break
+            lost = again
+        return max(0, lost - len(deleting))
 
     def _conflict_stamp(self) -> str:
         """The time, unique per pass: two conflicts on one file never share a copy's name."""
@@ -496,9 +626,9 @@ class SyncEngine(RemoteApplier, LocalApplier):
     async def _save(self) -> None:
         if self._store is None:
             return
-        snapshot = dict(self.ancestor)
+        snapshot, left = dict(self.ancestor), sorted(self.left)
         try:
-            await asyncio.to_thread(self._store.save, snapshot)
+            await asyncio.to_thread(self._store.save, snapshot, left)
         except OSError as error:
             log.warning("cannot save the sync state %s: %s", self._store.path, error)
 
@@ -575,3 +705,7 @@ def _same_version(first: Entry, second: Entry) -> bool:
         and first.mtime_ns == second.mtime_ns
         and first.inode == second.inode
     )
+
+
+def _is_file(entry: Entry | None) -> bool:
+    return entry is not None and entry.kind is not Kind.DIRECTORY

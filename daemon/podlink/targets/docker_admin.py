@@ -19,7 +19,7 @@ import docker.errors
 from podlink.agent.wire import TEMP_PREFIX
 from podlink.targets import docker_exec
 from podlink.targets.base import TargetUnavailable
-from podlink.targets.docker import MANAGED_LABEL
+from podlink.targets.docker import FOLDER_LABEL, MANAGED_LABEL
 from podlink.targets.docker_exec import EngineUnavailable
 
 MANAGED_FILTER = {"label": f"{MANAGED_LABEL}=1"}
@@ -36,6 +36,9 @@ class ManagedContainer:
     id: str
     name: str
     status: str
+    image_id: str = ""
+    # The workspace folder it was made for (label podlink.folder), when it says.
+    folder: str | None = None
 
     def __str__(self) -> str:
         return f"container {self.name} ({self.id[:12]}, {self.status})"
@@ -45,6 +48,7 @@ class ManagedContainer:
 class ManagedImage:
     id: str
     tags: tuple[str, ...]
+    folder: str | None = None
 
     def __str__(self) -> str:
         short_id = self.id.removeprefix("sha256:")[:12]
@@ -64,7 +68,16 @@ def managed_containers(client: docker.DockerClient) -> list[ManagedContainer]:
     """Every container podlink created, running or not."""
     found = client.containers.list(all=True, filters=MANAGED_FILTER)
     return sorted(
-        (ManagedContainer(c.id, c.name or c.id[:12], str(c.status)) for c in found),
+        (
+            ManagedContainer(
+                c.id,
+                c.name or c.id[:12],
+                str(c.status),
+                str(c.attrs.get("Image", "")),
+                (c.labels or {}).get(FOLDER_LABEL),
+            )
+            for c in found
+        ),
         key=lambda container: container.name,
     )
 
@@ -73,7 +86,10 @@ def managed_images(client: docker.DockerClient) -> list[ManagedImage]:
     """Every image podlink built, including older builds that lost their tag to a newer one."""
     found = client.images.list(filters=MANAGED_FILTER)
     return sorted(
-        (ManagedImage(str(image.id), tuple(image.tags)) for image in found),
+        (
+            ManagedImage(str(image.id), tuple(image.tags), (image.labels or {}).get(FOLDER_LABEL))
+            for image in found
+        ),
         key=lambda image: (image.tags, image.id),
     )
 

@@ -10,10 +10,11 @@ from podlink.targets.local import LocalTarget
 
 
 def make_target(config: Config, on_log: Callable[[str], None]) -> Target:
-    """The target for ``config``; ``on_log`` receives its set-up output (an image build)."""
+    """The target for ``config``; ``on_log`` receives its set-up output (an image build,
+    processes an earlier podlink left running)."""
     target = config.target
     if isinstance(target, LocalTargetConfig):
-        return LocalTarget(config.folder / target.root)
+        return LocalTarget(config.folder / target.root, on_log)
     if isinstance(target, DockerTargetConfig):
         from podlink.targets.docker import DockerTarget
 

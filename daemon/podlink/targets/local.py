@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import logging
 import os
 import posixpath
 import signal
 import sys
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 
+from podlink.targets import local_processes as processes
 from podlink.targets.base import (
     PortRefused,
     TargetDescription,
@@ -25,17 +27,45 @@ from podlink.targets.base import (
     TargetUnavailable,
 )
 
+log = logging.getLogger(__name__)
+
+
+class _ExitProtocol(asyncio.subprocess.SubprocessStreamProtocol):
+    """Tells when the process ended, not when its pipes closed: ``Process.wait()`` waits for
+    both, and a child that detached itself may hold the pipes open for ever."""
+
+    def __init__(self, limit: int, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=limit, loop=loop)
+        self.exited: asyncio.Future[None] = loop.create_future()
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        if not self.exited.done():
+            self.exited.set_result(None)
+
 
 class LocalExec:
-    """A local process started in its own process group, so stopping it stops its children."""
+    """A local process started in its own process group, and marked (``local_processes``) so
+    that stopping it stops everything it started, even children that left the group."""
 
-    def __init__(self, process: asyncio.subprocess.Process, argv: Sequence[str]) -> None:
+    def __init__(
+        self,
+        process: asyncio.subprocess.Process,
+        exited: asyncio.Future[None],
+        transport: asyncio.SubprocessTransport,
+        argv: Sequence[str],
+        mark: str,
+    ) -> None:
         self._process = process
+        self._exited = exited
+        self._transport = transport
         self.argv = tuple(argv)
+        self.mark = mark
         self.stdin = process.stdin
         assert process.stdout is not None
         self.stdout: asyncio.StreamReader = process.stdout
         self.stderr = process.stderr
+        self.left_behind: tuple[str, ...] = ()
 
     @property
     def pid(self) -> int:
@@ -48,20 +78,28 @@ class LocalExec:
                 await self.stdin.wait_closed()
 
     async def wait(self) -> int:
-        return await self._process.wait()
+        await asyncio.shield(self._exited)
+        code = self._transport.get_returncode()
+        assert code is not None
+        return code
 
     async def terminate(self, grace_seconds: float = 3.0) -> int:
-        if self._process.returncode is not None:
-            self._kill_group(signal.SIGKILL)  # children that outlived the leader
-            return self._process.returncode
-        self._kill_group(signal.SIGTERM)
-        try:
-            return await asyncio.wait_for(self._process.wait(), grace_seconds)
-        except TimeoutError:
-            self._kill_group(signal.SIGKILL)
-            return await self._process.wait()
-        finally:
-            self._kill_group(signal.SIGKILL)
+        """SIGTERM to the group and to every process with this command's mark; SIGKILL after
+        the grace period; then close the pipes, whoever still holds them. What could not be
+        ended is in ``left_behind``."""
+        if not self._exited.done():
+            self._kill_group(signal.SIGTERM)
+            processes.signal_processes(processes.processes_marked(self.mark), signal.SIGTERM)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._exited), grace_seconds)
+        self._kill_group(signal.SIGKILL)
+        left = await processes.end_processes(processes.processes_marked(self.mark), 0)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._exited), processes.KILL_WAIT_SECONDS)
+        self.left_behind = tuple(processes.describe(pid) for pid in left)
+        self._transport.close()  # our ends: readers see the end even if a pipe is still held
+        code = self._transport.get_returncode()
+        return code if code is not None else -signal.SIGKILL
 
     def _kill_group(self, sig: signal.Signals) -> None:
         # The process is its own group leader (start_new_session), so its pid is the group id.
@@ -69,6 +107,7 @@ class LocalExec:
             os.killpg(self._process.pid, sig)
 
 
+STREAM_LIMIT = 1 << 16  # asyncio's default line limit for a StreamReader
 F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ, spelled out: Python has it only from 3.10 on Linux
 PIPE_SIZE = 1 << 20
 
@@ -83,11 +122,15 @@ def _widen_pipe(writer: asyncio.StreamWriter) -> None:
 
 
 class LocalTarget:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, on_log: Callable[[str], None] | None = None) -> None:
+        """``on_log``: told about set-up work the user should know of (orphans ended)."""
         self.root = root.resolve()
+        self._on_log = on_log or (lambda text: log.warning("%s", text))
         self._execs: set[LocalExec] = set()
         self._events: asyncio.Queue[TargetEvent | None] = asyncio.Queue()
         self._closed = False
+        self._owner = processes.Owner.this_daemon(self.root)
+        self._serial = 0
 
     async def connect(self) -> None:
         try:
@@ -99,6 +142,7 @@ class LocalTarget:
             ) from error
         if not self.root.is_dir():
             raise TargetUnavailable(f"the local target root {self.root} is not a folder")
+        await self._end_orphans()
         self._events.put_nowait(TargetEvent(TargetEventKind.STARTED))
 
     async def exec(
@@ -115,26 +159,30 @@ class LocalTarget:
         if tty:
             raise TargetUnavailable("the local target runs commands without a terminal")
         work_dir = cwd if cwd is not None else str(self.root)
+        self._serial += 1
+        mark = self._owner.mark(self._serial)
+        loop = asyncio.get_running_loop()
         try:
-            process = await asyncio.create_subprocess_exec(
+            transport, protocol = await loop.subprocess_exec(
+                lambda: _ExitProtocol(STREAM_LIMIT, loop),
                 *argv,
                 stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 cwd=work_dir,
-                env={**os.environ, **(env or {})},
+                env={**os.environ, **(env or {}), processes.MARK: mark},
                 start_new_session=True,
             )
         except OSError as error:
             raise TargetUnavailable(
                 f"cannot run {argv[0]!r} in {work_dir}: {error.strerror}"
             ) from error
+        process = asyncio.subprocess.Process(transport, protocol, loop)
         if process.stdin is not None:
             _widen_pipe(process.stdin)
-        running = LocalExec(process, argv)
+        running = LocalExec(process, protocol.exited, transport, argv, mark)
         self._execs.add(running)
-        process_done = asyncio.ensure_future(process.wait())
-        process_done.add_done_callback(lambda _: self._execs.discard(running))
+        protocol.exited.add_done_callback(lambda _: self._execs.discard(running))
         return running
 
     async def tunnel(self, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -168,4 +216,23 @@ class LocalTarget:
         self._closed = True
         running = list(self._execs)
         await asyncio.gather(*(each.terminate(grace_seconds=2.0) for each in running))
+        # What outlived its command (a detached child of a command that ended by itself).
+        left = await processes.end_processes(processes.processes_marked(self._owner.prefix), 2.0)
+        if left:
+            log.warning(
+                "still running after the local target closed: %s",
+                ", ".join(processes.describe(pid) for pid in left),
+            )
         self._events.put_nowait(None)
+
+    async def _end_orphans(self) -> None:
+        """End what an earlier podlink for this root left running when it was killed."""
+        orphans = processes.orphans_of(self._owner.root)
+        if not orphans:
+            return
+        left = await processes.end_processes(sorted(orphans), 2.0)
+        ended = len(orphans) - len(left)
+        message = f"ended {ended} process(es) that an earlier podlink for {self.root} left running"
+        if left:
+            message += "; could not end " + ", ".join(processes.describe(pid) for pid in left)
+        self._on_log(message)

@@ -181,6 +181,7 @@ def reconcile(
     ancestor_files: int | None = None,
     max_delete_share: float = 0.5,
     recently_deleted: tuple[int, int] = (0, 0),
+    fresh: frozenset[str] = frozenset(),
     allow_deletions: bool = False,
 ) -> Reconciliation:
     """Merge the three states for every path any of them holds.
@@ -191,7 +192,9 @@ def reconcile(
     ``ancestor_files``: how many files the whole ancestor holds, for the delete-share halt
     (defaults to the files in ``ancestor``). ``recently_deleted``: files deleted in the target
     and in the workspace by the passes of the last moments; a deletion arrives in several
-    passes (a watcher batches what it sees), and the share counts them together.
+    passes (a watcher batches what it sees), and the share counts them together. ``fresh``:
+    files created within those moments; deleting them again loses nothing the sides had
+    agreed on (an editor's or a generator's churn), so it never counts against the share.
     ``allow_deletions``: the user resumed after a halt; apply what was held back.
     """
     merged: dict[str, Entry] = {}
@@ -239,6 +242,7 @@ def reconcile(
             ancestor_files,
             max_delete_share,
             recently_deleted,
+            fresh,
         )
         if halt is not None:
             return Reconciliation(merged=merged, halt=halt)
@@ -409,6 +413,7 @@ def _halt_reason(
     ancestor_files: int | None,
     max_delete_share: float,
     recently_deleted: tuple[int, int],
+    fresh: frozenset[str],
 ) -> Halt | None:
     if not _has_files(ancestor.values()):
         return None
@@ -438,7 +443,7 @@ def _halt_reason(
         ("target", remote, recently_deleted[0]),
         ("workspace", local, recently_deleted[1]),
     ):
-        deleted = before + deleted_files(side, merged)
+        deleted = before + deleted_files(side, merged, excluding=fresh)
         if deleted >= MIN_FILES_FOR_DELETE_SHARE and deleted > max_delete_share * total:
             share = round(100 * deleted / total)
             return Halt(
@@ -450,9 +455,15 @@ def _halt_reason(
     return None
 
 
-def deleted_files(side: Snapshot, merged: Mapping[str, Entry]) -> int:
+def deleted_files(
+    side: Snapshot, merged: Mapping[str, Entry], excluding: frozenset[str] = frozenset()
+) -> int:
     """How many files (not folders) of ``side`` the merged state no longer has."""
-    return sum(1 for path in side.keys() - merged.keys() if side[path].kind is not Kind.DIRECTORY)
+    return sum(
+        1
+        for path in side.keys() - merged.keys() - excluding
+        if side[path].kind is not Kind.DIRECTORY
+    )
 
 
 def _root_description(state: RootState) -> str:
