@@ -558,7 +558,8 @@ def initial_sync(
                 measure_peer(times, notes, name, functools.partial(peers[name], tree, container))
             if name not in notes:
                 check_copy(container, args.files, name)
-            last[name] = container
+                # Only a container a tool really filled serves the later figures' peers.
+                last[name] = container
     podlink, tar, rsync = (
         median(times["podlink"]),
         median(times.get("tar")),

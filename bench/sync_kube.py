@@ -61,6 +61,7 @@ from bench.sync_docker import (
     median,
     ratio,
     run_quiet,
+    time_start,
 )
 from bench.sync_local import QuietListener, percentile
 from bench.tree import make_tree
@@ -236,17 +237,6 @@ def timed(run: Callable[[], None]) -> float:
     return time.perf_counter() - started
 
 
-async def time_start(config: Path) -> float:
-    await asyncio.to_thread(os.sync)
-    session = new_session(config)
-    started = time.perf_counter()
-    try:
-        await session.start()
-        return time.perf_counter() - started
-    finally:
-        await session.stop()
-
-
 # -- figures ----------------------------------------------------------------------------
 
 
@@ -267,7 +257,7 @@ def initial_sync(args: argparse.Namespace, cluster: Cluster, tree: Path) -> str:
             pod = cluster.create_pod()
             if name == "podlink":
                 config = write_config(tree, cluster, f"{{name: {pod}}}")
-                times.setdefault(name, []).append(asyncio.run(time_start(config)))
+                times.setdefault(name, []).append(asyncio.run(time_start(tree, config)))
                 last = pod
             else:
                 measure_peer(times, notes, name, functools.partial(peers[name], cluster, tree, pod))
