@@ -89,7 +89,9 @@ class LocalExec:
         ended is in ``left_behind``."""
         if not self._exited.done():
             self._kill_group(signal.SIGTERM)
-            processes.signal_processes(processes.processes_marked(self.mark), signal.SIGTERM)
+            # Once each: a second SIGTERM can land while a process is handling the first
+            # (the agent's handler ends it with code 0; the second would end it by signal).
+            processes.signal_processes(self._outside_group(), signal.SIGTERM)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._exited), grace_seconds)
         self._kill_group(signal.SIGKILL)
@@ -100,6 +102,15 @@ class LocalExec:
         self._transport.close()  # our ends: readers see the end even if a pipe is still held
         code = self._transport.get_returncode()
         return code if code is not None else -signal.SIGKILL
+
+    def _outside_group(self) -> list[int]:
+        """This command's processes that left its process group (setsid and the like)."""
+        outside = []
+        for pid in processes.processes_marked(self.mark):
+            with contextlib.suppress(OSError):
+                if os.getpgid(pid) != self._process.pid:
+                    outside.append(pid)
+        return outside
 
     def _kill_group(self, sig: signal.Signals) -> None:
         # The process is its own group leader (start_new_session), so its pid is the group id.
