@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 AppState = Literal["running", "exited", "restarting", "stopped"]
 TAIL_LINES = 20
 STOP_GRACE_SECONDS = 3.0
+# The app's output is read in pieces of this size (and longer lines are cut to it).
+OUTPUT_CHUNK = 1 << 16
 # How long to keep reading the app's output once it has exited. What it wrote itself is
 # there at once; a daemon it left behind (debugpy's adapter is one) may hold the pipes open.
 OUTPUT_DRAIN_SECONDS = 1.0
@@ -163,14 +165,23 @@ class AppRunner:
         self._set_state("exited")
 
     async def _pump(self, stream: asyncio.StreamReader) -> None:
+        """Hand over the output line by line, reading it in big pieces: an app that logs
+        tens of MB a second must not wait on one await per line. Memory stays bounded: a
+        line longer than OUTPUT_CHUNK is handed over in pieces of that size."""
+        partial = b""
         while True:
-            try:
-                line = await stream.readline()
-            except ValueError:  # a line longer than the stream limit: take what is there
-                line = await stream.read(1 << 16)
-            if not line:
+            chunk = await stream.read(OUTPUT_CHUNK)
+            if not chunk:
+                if partial:
+                    self._report_line(partial.decode("utf-8", errors="replace").rstrip("\r"))
                 return
-            self._report_line(line.decode("utf-8", errors="replace").rstrip("\r\n"))
+            lines = (partial + chunk).split(b"\n")
+            partial = lines.pop()
+            while len(partial) >= OUTPUT_CHUNK:
+                lines.append(partial[:OUTPUT_CHUNK])
+                partial = partial[OUTPUT_CHUNK:]
+            for line in lines:
+                self._report_line(line.decode("utf-8", errors="replace").rstrip("\r"))
 
     def _report_line(self, text: str) -> None:
         self.tail.append(text)

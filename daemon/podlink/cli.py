@@ -35,7 +35,7 @@ from podlink.config import (
     load_config,
 )
 from podlink.diagnostics import Diagnostic, DiagnosticSource
-from podlink.runtime import live_session_records, setup_logging
+from podlink.runtime import FolderServed, claim_folder, live_session_records, setup_logging
 from podlink.sync_requests import SyncAction, answer_requests_on_signal, ask_running_session
 from podlink.targets.base import Target, TargetUnavailable
 from podlink.terminal import plural
@@ -76,11 +76,13 @@ main.add_command(purge_command)
 def up(folder: Path, config_file: str | None, verbose: bool) -> None:
     """Start a session for FOLDER here: sync it, watch it, run the app. Ctrl-C stops it."""
     setup_logging(verbose=verbose)
-    console = Console(highlight=False)
+    console = _up_console()
     try:
         asyncio.run(_run_up(folder, config_file, console))
     except ConfigError as error:
         _fail(str(error), EXIT_BAD_CONFIG)
+    except FolderServed as error:
+        _fail(f"podlink: {error}", EXIT_FAILED)
     except TargetUnavailable as error:
         _fail(f"podlink: {error}", EXIT_FAILED)
 
@@ -95,15 +97,23 @@ def debug(folder: Path, config_file: str | None, verbose: bool) -> None:
     from podlink.debug import DebugNotPossible
 
     setup_logging(verbose=verbose)
-    console = Console(highlight=False)
+    console = _up_console()
     try:
         asyncio.run(_run_up(folder, config_file, console, debug=True))
     except ConfigError as error:
         _fail(str(error), EXIT_BAD_CONFIG)
+    except FolderServed as error:
+        _fail(f"podlink: {error}", EXIT_FAILED)
     except DebugNotPossible as error:
         _fail(f"podlink: {error}", EXIT_BAD_CONFIG)
     except TargetUnavailable as error:
         _fail(f"podlink: {error}", EXIT_FAILED)
+
+
+def _up_console() -> Console:
+    """Lines are never wrapped by podlink: in a pipe or a file a line stays one line (for
+    grep and log collectors), and a terminal wraps long ones itself."""
+    return Console(highlight=False, soft_wrap=True)
 
 
 class ConsoleListener:
@@ -116,6 +126,13 @@ class ConsoleListener:
     def __init__(self, console: Console) -> None:
         self._console = console
         self.last: wire.Session | None = None
+        # App output goes straight to the file, not through rich's rendering (which manages
+        # about 1.6 MB/s): a dim prefix on a terminal, plain text in a pipe.
+        styled = console.is_terminal and not console.no_color
+        self._app_prefix = ("\x1b[2m{} app | \x1b[0m" if styled else "{} app | ").format
+        self._clock_second = -1
+        self._prefix = ""
+        self._pending: list[str] = []
 
     def session_changed(self, session: wire.Session) -> None:
         if self.last is not None and session.state != self.last.state:
@@ -124,7 +141,7 @@ class ConsoleListener:
 
     def log(self, session_id: str, source: wire.LogSource, text: str) -> None:
         if source == "app":
-            self._console.print(Text.assemble((f"{_clock()} app | ", "dim"), text), soft_wrap=True)
+            self._app_line(text)
         else:
             self._line((source, "cyan"), text)
 
@@ -137,12 +154,47 @@ class ConsoleListener:
     def show_error(self, message: str) -> None:
         self._line(("error", "bold red"), message)
 
+    def _app_line(self, text: str) -> None:
+        second = int(time.time())
+        if second != self._clock_second:
+            self._clock_second, self._prefix = second, self._app_prefix(_clock())
+        # One write and flush per turn of the event loop (one piece of output read): prompt
+        # in a pipe, cheap in a burst, and never more held than that piece.
+        if not self._pending:
+            asyncio.get_running_loop().call_soon(self._write_pending)
+        self._pending.append(f"{self._prefix}{text}\n")
+
+    def _write_pending(self) -> None:
+        text, self._pending = "".join(self._pending), []
+        with contextlib.suppress(OSError, ValueError):
+            self._console.file.write(text)
+            self._console.file.flush()
+
+    def _write_pending_now(self) -> None:
+        if self._pending:
+            self._write_pending()
+
     def _line(self, label: tuple[str, str], text: str) -> None:
+        self._write_pending_now()  # the app's lines before it, in order
         self._console.print(Text.assemble((_clock(), "dim"), " ", label, " ", text), soft_wrap=True)
 
 
 async def _run_up(
     folder: Path, config_file: str | None, console: Console, *, debug: bool = False
+) -> None:
+
+    # Held until this process ends: a second `up` for the folder would start the app twice
+    # (and the copy would die on its port). Raises FolderServed. Editors' sessions and
+    # `podlink test` start no app here, so they do not claim the folder.
+    claim = claim_folder(folder.resolve())
+    try:
+        await _serve_up(folder, config_file, console, debug=debug)
+    finally:
+        os.close(claim)
+
+
+async def _serve_up(
+    folder: Path, config_file: str | None, console: Console, *, debug: bool
 ) -> None:
     from podlink.registry import SessionRegistry
 

@@ -7,6 +7,8 @@ under the user's state directory and to stderr, never to stdout.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import json
 import logging
 import logging.handlers
@@ -61,6 +63,55 @@ def process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+class FolderServed(Exception):
+    """Another process of this user already runs ``podlink up`` (or ``debug``) for the folder."""
+
+    def __init__(self, folder: Path, pid: int | None) -> None:
+        self.folder = folder
+        self.pid = pid
+        who = f"podlink (pid {pid}: {_command_line(pid)})" if pid else "another podlink"
+        stop = f"Ctrl-C in its terminal, or `kill {pid}`" if pid else "Ctrl-C in its terminal"
+        super().__init__(
+            f"{folder} is already served by {who}; a second one would start the app twice. "
+            f"Use that one (`podlink status` shows it), or stop it first ({stop})"
+        )
+
+
+def claim_folder(folder: Path) -> int:
+    """Make this process the one that serves ``folder`` with its app, for as long as it runs.
+
+    Returns a file descriptor to keep open (the claim ends with the process, however it
+    ends: the kernel drops the lock). Raises FolderServed naming the process that holds it.
+    """
+    locks = state_dir() / "serving"
+    locks.mkdir(parents=True, exist_ok=True)
+    name = hashlib.sha256(os.fsencode(folder)).hexdigest()[:24]
+    fd = os.open(locks / f"{name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        os.close(fd)
+        raise FolderServed(folder, int(text) if text.isdigit() else None) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _command_line(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return "unknown command"
+    words = raw.rstrip(b"\0").decode(errors="replace").split("\0")
+    # `python -m podlink up …` reads better as `podlink up …`.
+    if "podlink" in words[:3]:
+        words = words[words.index("podlink") :]
+    elif words and words[0].endswith("/podlink"):
+        words[0] = "podlink"
+    return " ".join(words)
 
 
 def log_file() -> Path:

@@ -36,8 +36,9 @@ PYTEST_COMMAND = ("python3", "-m", "pytest")
 class ProjectHints(msgspec.Struct, frozen=True, kw_only=True):
     """What `podlink init` found. Paths are relative to the project folder.
 
-    ``container_name`` and the ``container_*`` fields describe the first container of the
-    first Deployment; ``compose_*`` the first service of the compose file.
+    ``container_name`` and the ``container_*`` fields describe the app container of the
+    first Deployment (the first one that is not a known sidecar); ``compose_*`` the compose
+    service that builds from or mounts this folder, else the first one.
     """
 
     dockerfile: Path | None = None
@@ -50,6 +51,8 @@ class ProjectHints(msgspec.Struct, frozen=True, kw_only=True):
     compose_container_named: bool = False
     compose_ports: tuple[int, ...] = ()
     compose_workdir: str | None = None
+    # Why that service: it builds from or mounts this folder, or it is simply the first.
+    compose_reason: str | None = None
     kubernetes_manifests: tuple[Path, ...] = ()
     deployment_name: str | None = None
     deployment_namespace: str | None = None
@@ -57,6 +60,7 @@ class ProjectHints(msgspec.Struct, frozen=True, kw_only=True):
     container_name: str | None = None
     container_ports: tuple[int, ...] = ()
     container_workdir: str | None = None
+    container_reason: str | None = None
     python_entry: Path | None = None
     run_command: tuple[str, ...] | None = None
     test_command: tuple[str, ...] | None = None
@@ -166,18 +170,56 @@ def _compose_hints(folder: Path) -> dict[str, Any]:
     services = _get(documents[0], "services") if documents else None
     if compose_file is None or not isinstance(services, Mapping) or not services:
         return {"compose_file": compose_file}
-    service_name, service = next(iter(services.items()))
+    service_name, service, reason, mounted_at = _app_service(folder, services)
     named = _text(_get(service, "container_name"))
     project = _text(_get(documents[0], "name")) or folder.resolve().name
     ports = _get(service, "ports")
     return {
+        "compose_reason": reason,
         "compose_file": compose_file,
         "compose_service": str(service_name),
         "compose_container": named or f"{_compose_project_name(project)}-{service_name}-1",
         "compose_container_named": named is not None,
         "compose_ports": _unique(_compose_ports(ports if isinstance(ports, list) else [])),
-        "compose_workdir": _text(_get(service, "working_dir")),
+        "compose_workdir": mounted_at or _text(_get(service, "working_dir")),
     }
+
+
+def _app_service(folder: Path, services: Mapping[Any, Any]) -> tuple[str, object, str, str | None]:
+    """The service to attach to, why, and where it mounts this folder (if it does).
+
+    The first service is often a database or a cache; the app's own is the one whose image
+    is built from this folder or that mounts it (then the mount is where the code lives).
+    """
+    here = folder.resolve()
+    first = str(next(iter(services)))
+    for name, service in services.items():
+        mounted_at = _mount_of(here, _get(service, "volumes"))
+        build = _get(service, "build")
+        context = build if isinstance(build, str) else _text(_get(build, "context"))
+        builds_here = context is not None and (folder / context).resolve() == here
+        if builds_here or mounted_at:
+            what = "builds from" if builds_here else f"mounts this folder at {mounted_at}"
+            reason = f"service {name}: it {what}" + (" this folder" if builds_here else "")
+            if str(name) != first:
+                reason += f" (not {first}, the first service)"
+            return str(name), service, reason, mounted_at
+    return first, services[next(iter(services))], f"service {first}: the first service", None
+
+
+def _mount_of(here: Path, volumes: object) -> str | None:
+    """Where a compose service's ``volumes`` mount the folder ``here``, if they do."""
+    for volume in volumes if isinstance(volumes, list) else []:
+        target: str | None
+        if isinstance(volume, str):
+            source, _, rest = volume.partition(":")
+            target = rest.partition(":")[0]
+        else:
+            source, target = _text(_get(volume, "source")) or "", _text(_get(volume, "target"))
+        # A bind mount's source is a path (named volumes are bare names).
+        if target and source.startswith((".", "/")) and (here / source).resolve() == here:
+            return target
+    return None
 
 
 def _compose_project_name(name: str) -> str:
@@ -224,7 +266,7 @@ def _deployment_hints(folder: Path, manifests: Iterable[Path]) -> dict[str, Any]
     )
     if deployment is None:
         return {}
-    container = _get(deployment, "spec", "template", "spec", "containers", 0)
+    container, reason = _app_container(_get(deployment, "spec", "template", "spec", "containers"))
     container_ports = _get(container, "ports")
     port_specs = [
         _get(port, "containerPort")
@@ -237,7 +279,45 @@ def _deployment_hints(folder: Path, manifests: Iterable[Path]) -> dict[str, Any]
         "container_name": _text(_get(container, "name")),
         "container_ports": _unique(_port_numbers(s for s in port_specs if s is not None)),
         "container_workdir": _text(_get(container, "workingDir")),
+        "container_reason": reason,
     }
+
+
+# Containers that service meshes, secret stores and proxies inject beside the app.
+KNOWN_SIDECARS = frozenset(
+    {
+        "istio-proxy",
+        "istio-init",
+        "linkerd-proxy",
+        "linkerd-init",
+        "envoy",
+        "envoy-sidecar",
+        "consul-connect-envoy-sidecar",
+        "vault-agent",
+        "vault-agent-init",
+        "cloud-sql-proxy",
+        "cloudsql-proxy",
+        "oauth2-proxy",
+        "datadog-agent",
+        "fluent-bit",
+        "fluentd",
+        "otel-collector",
+        "jaeger-agent",
+    }
+)
+
+
+def _app_container(containers: object) -> tuple[object, str | None]:
+    """The first container that is not a known sidecar, and why it was picked (when the
+    first container was skipped)."""
+    listed = containers if isinstance(containers, list) else []
+    names = [_text(_get(container, "name")) or "" for container in listed]
+    for index, container in enumerate(listed):
+        if names[index] not in KNOWN_SIDECARS:
+            skipped = ", ".join(names[:index])
+            verb = "is a sidecar" if index == 1 else "are sidecars"
+            return container, f"{skipped} {verb}" if index else None
+    return (listed[0] if listed else None), None
 
 
 def _pod_labels(deployment: object) -> tuple[tuple[str, str], ...]:
@@ -431,6 +511,7 @@ def _docker_compose_block(hints: ProjectHints) -> list[str]:
     compose_file = hints.compose_file.as_posix() if hints.compose_file else "compose file"
     return [
         f"  docker:                  # attach to a container of {compose_file}",
+        f"    # {hints.compose_reason}",
         f"    container: {container}  # {note}",
         f"    # start it first: docker compose -f {compose_file} up -d",
     ]
@@ -457,7 +538,8 @@ def _kubernetes_block(hints: ProjectHints) -> list[str]:
         f"    pod: {{selector: {_scalar(selector)}}}   # from the Deployment's matchLabels",
     ]
     if hints.container_name:
-        lines.append(f"    container: {_scalar(hints.container_name)}")
+        why = f"  # {hints.container_reason}" if hints.container_reason else ""
+        lines.append(f"    container: {_scalar(hints.container_name)}{why}")
     dev_mode = f"devMode: {{deployment: {deployment}, command: {_flow_list(DEV_MODE_COMMAND)}}}"
     if hints.run_command is None:
         # Without a run command nothing would start the app once dev mode idles the pod.

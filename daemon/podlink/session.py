@@ -210,6 +210,7 @@ class Session:
                     functools.partial(self._is_ignored, index, prepared[index]),
                     functools.partial(self._on_batch, index),
                     on_warning=self._warn,
+                    is_unwatched=functools.partial(_never_synced, prepared[index]),
                 )
                 watcher.start()
                 self._watchers.append(watcher)
@@ -827,3 +828,9 @@ def format_bytes(count: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{count} B"
+
+
+def _never_synced(rules: IgnoreRules, folder: str) -> bool:
+    """Folders podlink itself keeps out (``.git/``, ``.podlink/``, a local target's root):
+    no rule a user edits can bring them back, so they need no watch."""
+    return rules.is_built_in(folder, is_dir=True)

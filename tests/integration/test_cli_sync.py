@@ -79,3 +79,34 @@ def test_resume_without_a_running_session_says_how_to_start_one(
     assert answer.returncode == 1
     assert "no running podlink session" in answer.stderr
     assert "podlink up" in answer.stderr
+
+
+def test_a_deep_mkdir_while_up_runs_prints_nothing_of_the_watcher(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    folder = tmp_path / "whole"
+    folder.mkdir()
+    (folder / "podlink.yaml").write_text(
+        "version: 1\ntarget:\n  local:\n    root: .podlink/target\n"
+        "sync:\n  - local: .\n    remote: /app\n"
+    )
+    process = start_podlink("up", str(folder), cwd=folder, env=env)
+    try:
+        up = LineWatcher(process)
+        mark = up.wait_for("ready", seconds=60)
+        levels = Path(*["level"] * 200)
+        subprocess.run(["mkdir", "-p", str(folder / "deep" / levels)], check=True)
+        subprocess.run(["mkdir", "-p", str(folder / "short" / "a" / "b" / "c" / "d")], check=True)
+        (folder / "deep" / levels / "bottom.txt").write_text("deep\n")
+        target = folder / ".podlink" / "target" / "app"
+        wanted = [target / "deep" / levels / "bottom.txt", target / "short/a/b/c/d"]
+        while not all(path.exists() for path in wanted):
+            mark = up.wait_for("synced", after=mark + 1, seconds=30)
+        noise = [line[:300] for line in up.lines if "Warning" in line or "watchdog" in line]
+        assert noise == []
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()

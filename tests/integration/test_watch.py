@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 from pathlib import Path
 
 from watchdog.observers.inotify import InotifyObserver
@@ -116,5 +117,48 @@ async def test_a_polling_watcher_cannot_vouch_for_a_barrier(tmp_path: Path) -> N
     watcher.start()
     try:
         assert not await watcher.barrier()
+    finally:
+        await watcher.stop()
+
+
+def watched_inodes() -> set[int]:
+    """The inodes this process's inotify instances watch, as the kernel lists them."""
+    inodes: set[int] = set()
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            if os.readlink(fd) != "anon_inode:inotify":
+                continue
+            info = (Path("/proc/self/fdinfo") / fd.name).read_text()
+        except OSError:
+            continue
+        for line in info.splitlines():
+            if line.startswith("inotify "):
+                fields = dict(part.split(":", 1) for part in line.split()[1:] if ":" in part)
+                inodes.add(int(fields["ino"], 16))
+    return inodes
+
+
+async def test_a_folder_never_synced_is_not_watched(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    target = tmp_path / ".podlink" / "target" / "app"
+    (target / "lib").mkdir(parents=True)
+    batches = Batches()
+    watcher = TreeWatcher(
+        tmp_path,
+        lambda path: path == ".podlink" or path.startswith(".podlink/"),
+        batches,
+        is_unwatched=lambda folder: folder == ".podlink",
+    )
+    watcher.start()
+    try:
+        (target / "later" / "deeper").mkdir(parents=True)
+        (tmp_path / "src" / "new").mkdir()
+        (tmp_path / "src" / "new" / "file.txt").write_text("x")
+        await batches.until("src/new/file.txt")
+        watched = watched_inodes()
+        assert (tmp_path / "src").stat().st_ino in watched
+        assert (tmp_path / "src" / "new").stat().st_ino in watched
+        never = [tmp_path / ".podlink", target, target / "lib", target / "later" / "deeper"]
+        assert [path for path in never if path.stat().st_ino in watched] == []
     finally:
         await watcher.stop()

@@ -450,3 +450,89 @@ def test_an_existing_file_is_replaced_with_force(project: Path) -> None:
 
     assert path == existing
     assert existing.read_text() == render_starter_config(project)
+
+
+COMPOSE_DATABASE_FIRST = """\
+services:
+  db:
+    image: postgres:16
+    container_name: shop-db
+    ports: ["5432:5432"]
+  cache:
+    image: redis:7
+  web:
+    build: .
+    container_name: shop-web
+    ports: ["8000:8000"]
+    volumes: ["./:/srv/shop", "media:/srv/media"]
+"""
+
+
+def test_init_picks_the_compose_service_that_builds_from_and_mounts_this_folder(
+    project: Path,
+) -> None:
+    write(project, "compose.yaml", COMPOSE_DATABASE_FIRST)
+
+    hints = detect_project(project)
+    text = render_starter_config(project)
+    config = load_config(project) if write_starter_config(project) else None
+
+    assert hints.compose_service == "web"
+    assert hints.compose_container == "shop-web"
+    assert hints.compose_ports == (8000,)
+    assert hints.compose_workdir == "/srv/shop"  # where the folder is mounted
+    assert "service web: it builds from this folder" in text
+    assert "not db, the first service" in text
+    assert config is not None and isinstance(config.target, DockerTargetConfig)
+    assert config.target.container == "shop-web"
+    assert config.sync[0].remote == "/srv/shop"
+
+
+def test_init_picks_a_compose_service_that_only_mounts_this_folder(project: Path) -> None:
+    write(
+        project,
+        "compose.yaml",
+        "services:\n  db:\n    image: postgres\n  api:\n    image: python:3.12\n"
+        "    volumes:\n      - {type: bind, source: ., target: /code}\n",
+    )
+
+    hints = detect_project(project)
+
+    assert (hints.compose_service, hints.compose_workdir) == ("api", "/code")
+    assert "service api: it mounts this folder at /code" in render_starter_config(project)
+
+
+DEPLOYMENT_WITH_SIDECAR_FIRST = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+        - name: istio-proxy
+          image: istio/proxyv2
+          ports: [{containerPort: 15090}]
+        - name: app
+          image: shop
+          workingDir: /srv/app
+          ports: [{containerPort: 8000}]
+"""
+
+
+def test_init_skips_a_known_sidecar_for_the_app_container(project: Path) -> None:
+    write(project, "deploy/web.yaml", DEPLOYMENT_WITH_SIDECAR_FIRST)
+
+    hints = detect_project(project)
+    text = render_starter_config(project)
+    write_starter_config(project)
+    config = load_config(project)
+
+    assert (hints.container_name, hints.container_workdir) == ("app", "/srv/app")
+    assert hints.container_ports == (8000,)
+    assert "istio-proxy is a sidecar" in text
+    assert isinstance(config.target, KubernetesTargetConfig)
+    assert config.target.container == "app"
+    assert config.sync[0].remote == "/srv/app"

@@ -48,6 +48,7 @@ from podlink.sync.local_apply import LocalApplier, conflict_copy_exists
 from podlink.sync.outcome import BatchResult
 from podlink.sync.remote_apply import ProgressCallback, RemoteApplier
 from podlink.sync.scan import (
+    SPECIAL_FILE,
     DigestCache,
     FolderFound,
     IgnoredCount,
@@ -183,6 +184,7 @@ class SyncEngine(RemoteApplier, LocalApplier):
                 self.agent.scan(self.remote_root),
             )
             self.ignored = local.ignored
+            self._forget_special_files(local)
             for path, message in remote.problems:
                 self.problems[path] = f"in the target: {message}"
             self.remote_view = self._kept(remote.entries)
@@ -209,7 +211,9 @@ class SyncEngine(RemoteApplier, LocalApplier):
             if self.halt is not None:
                 return BatchResult(halted=self.halt)
             relevant = {path for path in changed if not self.rules.is_ignored(path)}
-            return await self._pass_over(relevant, await self._scan_changed(changed))
+            local = await self._scan_changed(changed)
+            self._forget_special_files(local, changed)
+            return await self._pass_over(relevant, local)
 
     async def _pass_over(self, relevant: set[str], local: LocalScan) -> BatchResult:
         """A pass over some paths: the local scan of them against the view and the ancestor."""
@@ -228,6 +232,16 @@ class SyncEngine(RemoteApplier, LocalApplier):
                 return scan_paths(self.local_root, changed, self.rules, walk_folders=False)
         return await asyncio.to_thread(scan_paths, self.local_root, changed, self.rules)
 
+    def _forget_special_files(self, local: LocalScan, scope: Iterable[str] | None = None) -> None:
+        """A pipe or socket listed before that this scan (of ``scope``, or of everything) no
+        longer finds is gone or ignored now: nothing else would take its problem away."""
+        found = {path for path, _ in local.problems}
+        for path, message in list(self.problems.items()):
+            if not message.startswith(SPECIAL_FILE) or path in found:
+                continue
+            if scope is None or any(is_within(path, folder) for folder in scope):
+                del self.problems[path]
+
     async def rescan(self, *, reload_rules: bool = False) -> BatchResult:
         """Compare the whole local tree with the target view; the barrier behind a flush."""
         async with self._lock:
@@ -241,6 +255,7 @@ class SyncEngine(RemoteApplier, LocalApplier):
                 return BatchResult(halted=self.halt)
             local = await asyncio.to_thread(scan_tree, self.local_root, self.rules)
             self.ignored = local.ignored
+            self._forget_special_files(local)
             self._failed_since_rescan = False
             result = await self._pass(
                 local,

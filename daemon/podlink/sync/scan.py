@@ -83,6 +83,21 @@ def _shown(text: str) -> str:
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
+SPECIAL_FILE = "special file, not synced"
+_SPECIAL_KINDS = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def special_file_problem(mode: int) -> str:
+    """Why a path that is no file, folder or symlink is not synced: nothing can carry it."""
+    kind = next((what for test, what in _SPECIAL_KINDS if test(mode)), "of an unknown kind")
+    return f"{SPECIAL_FILE}: {kind}"
+
+
 NOT_UTF8 = "skipped: its name is not valid UTF-8; rename it to sync it"
 LINK_NOT_UTF8 = "skipped: the symlink's target is not valid UTF-8"
 
@@ -136,7 +151,10 @@ def _entry_at(root: Path, path: str, rules: IgnoreRules, result: LocalScan) -> E
         result.problems.append((path, f"cannot read: {error.strerror}"))
         return None
     entry = entry_from_stat(info, link_target)
-    if entry is None or rules.is_ignored(path, is_dir=entry.kind is Kind.DIRECTORY):
+    if rules.is_ignored(path, is_dir=entry is not None and entry.kind is Kind.DIRECTORY):
+        return None
+    if entry is None:
+        result.problems.append((_shown(path), special_file_problem(info.st_mode)))
         return None
     if _not_utf8(path) or (link_target is not None and _not_utf8(link_target)):
         result.problems.append((_shown(path), NOT_UTF8 if _not_utf8(path) else LINK_NOT_UTF8))
@@ -171,6 +189,8 @@ def _walk(root: Path, folder: str, rules: IgnoreRules, result: LocalScan) -> Non
                 continue
             entry = entry_from_stat(info, link_target)
             if entry is None:
+                if not rules.is_ignored(path):
+                    result.problems.append((_shown(path), special_file_problem(info.st_mode)))
                 continue
             if _not_utf8(path) or (link_target is not None and _not_utf8(link_target)):
                 result.problems.append(

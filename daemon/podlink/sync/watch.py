@@ -6,17 +6,24 @@ one batch, and a cap keeps a continuous stream of changes from starving the sync
 Changes are never missed silently: when the kernel's event queue overflows the watcher
 asks for a whole-tree rescan (the path ""), and when inotify runs out of watches it says
 which sysctl to raise and polls instead.
+
+Folders podlink never syncs (``.git/``, ``.podlink/``, a local target's root inside the
+workspace) get no inotify watch at all: the agent's writes into a target root there would
+otherwise come back as events, and its tree would cost as many watches as the workspace's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import logging
 import os
 import secrets
+import warnings
 import weakref
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from watchdog.events import (
@@ -33,8 +40,8 @@ from watchdog.events import (
     FileSystemEvent,
     FileSystemEventHandler,
 )
-from watchdog.observers import Observer
-from watchdog.observers.api import BaseObserver
+from watchdog.observers.api import DEFAULT_OBSERVER_TIMEOUT, BaseObserver
+from watchdog.observers.inotify import InotifyEmitter, InotifyWatchGroup
 from watchdog.observers.polling import PollingObserver
 
 from podlink.sync.ignore import is_ignore_file
@@ -71,6 +78,17 @@ OVERFLOW_LOGGER = "watchdog.observers.inotify_c"
 OVERFLOW_MESSAGE = "Inotify queue overflowed"
 _running_watchers: weakref.WeakSet[TreeWatcher] = weakref.WeakSet()
 
+# watchdog's recursive inotify watch races with a fast `mkdir -p`: it watches a new folder's
+# subfolders while walking it, then meets their own "created" events and watches them again
+# (or finds a watch already gone when it removes one), and says so with a RuntimeWarning on
+# stderr each time (170 of them for 200 nested folders). The watch ends up right either way,
+# so these words are for watchdog's developers, never for podlink's users.
+warnings.filterwarnings(
+    "ignore",
+    message=r"Callback with id '\S+' (already exists|does not exist) for watch",
+    category=RuntimeWarning,
+)
+
 
 class _OverflowListener(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
@@ -98,6 +116,58 @@ def watch_limit_message(error: OSError, root: Path) -> str:
         f"cannot watch {root} for changes: {what}. Raise it with `{fix}` (add it to "
         "/etc/sysctl.conf to keep it); podlink polls for changes meanwhile, which is slower"
     )
+
+
+FolderFilter = Callable[[str], bool]
+
+
+@dataclass
+class _PrunedWatchGroup(InotifyWatchGroup):
+    """watchdog's recursive watch, without the folders ``unwatched`` names (relative)."""
+
+    unwatched: FolderFilter = field(default=lambda folder: False)
+
+    def _is_unwatched(self, path: bytes) -> bool:
+        if path == self.path or not path.startswith(self.path + b"/"):
+            return False
+        return self.unwatched(os.fsdecode(path[len(self.path) + 1 :]))
+
+    def _add_all_callbacks(self, path: bytes) -> None:
+        if self._is_unwatched(path):
+            return
+        self._add_callback(path)
+        if not (self.is_recursive and os.path.isdir(path)):
+            return
+        for root, dirnames, _ in os.walk(path, followlinks=self.follow_symlink):
+            kept = []
+            for name in dirnames:
+                full_path = os.path.join(root, name)
+                if self._is_unwatched(full_path):
+                    continue
+                kept.append(name)
+                if self.follow_symlink or not os.path.islink(full_path):
+                    self._add_callback(full_path)
+            dirnames[:] = kept
+
+
+class _PrunedInotifyEmitter(InotifyEmitter):
+    unwatched: FolderFilter = staticmethod(lambda folder: False)
+
+    def on_thread_start(self) -> None:
+        self._inotify = _PrunedWatchGroup(
+            self._inotify_fd,
+            os.fsencode(self.watch.path),
+            is_recursive=self.watch.is_recursive,
+            event_mask=self.get_event_mask_from_filter(),
+            follow_symlink=self.watch.follow_symlink,
+            unwatched=self.unwatched,
+        )
+
+
+def pruned_inotify_observer(unwatched: FolderFilter) -> BaseObserver:
+    """An inotify observer that never watches the folders ``unwatched`` names."""
+    emitter = type("Emitter", (_PrunedInotifyEmitter,), {"unwatched": staticmethod(unwatched)})
+    return BaseObserver(emitter, timeout=DEFAULT_OBSERVER_TIMEOUT)
 
 
 class _Forwarder(FileSystemEventHandler):
@@ -133,12 +203,17 @@ class TreeWatcher:
         after_close_seconds: float = 0.001,
         max_delay_seconds: float = 0.05,
         on_warning: Callable[[str], None] | None = None,
-        observer_factory: Callable[[], BaseObserver] = Observer,
+        is_unwatched: FolderFilter = lambda folder: False,
+        observer_factory: Callable[[], BaseObserver] | None = None,
     ) -> None:
-        """``observer_factory``: the watchdog observer to try first (polling is the fallback)."""
+        """``is_unwatched``: folders (relative) never synced, so never watched, whatever
+        happens inside them; it must not change while the watcher runs.
+        ``observer_factory``: the watchdog observer to try first (polling is the fallback)."""
         self.root = root
         self._on_warning = on_warning or (lambda text: log.warning("%s", text))
-        self._observer_factory = observer_factory
+        self._observer_factory = observer_factory or functools.partial(
+            pruned_inotify_observer, is_unwatched
+        )
         self.polling = False
         self._events_lost = False
         self._barriers: dict[str, asyncio.Future[None]] = {}
