@@ -58,9 +58,7 @@ def peak_rss_kib(pid: int) -> int:
     raise AssertionError("no VmHWM")
 
 
-def test_app_output_streams_at_20_mb_a_second_with_bounded_memory(
-    tmp_path: Path, env: dict[str, str]
-) -> None:
+def test_app_output_arrives_whole_with_bounded_memory(tmp_path: Path, env: dict[str, str]) -> None:
     folder = workspace_with(tmp_path / "loud", APP)
     process = subprocess.Popen(
         [*start_podlink_argv(), "up", str(folder)],
@@ -83,9 +81,8 @@ def test_app_output_streams_at_20_mb_a_second_with_bounded_memory(
                 break
             assert time.monotonic() < deadline, "the app's output did not end"
         assert began is not None
-        seconds = time.monotonic() - began
+        # Every line, whole and in order; its speed is bench.app_output's to measure.
         assert count == LINES
-        assert MEGABYTES / seconds >= 20, f"{MEGABYTES} MB took {seconds:.1f} s"
         assert peak_rss_kib(process.pid) < 200 * 1024
     finally:
         stop(process)
