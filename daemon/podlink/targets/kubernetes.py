@@ -33,12 +33,14 @@ from kubernetes.stream import portforward, stream
 
 from podlink.config import KubernetesTargetConfig
 from podlink.targets.base import (
+    LogRequest,
     TargetDescription,
     TargetEvent,
     TargetEventKind,
     TargetUnavailable,
 )
 from podlink.targets.kubernetes_devmode import DevMode, session_owner
+from podlink.targets.kubernetes_logs import PodLog, open_pod_logs, selector_of, workload_selector
 from podlink.targets.kubernetes_streams import KubeExec, open_forwarded_socket, wrapped_argv
 
 log = logging.getLogger(__name__)
@@ -376,6 +378,99 @@ class KubernetesTarget:
                 verb=verb,
                 resource=resource,
             )
+        )
+
+    # -- logs (``ContainerLogs``) --------------------------------------------------------
+
+    def container_logs(self, request: LogRequest) -> PodLog:
+        """The container log of the session's pod, or with ``every_pod`` of every pod of its
+        Deployment (or selector). Blocking; needs no ``connect`` and changes nothing, so a
+        crash-looping pod's log (``previous``: the instance that crashed) can be read too."""
+        if self._api is None:
+            self._api = self._open_client()
+        core = self._core()
+        try:
+            pods = self._log_pods(core, every_pod=request.every_pod)
+        except ApiException as error:
+            raise self._failure(
+                error, "looking up the pods for their logs", "list", "pods"
+            ) from error
+        except TargetUnavailable:
+            raise
+        except Exception as error:
+            raise self._failure(error, "looking up the pods for their logs") from error
+        container = self._pick_container(pods[0])
+        return open_pod_logs(
+            core,
+            self._namespace,
+            [(pod.metadata.name, container) for pod in pods],
+            request,
+            lambda error, pod: self._explain_log_failure(error, pod, container),
+        )
+
+    def _log_pods(self, core: Any, *, every_pod: bool) -> list[Any]:
+        """The session's pod first (Ready and newest wins), or every pod of its workload."""
+        selector = self._config.pod.selector
+        if self._config.dev_mode is not None:
+            deployment = self._config.dev_mode.deployment
+            apps = client.AppsV1Api(self._api)
+            try:
+                body = apps.read_namespaced_deployment(
+                    deployment, self._namespace, _request_timeout=REQUEST_TIMEOUT
+                )
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+                raise TargetUnavailable(
+                    f"no deployment {deployment!r} in namespace {self._namespace!r} "
+                    f"({self._where()}): devMode names it; nothing has logs yet"
+                ) from error
+            selector = selector_of(body.spec.selector)
+        if selector is None:
+            name = self._config.pod.name or ""
+            try:
+                pod = core.read_namespaced_pod(
+                    name, self._namespace, _request_timeout=REQUEST_TIMEOUT
+                )
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+                raise TargetUnavailable(
+                    f"no pod named {name!r} in namespace {self._namespace!r} "
+                    f"({self._where()}); `kubectl get pods -n {self._namespace}` lists them"
+                ) from error
+            if not every_pod:
+                return [pod]
+            selector = workload_selector(self._api, self._namespace, pod)
+            if selector is None:
+                return [pod]  # a pod of its own: it is the whole workload
+        listing = core.list_namespaced_pod(
+            self._namespace, label_selector=selector, _request_timeout=REQUEST_TIMEOUT
+        )
+        pods = [p for p in listing.items if not p.metadata.deletion_timestamp]
+        if not pods:
+            raise TargetUnavailable(
+                f"no pod in namespace {self._namespace!r} matches the selector {selector!r} "
+                f"({self._where()}), so there is no log to show"
+            )
+        pods.sort(key=lambda p: (_is_ready(p), p.metadata.creation_timestamp or 0), reverse=True)
+        if every_pod:
+            return sorted(pods, key=lambda p: str(p.metadata.name))
+        return pods[:1]
+
+    def _explain_log_failure(self, error: ApiException, pod: str, container: str) -> str:
+        status, message = _status_of(error)
+        if status in (400, 404):
+            events = self._last_events(pod)
+            shown = "; last events: " + "; ".join(events) if events else ""
+            return f"cannot read the log of container {container} of pod {pod}: {message}{shown}"
+        return explain_failure(
+            error,
+            attempted=f"reading the log of pod {pod}",
+            where=self._where(),
+            namespace=self._namespace,
+            verb="get",
+            resource="pods/log",
         )
 
     # -- running ------------------------------------------------------------------------
