@@ -217,6 +217,8 @@ def status(as_json: bool) -> None:
         latency = sync.get("lastLatencyMs")
         click.echo(f"{session['folder']}  [{session['state']}]")
         click.echo(f"  target  {session['target']['kind']}: {session['target']['name']}")
+        for problem in (session["target"].get("detail") or {}).get("problems") or []:
+            click.echo(f"  pod     {problem}")
         click.echo(
             f"  sync    {sync['state']}, {sync['filesSynced']} files synced, "
             f"{sync['pending']} pending"

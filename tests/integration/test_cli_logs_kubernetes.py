@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -220,3 +221,58 @@ def test_logs_name_a_selector_no_pod_matches(
     assert result.returncode == 1
     assert "no pod in namespace" in result.stderr
     assert "matches the selector 'app=nobody'" in result.stderr
+
+
+def test_a_pod_that_cannot_get_its_image_is_in_the_session_log_and_status(
+    cluster: KubeCluster, talkers: list[str], kube_env: dict[str, str], tmp_path: Path
+) -> None:
+    assert isinstance(cluster, RealCluster)
+    workspace = workspace_for(tmp_path / "workspace", cluster, "{selector: app=talker}")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "podlink", "up", str(workspace)],
+        cwd=workspace,
+        env=kube_env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        output = LineWatcher(process)
+        output.wait_for("ready:", seconds=120)
+        patch = {
+            "spec": {
+                "template": {
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "app",
+                                "image": "podlink-test-missing:never",
+                                "imagePullPolicy": "Never",
+                            }
+                        ]
+                    }
+                }
+            }
+        }
+        cluster.apps.patch_namespaced_deployment("talker", cluster.namespace, patch)
+        line = output.lines[output.wait_for("(ErrImageNeverPull)", seconds=120)]
+        assert "does not have its image, and imagePullPolicy Never forbids pulling it" in line
+        assert "podlink-test-missing:never" in line
+
+        # The session's record follows its log line within a notification interval.
+        deadline = time.monotonic() + 10
+        while True:
+            status = podlink("status", cwd=workspace, env=kube_env)
+            problems = [each for each in status.stdout.splitlines() if each.startswith("  pod ")]
+            if problems or time.monotonic() > deadline:
+                break
+        assert problems, status.stdout
+        assert all("(ErrImageNeverPull)" in each for each in problems)
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

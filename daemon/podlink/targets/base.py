@@ -64,6 +64,9 @@ class TargetEventKind(enum.Enum):
     RESTARTED = "restarted"
     REPLACED = "replaced"
     GONE = "gone"
+    # Something the user should know that changes nothing for the session: a pod of the
+    # workload that cannot pull its image, crash-loops or cannot be scheduled.
+    WARNING = "warning"
 
 
 class TargetEvent(msgspec.Struct, frozen=True):

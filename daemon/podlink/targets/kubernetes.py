@@ -42,6 +42,7 @@ from podlink.targets.base import (
 from podlink.targets.kubernetes_devmode import DevMode, session_owner
 from podlink.targets.kubernetes_logs import PodLog, open_pod_logs, selector_of, workload_selector
 from podlink.targets.kubernetes_streams import KubeExec, open_forwarded_socket, wrapped_argv
+from podlink.targets.kubernetes_trouble import pod_trouble
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,8 @@ class KubernetesTarget:
         self._pod_gone = False
         self._awaiting_restart = False
         self._announced: set[str] = set()
+        # What is wrong with each pod of the workload now, by pod uid (``pod_trouble``).
+        self._troubles: dict[str, str] = {}
         self._execs: set[KubeExec] = set()
         self._events: asyncio.Queue[TargetEvent | None] = asyncio.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -585,6 +588,7 @@ class KubernetesTarget:
                 "server": self._server,
                 "selector": self._selector,
                 "deployment": self._dev_mode.deployment if self._dev_mode is not None else None,
+                "problems": self.pod_problems(),
             },
         )
 
@@ -668,8 +672,30 @@ class KubernetesTarget:
     def _observe(self, kind: str, pod: Any) -> None:
         with self._state_lock:
             events = self._translate(kind, pod)
+            events += self._note_trouble(kind, pod)
         for event in events:
             self._emit(event)
+
+    def _note_trouble(self, kind: str, pod: Any) -> list[TargetEvent]:
+        """A WARNING when a pod of the workload gets into trouble or into other trouble."""
+        if pod is None:
+            return []
+        uid = pod.metadata.uid
+        trouble = None
+        if kind != "DELETED" and not pod.metadata.deletion_timestamp:
+            trouble = pod_trouble(pod, self._container or None)
+        if trouble is None:
+            self._troubles.pop(uid, None)
+            return []
+        if self._troubles.get(uid) == trouble:
+            return []
+        self._troubles[uid] = trouble
+        return [TargetEvent(TargetEventKind.WARNING, trouble)]
+
+    def pod_problems(self) -> list[str]:
+        """What is wrong with the pods of the workload now, one line each."""
+        with self._state_lock:
+            return sorted(self._troubles.values())
 
     def _translate(self, kind: str, pod: Any) -> list[TargetEvent]:
         name = self._pod_name
@@ -686,10 +712,12 @@ class KubernetesTarget:
             found: list[TargetEvent] = []
             if restarts > self._restart_count:
                 self._restart_count, self._awaiting_restart = restarts, True
+                why = pod_trouble(pod, self._container)
                 found.append(
                     TargetEvent(
                         TargetEventKind.GONE,
-                        f"container {self._container} of pod {name} restarted (restart {restarts})",
+                        f"container {self._container} of pod {name} restarted (restart {restarts})"
+                        + (f": {why}" if why else ""),
                     )
                 )
             if self._awaiting_restart and _is_usable(pod, self._container):
