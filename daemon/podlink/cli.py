@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,7 +37,7 @@ from podlink.config import (
 from podlink.diagnostics import Diagnostic, DiagnosticSource
 from podlink.runtime import FolderServed, claim_folder, live_session_records, setup_logging
 from podlink.sync_requests import SyncAction, answer_requests_on_signal, ask_running_session
-from podlink.targets.base import Target, TargetUnavailable
+from podlink.targets.base import ContainerLogs, LogRequest, Target, TargetUnavailable
 from podlink.terminal import plural
 
 if TYPE_CHECKING:
@@ -269,6 +269,8 @@ def status(as_json: bool) -> None:
         latency = sync.get("lastLatencyMs")
         click.echo(f"{session['folder']}  [{session['state']}]")
         click.echo(f"  target  {session['target']['kind']}: {session['target']['name']}")
+        for problem in (session["target"].get("detail") or {}).get("problems") or []:
+            click.echo(f"  pod     {problem}")
         click.echo(
             f"  sync    {sync['state']}, {sync['filesSynced']} files synced, "
             f"{sync['pending']} pending"
@@ -439,8 +441,24 @@ def _log_to_stderr(line: str) -> None:
 @click.option("--config", "config_file", help="Config file, relative to FOLDER.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new output (Ctrl-C stops).")
 @click.option("--tail", type=click.IntRange(min=0), help="Start with the last N lines only.")
-def logs(folder: Path, config_file: str | None, follow: bool, tail: int | None) -> None:
-    """Print the output of the main process of FOLDER's container (docker targets)."""
+@click.option(
+    "-p", "--previous", is_flag=True, help="The pod's container before its last restart (pods)."
+)
+@click.option(
+    "--all",
+    "every_pod",
+    is_flag=True,
+    help="Every pod of the Deployment, each line prefixed with [pod] (pods).",
+)
+def logs(
+    folder: Path,
+    config_file: str | None,
+    follow: bool,
+    tail: int | None,
+    previous: bool,
+    every_pod: bool,
+) -> None:
+    """Print the log of the main process of FOLDER's container or pod (docker, kubernetes)."""
     from podlink.targets.factory import make_target
 
     with _exit_on_known_errors():
@@ -458,21 +476,21 @@ def logs(folder: Path, config_file: str | None, follow: bool, tail: int | None) 
                 err=True,
             )
         target = make_target(config, _log_to_stderr)
-        asyncio.run(_print_container_logs(target, follow=follow, tail=tail))
+        request = LogRequest(follow=follow, tail=tail, previous=previous, every_pod=every_pod)
+        asyncio.run(_print_container_logs(target, request))
 
 
-async def _print_container_logs(target: Target, *, follow: bool, tail: int | None) -> None:
-    from podlink.targets.docker import DockerTarget
+async def _print_container_logs(target: Target, request: LogRequest) -> None:
     from podlink.terminal import iterate_in_thread, write_all
 
-    if not isinstance(target, DockerTarget):
+    if not isinstance(target, ContainerLogs):
         raise TargetUnavailable(f"a {target.describe().kind} target has no container logs")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signal_number, stop.set)
 
-    async def copy(chunks: Iterator[bytes]) -> None:
+    async def copy(chunks: Iterable[bytes]) -> None:
         try:
             async for chunk in iterate_in_thread(chunks):
                 write_all(sys.stdout.fileno(), chunk)
@@ -482,7 +500,7 @@ async def _print_container_logs(target: Target, *, follow: bool, tail: int | Non
             raise TargetUnavailable(f"lost the container's logs: {error}") from error
 
     try:
-        chunks = await asyncio.to_thread(target.container_logs, follow=follow, tail=tail)
+        chunks = await asyncio.to_thread(target.container_logs, request)
         copying = asyncio.create_task(copy(chunks))
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait({copying, stopping}, return_when=asyncio.FIRST_COMPLETED)

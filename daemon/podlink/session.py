@@ -517,6 +517,9 @@ class Session:
         async for event in target.events():
             if event.kind is TargetEventKind.GONE:
                 self._target_lost(event.reason)
+            elif event.kind is TargetEventKind.WARNING:
+                self._log("daemon", event.reason)
+                self._changed()  # the target's description lists it
             elif event.kind is not TargetEventKind.STARTED:
                 self._log("daemon", event.reason)
                 self._recovery_wake.set()

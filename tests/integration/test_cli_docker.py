@@ -317,6 +317,20 @@ def test_logs_prints_tails_and_follows_the_container_output(
             following.wait()
 
 
+def test_logs_refuse_the_pod_only_flags_for_a_container(
+    tmp_path: Path, talking_container: tuple[Any, str], env: dict[str, str]
+) -> None:
+    talker, _ = talking_container
+    workspace = write_config(
+        tmp_path / "workspace", f"target:\n  docker:\n    container: {talker.name}\n"
+    )
+    for flag in ("--previous", "--all"):
+        result = podlink("logs", flag, cwd=workspace, env=env)
+        assert result.returncode == 1
+        assert result.stdout == ""
+        assert f"{flag} is for pods: a Docker container keeps one log" in result.stderr
+
+
 def test_logs_of_the_local_target_explain_where_the_output_is(
     local_workspace: Path, env: dict[str, str]
 ) -> None:

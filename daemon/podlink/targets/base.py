@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
@@ -64,6 +64,9 @@ class TargetEventKind(enum.Enum):
     RESTARTED = "restarted"
     REPLACED = "replaced"
     GONE = "gone"
+    # Something the user should know that changes nothing for the session: a pod of the
+    # workload that cannot pull its image, crash-loops or cannot be scheduled.
+    WARNING = "warning"
 
 
 class TargetEvent(msgspec.Struct, frozen=True):
@@ -144,3 +147,30 @@ class Target(Protocol):
 
     async def close(self) -> None:
         """Stop everything this target object started and release its connections."""
+
+
+class LogRequest(msgspec.Struct, frozen=True):
+    """What ``podlink logs`` asks for: ``tail`` None is everything; ``previous`` the
+    container's instance before its last restart; ``every_pod`` every pod of the workload,
+    each line prefixed with the pod's name."""
+
+    follow: bool = False
+    tail: int | None = None
+    previous: bool = False
+    every_pod: bool = False
+
+
+@runtime_checkable
+class ContainerLogs(Protocol):
+    """A target whose container keeps a log of its main process (Docker, Kubernetes).
+
+    An optional capability: the terminal command asks a target for it rather than knowing
+    target kinds.
+    """
+
+    def container_logs(self, request: LogRequest) -> Iterator[bytes]:
+        """The log, as chunks of bytes. Blocking, like the iterator: call and iterate it in a
+        worker thread. Needs no ``connect``. With ``follow`` the iterator ends when the
+        container stops; its ``close()`` (when it has one) ends it earlier. Raises
+        TargetUnavailable with what to do when the log cannot be read, or when the target
+        cannot serve a part of the request."""

@@ -25,6 +25,7 @@ from docker.models.containers import Container
 
 from podlink.config import DockerTargetConfig
 from podlink.targets.base import (
+    LogRequest,
     PortRefused,
     TargetDescription,
     TargetEvent,
@@ -337,14 +338,18 @@ class DockerTarget:
         container = await asyncio.to_thread(self._look_up_container)
         return None if container is None else str(container.status)
 
-    def container_logs(self, *, follow: bool, tail: int | None) -> Iterator[bytes]:
-        """The output of the container's own main process, stdout and stderr merged.
-
-        Blocking, like the iterator it returns: call and iterate it in a worker thread. It
-        needs no ``connect`` and starts nothing, so the logs of a stopped container can be
-        read too. With ``follow`` the iterator ends when the container stops; closing it (it
-        has ``close()``) ends it earlier.
-        """
+    def container_logs(self, request: LogRequest) -> Iterator[bytes]:
+        """The output of the container's own main process, stdout and stderr merged
+        (``ContainerLogs``). It starts nothing, so the logs of a stopped container can be
+        read too. A container has no earlier instance and no siblings: ``previous`` and
+        ``every_pod`` are refused."""
+        if request.previous or request.every_pod:
+            flag = "--previous" if request.previous else "--all"
+            raise TargetUnavailable(
+                f"{flag} is for pods: a Docker container keeps one log across restarts and "
+                "has no sibling pods; `podlink logs` without it prints that log"
+            )
+        follow, tail = request.follow, request.tail
         container = self._container or self._look_up_container()
         if container is None and self._config.container is not None:
             raise TargetUnavailable(

@@ -33,13 +33,16 @@ from kubernetes.stream import portforward, stream
 
 from podlink.config import KubernetesTargetConfig
 from podlink.targets.base import (
+    LogRequest,
     TargetDescription,
     TargetEvent,
     TargetEventKind,
     TargetUnavailable,
 )
 from podlink.targets.kubernetes_devmode import DevMode, session_owner
+from podlink.targets.kubernetes_logs import PodLog, open_pod_logs, selector_of, workload_selector
 from podlink.targets.kubernetes_streams import KubeExec, open_forwarded_socket, wrapped_argv
+from podlink.targets.kubernetes_trouble import pod_trouble
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +89,8 @@ class KubernetesTarget:
         self._pod_gone = False
         self._awaiting_restart = False
         self._announced: set[str] = set()
+        # What is wrong with each pod of the workload now, by pod uid (``pod_trouble``).
+        self._troubles: dict[str, str] = {}
         self._execs: set[KubeExec] = set()
         self._events: asyncio.Queue[TargetEvent | None] = asyncio.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -378,6 +383,99 @@ class KubernetesTarget:
             )
         )
 
+    # -- logs (``ContainerLogs``) --------------------------------------------------------
+
+    def container_logs(self, request: LogRequest) -> PodLog:
+        """The container log of the session's pod, or with ``every_pod`` of every pod of its
+        Deployment (or selector). Blocking; needs no ``connect`` and changes nothing, so a
+        crash-looping pod's log (``previous``: the instance that crashed) can be read too."""
+        if self._api is None:
+            self._api = self._open_client()
+        core = self._core()
+        try:
+            pods = self._log_pods(core, every_pod=request.every_pod)
+        except ApiException as error:
+            raise self._failure(
+                error, "looking up the pods for their logs", "list", "pods"
+            ) from error
+        except TargetUnavailable:
+            raise
+        except Exception as error:
+            raise self._failure(error, "looking up the pods for their logs") from error
+        container = self._pick_container(pods[0])
+        return open_pod_logs(
+            core,
+            self._namespace,
+            [(pod.metadata.name, container) for pod in pods],
+            request,
+            lambda error, pod: self._explain_log_failure(error, pod, container),
+        )
+
+    def _log_pods(self, core: Any, *, every_pod: bool) -> list[Any]:
+        """The session's pod first (Ready and newest wins), or every pod of its workload."""
+        selector = self._config.pod.selector
+        if self._config.dev_mode is not None:
+            deployment = self._config.dev_mode.deployment
+            apps = client.AppsV1Api(self._api)
+            try:
+                body = apps.read_namespaced_deployment(
+                    deployment, self._namespace, _request_timeout=REQUEST_TIMEOUT
+                )
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+                raise TargetUnavailable(
+                    f"no deployment {deployment!r} in namespace {self._namespace!r} "
+                    f"({self._where()}): devMode names it; nothing has logs yet"
+                ) from error
+            selector = selector_of(body.spec.selector)
+        if selector is None:
+            name = self._config.pod.name or ""
+            try:
+                pod = core.read_namespaced_pod(
+                    name, self._namespace, _request_timeout=REQUEST_TIMEOUT
+                )
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+                raise TargetUnavailable(
+                    f"no pod named {name!r} in namespace {self._namespace!r} "
+                    f"({self._where()}); `kubectl get pods -n {self._namespace}` lists them"
+                ) from error
+            if not every_pod:
+                return [pod]
+            selector = workload_selector(self._api, self._namespace, pod)
+            if selector is None:
+                return [pod]  # a pod of its own: it is the whole workload
+        listing = core.list_namespaced_pod(
+            self._namespace, label_selector=selector, _request_timeout=REQUEST_TIMEOUT
+        )
+        pods = [p for p in listing.items if not p.metadata.deletion_timestamp]
+        if not pods:
+            raise TargetUnavailable(
+                f"no pod in namespace {self._namespace!r} matches the selector {selector!r} "
+                f"({self._where()}), so there is no log to show"
+            )
+        pods.sort(key=lambda p: (_is_ready(p), p.metadata.creation_timestamp or 0), reverse=True)
+        if every_pod:
+            return sorted(pods, key=lambda p: str(p.metadata.name))
+        return pods[:1]
+
+    def _explain_log_failure(self, error: ApiException, pod: str, container: str) -> str:
+        status, message = _status_of(error)
+        if status in (400, 404):
+            events = self._last_events(pod)
+            shown = "; last events: " + "; ".join(events) if events else ""
+            return f"cannot read the log of container {container} of pod {pod}: {message}{shown}"
+        return explain_failure(
+            error,
+            attempted=f"reading the log of pod {pod}",
+            where=self._where(),
+            namespace=self._namespace,
+            verb="get",
+            resource="pods/log",
+        )
+
     # -- running ------------------------------------------------------------------------
 
     async def exec(
@@ -490,6 +588,7 @@ class KubernetesTarget:
                 "server": self._server,
                 "selector": self._selector,
                 "deployment": self._dev_mode.deployment if self._dev_mode is not None else None,
+                "problems": self.pod_problems(),
             },
         )
 
@@ -573,8 +672,30 @@ class KubernetesTarget:
     def _observe(self, kind: str, pod: Any) -> None:
         with self._state_lock:
             events = self._translate(kind, pod)
+            events += self._note_trouble(kind, pod)
         for event in events:
             self._emit(event)
+
+    def _note_trouble(self, kind: str, pod: Any) -> list[TargetEvent]:
+        """A WARNING when a pod of the workload gets into trouble or into other trouble."""
+        if pod is None:
+            return []
+        uid = pod.metadata.uid
+        trouble = None
+        if kind != "DELETED" and not pod.metadata.deletion_timestamp:
+            trouble = pod_trouble(pod, self._container or None)
+        if trouble is None:
+            self._troubles.pop(uid, None)
+            return []
+        if self._troubles.get(uid) == trouble:
+            return []
+        self._troubles[uid] = trouble
+        return [TargetEvent(TargetEventKind.WARNING, trouble)]
+
+    def pod_problems(self) -> list[str]:
+        """What is wrong with the pods of the workload now, one line each."""
+        with self._state_lock:
+            return sorted(self._troubles.values())
 
     def _translate(self, kind: str, pod: Any) -> list[TargetEvent]:
         name = self._pod_name
@@ -591,10 +712,12 @@ class KubernetesTarget:
             found: list[TargetEvent] = []
             if restarts > self._restart_count:
                 self._restart_count, self._awaiting_restart = restarts, True
+                why = pod_trouble(pod, self._container)
                 found.append(
                     TargetEvent(
                         TargetEventKind.GONE,
-                        f"container {self._container} of pod {name} restarted (restart {restarts})",
+                        f"container {self._container} of pod {name} restarted (restart {restarts})"
+                        + (f": {why}" if why else ""),
                     )
                 )
             if self._awaiting_restart and _is_usable(pod, self._container):

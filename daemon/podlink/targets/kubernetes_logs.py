@@ -1,0 +1,156 @@
+"""Container logs of pods, as ``kubectl logs`` reads them: the ``log`` subresource of a pod.
+
+One pod's log comes through as the API server sends it. Several pods' logs (``--all``) are
+read each on a thread of its own and merged line by line, every line prefixed with the pod's
+name, in the order the lines arrive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from podlink.targets.base import LogRequest, TargetUnavailable
+
+CHUNK_BYTES = 64 * 1024
+CONNECT_SECONDS = 10
+# How long a followed log may stay quiet (the client takes no "never"): a day.
+QUIET_SECONDS = 24 * 3600
+
+
+class PodLog:
+    """One pod's (or several pods') log: iterate for chunks, ``close()`` to stop early."""
+
+    def __init__(self, responses: list[tuple[str, Any]], *, prefixed: bool) -> None:
+        self._responses = responses
+        self._prefixed = prefixed
+
+    def __iter__(self) -> Iterator[bytes]:
+        if not self._prefixed:
+            (_, response), *_ = self._responses
+            yield from _chunks(response)
+            return
+        lines: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+
+        def read(prefix: bytes, response: Any) -> None:
+            try:
+                for line in _lines(response):
+                    lines.put(prefix + line)
+            except Exception:  # a pod that goes away ends its own lines only
+                return
+            finally:
+                lines.put(None)
+
+        for pod, response in self._responses:
+            threading.Thread(
+                target=read, args=(f"[{pod}] ".encode(), response), daemon=True
+            ).start()
+        running = len(self._responses)
+        while running:
+            line = lines.get()
+            if line is None:
+                running -= 1
+            else:
+                yield line
+
+    def close(self) -> None:
+        """End the reads, also one blocked waiting for output of a followed log."""
+        for _, response in self._responses:
+            with contextlib.suppress(Exception):
+                response.shutdown()
+            with contextlib.suppress(Exception):
+                response.release_conn()
+
+
+def _chunks(response: Any) -> Iterator[bytes]:
+    while chunk := response.read1(CHUNK_BYTES):
+        yield bytes(chunk)
+
+
+def _lines(response: Any) -> Iterator[bytes]:
+    """Whole lines (a last line without its newline gets one)."""
+    pending = b""
+    for chunk in _chunks(response):
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            yield line + b"\n"
+    if pending:
+        yield pending + b"\n"
+
+
+def open_pod_logs(
+    core: Any,
+    namespace: str,
+    pods: list[tuple[str, str]],
+    request: LogRequest,
+    explain: Callable[[ApiException, str], str],
+) -> PodLog:
+    """Open the log of each ``(pod, container)``. ``explain`` turns an API error of one pod
+    into the message of the TargetUnavailable raised."""
+    responses: list[tuple[str, Any]] = []
+    try:
+        for pod, container in pods:
+            try:
+                response = core.read_namespaced_pod_log(
+                    pod,
+                    namespace,
+                    container=container,
+                    follow=request.follow,
+                    previous=request.previous,
+                    tail_lines=request.tail,
+                    _preload_content=False,
+                    _request_timeout=(CONNECT_SECONDS, QUIET_SECONDS if request.follow else 60),
+                )
+            except ApiException as error:
+                raise TargetUnavailable(explain(error, pod)) from error
+            responses.append((pod, response))
+    except BaseException:
+        PodLog(responses, prefixed=False).close()
+        raise
+    return PodLog(responses, prefixed=request.every_pod)
+
+
+def workload_selector(api: Any, namespace: str, pod: Any) -> str | None:
+    """The label selector of the Deployment (or bare ReplicaSet) that owns ``pod``, or None
+    for a pod no ReplicaSet owns."""
+    apps = client.AppsV1Api(api)
+    owner = _owner(pod.metadata, "ReplicaSet")
+    if owner is None:
+        return None
+    replica_set = apps.read_namespaced_replica_set(owner, namespace)
+    deployment = _owner(replica_set.metadata, "Deployment")
+    if deployment is not None:
+        return selector_of(apps.read_namespaced_deployment(deployment, namespace).spec.selector)
+    return selector_of(replica_set.spec.selector)
+
+
+def selector_of(selector: Any) -> str:
+    """A LabelSelector object as the string list calls take (matchLabels only; expressions
+    in the set-based syntax)."""
+    parts = [f"{k}={v}" for k, v in sorted((selector.match_labels or {}).items())]
+    for expression in selector.match_expressions or []:
+        values = ",".join(expression.values or [])
+        operator = expression.operator
+        if operator == "In":
+            parts.append(f"{expression.key} in ({values})")
+        elif operator == "NotIn":
+            parts.append(f"{expression.key} notin ({values})")
+        elif operator == "Exists":
+            parts.append(expression.key)
+        else:
+            parts.append(f"!{expression.key}")
+    return ",".join(parts)
+
+
+def _owner(metadata: Any, kind: str) -> str | None:
+    for reference in metadata.owner_references or []:
+        if reference.kind == kind and reference.controller:
+            return str(reference.name)
+    return None
