@@ -33,7 +33,7 @@ from podlink.ports import PortForwards
 from podlink.runtime import sessions_dir, state_dir
 from podlink.sync.ancestor import AncestorStore, ancestor_file
 from podlink.sync.core.reconcile import Conflict, Mode
-from podlink.sync.engine import SyncEngine
+from podlink.sync.engine import SyncEngine, SyncRootRefused
 from podlink.sync.ignore import IgnoreRules
 from podlink.sync.outcome import BatchResult
 from podlink.sync.scan import IGNORED_EXAMPLES, LocalScan, scan_tree
@@ -226,7 +226,10 @@ class Session:
         for entry, rules in zip(self.config.sync, prepared, strict=True):
             self.engines.append(self._make_engine(target, entry, rules))
         self._engines_ready.set()
-        await self._initial_sync(target, progress, local_scans)
+        try:
+            await self._initial_sync(target, progress, local_scans)
+        except SyncRootRefused as refused:
+            raise self._refused_setting(refused) from refused
         self.sync_state = self._settled_sync_state()
         if self.config.run is not None:
             run = self.config.run
@@ -242,6 +245,26 @@ class Session:
         await self._open_configured_ports()
         self.state = "ready"
         self._changed()
+
+    def _refused_setting(self, refused: SyncRootRefused) -> ConfigError:
+        """The key of podlink.yaml behind what the target refused, and what to do."""
+        index = next(
+            (i for i, e in enumerate(self.engines) if e.remote_root == refused.remote_root), 0
+        )
+        entry = self.config.sync[index]
+        if refused.field == "owner":
+            hint = (
+                "name a user (or user:group) that exists in the target, e.g. one `id` prints "
+                "there, or leave owner out to keep the target's own user"
+            )
+        else:
+            hint = f"choose a folder for {entry.local} that can be made there, e.g. /app"
+        return ConfigError(
+            self.config.path or self.folder / "podlink.yaml",
+            f"the target refused {getattr(entry, refused.field)!r}: {refused.message}",
+            key=f"sync[{index}].{refused.field}",
+            hint=hint,
+        )
 
     async def _initial_sync(
         self,

@@ -67,6 +67,32 @@ def test_up_with_a_broken_config_exits_2_naming_file_line_key(
     assert not (workspace / ".podlink").exists()
 
 
+def test_what_the_target_refuses_names_the_key_the_path_and_what_to_do(
+    workspace: Path, env: dict[str, str]
+) -> None:
+    config = workspace / "podlink.yaml"
+    original = config.read_text()
+    config.write_text(original.replace("mode: upload", "mode: upload\n    owner: nobody-here"))
+    unknown_owner = podlink("up", str(workspace), cwd=workspace, env=env)
+    assert unknown_owner.returncode == 2
+    assert "podlink.yaml: sync[0].owner: the target refused 'nobody-here'" in unknown_owner.stderr
+    assert "which does not exist in the target" in unknown_owner.stderr
+    assert "Traceback" not in unknown_owner.stderr
+
+    readme = workspace / ".podlink" / "target" / "app" / "README.md"
+    readme.parent.mkdir(parents=True, exist_ok=True)
+    readme.write_text("already there\n")
+    config.write_text(original.replace("remote: /app", "remote: /app/README.md/x"))
+    under_a_file = podlink("up", str(workspace), cwd=workspace, env=env)
+    assert under_a_file.returncode == 2
+    assert "podlink.yaml: sync[0].remote: the target refused '/app/README.md/x'" in (
+        under_a_file.stderr
+    )
+    assert f"{readme} is a file" in under_a_file.stderr
+    assert "Traceback" not in under_a_file.stderr
+    assert readme.read_text() == "already there\n"
+
+
 def test_status_without_sessions(workspace: Path, env: dict[str, str]) -> None:
     result = podlink("status", cwd=workspace, env=env)
     assert result.returncode == 0

@@ -624,6 +624,13 @@ def handle_ensure_root(channel: Channel, request_id: int, fields: dict[str, Any]
         os.makedirs(root, 0o755, exist_ok=True)
     except FileExistsError:
         raise Failure("notDirectory", f"the sync root {root} is not a folder") from None
+    except NotADirectoryError:
+        above = os.path.dirname(root)
+        while above != os.path.dirname(above) and not os.path.isfile(above):
+            above = os.path.dirname(above)
+        raise Failure(
+            "notDirectory", f"the sync root {root} cannot be made: {above} is a file"
+        ) from None
     if owner is None:
         OWNERS.pop(root, None)
         return {"created": not existed}

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import msgspec
 
-from podlink.agent.client import Agent, AgentError, RemoteChanges
+from podlink.agent.client import Agent, AgentError, AgentGone, RemoteChanges
 from podlink.agent.transport import FileTransport
 from podlink.sync.ancestor import AncestorStore
 from podlink.sync.core.plan import (
@@ -74,6 +74,17 @@ SETTLE_SECONDS = 0.1
 SETTLE_MAX_SECONDS = 3.0
 
 RemoteResultCallback = Callable[[BatchResult, float], Awaitable[None]]
+
+
+class SyncRootRefused(Exception):
+    """The target refused a sync entry's remote folder or its owner: a setting of
+    podlink.yaml to change. ``field`` is ``remote`` or ``owner``."""
+
+    def __init__(self, remote_root: str, field: str, message: str) -> None:
+        super().__init__(message)
+        self.remote_root = remote_root
+        self.field = field
+        self.message = message
 
 
 class SyncEngine(RemoteApplier, LocalApplier):
@@ -178,7 +189,7 @@ class SyncEngine(RemoteApplier, LocalApplier):
         """
         async with self._lock:
             started = time.monotonic()
-            await self.agent.ensure_root(self.remote_root, owner=self.owner)
+            await self._ensure_root()
             local, remote = await asyncio.gather(
                 local_scan or asyncio.to_thread(scan_tree, self.local_root, self.rules),
                 self.agent.scan(self.remote_root),
@@ -289,6 +300,19 @@ class SyncEngine(RemoteApplier, LocalApplier):
         if self._store is not None:
             await asyncio.to_thread(self._store.discard)
         return await self.initial_sync()
+
+    async def _ensure_root(self) -> None:
+        try:
+            await self.agent.ensure_root(self.remote_root, owner=self.owner)
+        except AgentGone:
+            raise
+        except AgentError as error:
+            about_owner = self.owner is not None and error.code in (
+                "badRequest",
+                "permissionDenied",
+            )
+            field = "owner" if about_owner else "remote"
+            raise SyncRootRefused(self.remote_root, field, error.message) from error
 
     def _local_root_state(self) -> RootState:
         if self.local_root.is_dir():
@@ -565,7 +589,7 @@ class SyncEngine(RemoteApplier, LocalApplier):
         once it is done (the engine's lock orders the two).
         """
         await self._stop_following()
-        await self.agent.ensure_root(self.remote_root, owner=self.owner)
+        await self._ensure_root()
         self._remote_queue.clear()
         started = await self._reader().watch(self.remote_root, self._queue_remote)
         self._remote_consumer = asyncio.create_task(self._consume_remote(on_result))
