@@ -134,6 +134,20 @@ class KubernetesTargetConfig(_Section, frozen=True, kw_only=True):
 TargetConfig: TypeAlias = LocalTargetConfig | DockerTargetConfig | KubernetesTargetConfig
 
 
+class DeployImageConfig(_Section, frozen=True, kw_only=True):
+    """Containers whose image is ``name`` (with any tag or digest) run ``replace`` instead."""
+
+    name: str
+    replace: str
+
+
+class DeployConfig(_Section, frozen=True, kw_only=True):
+    """Manifest files or folders (relative to the workspace) applied before the pod is picked."""
+
+    manifests: tuple[str, ...]
+    image: DeployImageConfig | None = None
+
+
 class SyncEntryConfig(_Section, frozen=True, kw_only=True):
     """``local`` (relative to the workspace folder) mirrored to ``remote`` in the target."""
 
@@ -191,6 +205,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     debug: DebugConfig = msgspec.field(default_factory=DebugConfig)
     test: CommandConfig | None = None
     build: CommandConfig | None = None
+    deploy: DeployConfig | None = None
 
     def local_root(self, entry: SyncEntryConfig) -> Path:
         """The absolute, symlink-resolved local directory of a sync entry."""
@@ -221,6 +236,7 @@ class _RawConfig(_Section, frozen=True, kw_only=True):
     debug: DebugConfig | None = None
     test: CommandConfig | None = None
     build: CommandConfig | None = None
+    deploy: DeployConfig | None = None
 
 
 _RAW_SCHEMA = schema.type_info(_RawConfig)
@@ -737,7 +753,47 @@ def _check_rules(source: _Source, raw: _RawConfig, *, folder: Path, path: Path) 
         debug=raw.debug or DebugConfig(),
         test=raw.test,
         build=raw.build,
+        deploy=_check_deploy(source, raw.deploy, folder, target),
     )
+
+
+def _check_deploy(
+    source: _Source, deploy: DeployConfig | None, folder: Path, target: TargetConfig
+) -> DeployConfig | None:
+    if deploy is None:
+        return None
+    if not isinstance(target, KubernetesTargetConfig):
+        raise source.error(
+            ("deploy",),
+            "deploys manifests to Kubernetes, but the target is not a kubernetes one",
+            hint="set target: {kubernetes: ...}, or remove deploy:",
+        )
+    if not deploy.manifests:
+        raise source.error(
+            ("deploy", "manifests"),
+            "needs at least one file or folder",
+            hint="for example: [k8s/]",
+        )
+    for position, manifest in enumerate(deploy.manifests):
+        where = ("deploy", "manifests", position)
+        resolved = (folder / manifest).resolve()
+        if not resolved.is_relative_to(folder):
+            raise source.error(
+                where,
+                f"'{manifest}' resolves to {resolved}, outside the workspace folder {folder}",
+                hint="keep manifests inside the workspace",
+            )
+        if not resolved.exists():
+            raise source.error(
+                where,
+                f"'{manifest}' does not exist",
+                hint="name a YAML file or a folder of them, relative to the workspace",
+            )
+    if deploy.image is not None:
+        for key, value in (("name", deploy.image.name), ("replace", deploy.image.replace)):
+            if not value.strip():
+                raise source.error(("deploy", "image", key), "is empty", hint="name an image")
+    return deploy
 
 
 def _check_command(source: _Source, key_path: KeyPath, command: Sequence[str]) -> None:

@@ -18,6 +18,8 @@ from podlink.config import (
     Config,
     ConfigError,
     DebugConfig,
+    DeployConfig,
+    DeployImageConfig,
     DevModeConfig,
     DockerBuildConfig,
     DockerTargetConfig,
@@ -738,3 +740,102 @@ def test_error_text_without_line_key_or_hint() -> None:
 
     assert str(error) == "/somewhere/else/podlink.yaml: the file is empty"
     assert (error.line, error.key, error.hint) == (None, None, None)
+
+
+# ---------------------------------------------------------------------------------------
+# deploy:
+
+
+KUBE_TARGET = """\
+version: 1
+target:
+  kubernetes:
+    pod: {selector: app=web}
+"""
+
+
+def test_deploy_lists_manifests_and_an_image_to_put_in_place(tmp_path: Path) -> None:
+    (tmp_path / "k8s").mkdir()
+    (tmp_path / "extra.yaml").write_text("")
+    config = parse(
+        KUBE_TARGET
+        + "deploy:\n"
+        + "  manifests: [k8s/, extra.yaml]\n"
+        + '  image: {name: web, replace: "registry.example/web:1.4"}\n',
+        tmp_path,
+    )
+
+    assert config.deploy == DeployConfig(
+        manifests=("k8s/", "extra.yaml"),
+        image=DeployImageConfig(name="web", replace="registry.example/web:1.4"),
+    )
+
+
+def test_without_deploy_nothing_is_deployed(tmp_path: Path) -> None:
+    assert parse(KUBE_TARGET, tmp_path).deploy is None
+
+
+@pytest.mark.parametrize(
+    ("section", "line", "key", "fragment"),
+    [
+        pytest.param(
+            "deploy:\n  manifests: []\n", 6, "deploy.manifests", "at least one", id="empty"
+        ),
+        pytest.param(
+            "deploy:\n  manifests:\n    - k8s/\n    - missing.yaml\n",
+            8,
+            "deploy.manifests[1]",
+            "'missing.yaml' does not exist",
+            id="missing",
+        ),
+        pytest.param(
+            "deploy:\n  manifests: [../elsewhere]\n",
+            6,
+            "deploy.manifests[0]",
+            "outside the workspace",
+            id="outside",
+        ),
+        pytest.param("deploy: {}\n", 5, "deploy", "missing required key 'manifests'", id="none"),
+        pytest.param(
+            "deploy:\n  manifests: [k8s/]\n  images: {}\n",
+            7,
+            "deploy.images",
+            "did you mean 'image'?",
+            id="unknown-key",
+        ),
+        pytest.param(
+            "deploy:\n  manifests: [k8s/]\n  image: {name: web}\n",
+            7,
+            "deploy.image",
+            "missing required key 'replace'",
+            id="image-without-replace",
+        ),
+        pytest.param(
+            'deploy:\n  manifests: [k8s/]\n  image: {name: web, replace: ""}\n',
+            7,
+            "deploy.image.replace",
+            "is empty",
+            id="image-empty",
+        ),
+    ],
+)
+def test_a_bad_deploy_section_names_line_and_key(
+    tmp_path: Path, section: str, line: int, key: str, fragment: str
+) -> None:
+    (tmp_path / "k8s").mkdir()
+    with pytest.raises(ConfigError) as caught:
+        parse(KUBE_TARGET + section, tmp_path)
+
+    assert (caught.value.line, caught.value.key) == (line, key), str(caught.value)
+    assert fragment in str(caught.value)
+
+
+def test_deploy_needs_a_kubernetes_target(tmp_path: Path) -> None:
+    (tmp_path / "k8s").mkdir()
+    with pytest.raises(ConfigError) as caught:
+        parse(
+            "version: 1\ntarget: {docker: {image: python}}\ndeploy: {manifests: [k8s/]}\n", tmp_path
+        )
+
+    assert (caught.value.line, caught.value.key) == (3, "deploy")
+    assert "not a kubernetes one" in str(caught.value)
