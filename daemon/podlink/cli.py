@@ -37,7 +37,7 @@ from podlink.config import (
 from podlink.diagnostics import Diagnostic, DiagnosticSource
 from podlink.runtime import FolderServed, claim_folder, live_session_records, setup_logging
 from podlink.sync_requests import SyncAction, answer_requests_on_signal, ask_running_session
-from podlink.targets.base import ContainerLogs, LogRequest, Target, TargetUnavailable
+from podlink.targets.base import ContainerLogs, Deploys, LogRequest, Target, TargetUnavailable
 from podlink.terminal import plural
 
 if TYPE_CHECKING:
@@ -514,6 +514,39 @@ async def _print_container_logs(target: Target, request: LogRequest) -> None:
             copying.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await copying
+    finally:
+        await target.close()
+
+
+@main.command()
+@FOLDER_ARGUMENT
+@click.option("--config", "config_file", help="Config file, relative to FOLDER.")
+def deploy(folder: Path, config_file: str | None) -> None:
+    """Apply FOLDER's deploy: manifests to its cluster and wait for the rollouts.
+
+    `podlink up` does the same before it picks the pod; this only deploys.
+    """
+    from podlink.targets.factory import make_target
+
+    with _exit_on_known_errors():
+        config = load_config(folder, config_file)
+        if config.deploy is None:
+            _fail(
+                f"podlink: {config.path}: there is no deploy: section to apply "
+                "(for example `deploy: {manifests: [k8s/]}`)",
+                EXIT_BAD_CONFIG,
+            )
+        target = make_target(config, _log_to_stderr)
+        if not isinstance(target, Deploys):
+            _fail(f"podlink: a {config.target_kind} target cannot deploy", EXIT_BAD_CONFIG)
+            return
+        asyncio.run(_deploy(target, target))
+    click.echo("deployed", err=True)
+
+
+async def _deploy(target: Target, deployer: Deploys) -> None:
+    try:
+        await asyncio.to_thread(deployer.deploy)
     finally:
         await target.close()
 

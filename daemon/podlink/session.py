@@ -158,6 +158,10 @@ class Session:
         except (TargetUnavailable, AgentGone) as error:
             await self._fail_start(str(error))
             raise TargetUnavailable(str(error)) from error
+        except ConfigError as error:
+            # A file the start read is wrong (a deploy manifest, a setting the target refused).
+            await self._fail_start(str(error))
+            raise
         self._clear_diagnostics("podlink-build")
 
     async def _fail_start(self, message: str) -> None:

@@ -174,3 +174,17 @@ class ContainerLogs(Protocol):
         container stops; its ``close()`` (when it has one) ends it earlier. Raises
         TargetUnavailable with what to do when the log cannot be read, or when the target
         cannot serve a part of the request."""
+
+
+@runtime_checkable
+class Deploys(Protocol):
+    """A target that can put the workload in place first (Kubernetes: ``deploy:``).
+
+    An optional capability, like ``ContainerLogs``; such a target also deploys when it
+    connects for the first time.
+    """
+
+    def deploy(self) -> None:
+        """Apply what the configuration says to deploy and wait for it to be rolled out.
+        Blocking: call it in a worker thread. Raises ConfigError for a file that cannot be
+        read, TargetUnavailable for what the target refuses."""

@@ -21,7 +21,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 from kubernetes.stream import portforward, stream
 
-from podlink.config import KubernetesTargetConfig
+from podlink.config import DeployConfig, KubernetesTargetConfig
 from podlink.targets.base import (
     LogRequest,
     TargetDescription,
@@ -67,10 +67,17 @@ class KubernetesTarget:
         kubeconfig: str | None = None,
         *,
         folder: Path | None = None,
+        deploy: DeployConfig | None = None,
+        on_log: Callable[[str], None] | None = None,
     ) -> None:
         """``folder``: the workspace, which with this machine names the session that holds
-        a devMode Deployment (the working directory when not given)."""
+        a devMode Deployment (the working directory when not given), and where ``deploy``'s
+        manifests are. ``on_log`` receives the deploy's progress lines."""
         self._config = config
+        self._folder = folder or Path.cwd()
+        self._deploy = deploy
+        self._deployed = False
+        self._on_log = on_log or log.info
         self._kubeconfig = kubeconfig
         self._owner = session_owner(folder or Path.cwd())
         self._dev_mode: DevMode | None = None
@@ -106,6 +113,9 @@ class KubernetesTarget:
         if self._api is None:
             self._api = await asyncio.to_thread(self._open_client)
             await asyncio.to_thread(self._check_namespace)
+        if self._deploy is not None and not self._deployed:
+            # Once per session: a reconnect finds what was applied already in place.
+            await asyncio.to_thread(self.deploy)
         if self._config.dev_mode is not None:
             await asyncio.to_thread(self._engage_dev_mode)
         pod = await asyncio.to_thread(self._find_pod)
@@ -121,6 +131,24 @@ class KubernetesTarget:
             )
             self._watch_thread.start()
         self._events.put_nowait(TargetEvent(TargetEventKind.STARTED))
+
+    def deploy(self) -> None:
+        """Apply the ``deploy:`` manifests and wait for their rollouts (``Deploys``).
+
+        Blocking. Raises ConfigError for a manifest that does not parse (before the cluster
+        is contacted), TargetUnavailable for what the cluster refuses."""
+        from podlink.targets.kubernetes_deploy import Deployer, load_manifests
+
+        if self._deploy is None:
+            return
+        manifests = load_manifests(self._folder, self._deploy)
+        if self._api is None:
+            self._api = self._open_client()
+            self._check_namespace()
+        self._on_log(f"deploying {len(manifests)} objects to namespace {self._namespace}")
+        deployer = Deployer(self._api, self._namespace, self._on_log, where=self._where())
+        deployer.deploy(manifests)
+        self._deployed = True
 
     def open_api(self) -> tuple[Any, str]:
         """A client for the configured cluster and the namespace the configuration resolves
