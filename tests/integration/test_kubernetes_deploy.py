@@ -174,3 +174,18 @@ def test_deploy_without_a_deploy_section_says_so(
     result = podlink("deploy", cwd=workspace, env=kube_env)
     assert result.returncode == 2
     assert "no deploy: section" in result.stderr
+
+
+def test_a_refusal_by_rbac_names_the_verb_and_resource_to_grant(
+    cluster: RealCluster, kube_env: dict[str, str], tmp_path: Path
+) -> None:
+    reader = [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}]
+    kubeconfig = cluster.service_account_kubeconfig("reader", reader, tmp_path)
+    workspace = workspace_with(tmp_path / "workspace", cluster, {"settings.yaml": CONFIG_MAP})
+
+    result = podlink("deploy", cwd=workspace, env={**kube_env, "KUBECONFIG": str(kubeconfig)})
+
+    assert result.returncode == 1, result.stderr
+    assert "applying ConfigMap/web-settings (k8s/settings.yaml:1): forbidden" in result.stderr
+    assert "grants verb 'patch' on resource 'configmaps'" in result.stderr
+    assert f"-n {cluster.namespace}" in result.stderr
