@@ -379,6 +379,7 @@ def render_starter_config(folder: Path) -> str:
         _HEADER,
         ["version: 1", ""],
         target_lines,
+        _deploy_section(hints),
         _sync_section(remote),
         _ports_section(ports),
         _run_section(hints.run_command, hints.python_entry),
@@ -554,6 +555,20 @@ def _kubernetes_block(hints: ProjectHints) -> list[str]:
         "    # devMode swaps the Deployment's command for an idle one so that podlink runs",
         "    # the app; the Deployment is restored when the session stops.",
         f"    {dev_mode}",
+    ]
+
+
+def _deploy_section(hints: ProjectHints) -> list[str]:
+    """The manifests that hold the Deployment, applied before the pod is picked."""
+    if hints.deployment_name is None or not hints.kubernetes_manifests:
+        return []
+    manifests = [path.as_posix() for path in hints.kubernetes_manifests]
+    return [
+        "deploy:                    # applied (server-side apply) by `podlink up` first",
+        f"  manifests: {_flow_list(manifests)}",
+        "  # The files that hold workloads; add the Services and ConfigMaps they need.",
+        "  # image: {name: web, replace: registry.example/web:dev}   # swap the built image in",
+        "",
     ]
 
 

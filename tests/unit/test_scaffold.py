@@ -319,6 +319,15 @@ def test_kubernetes_starter_selects_the_deployments_pods_in_dev_mode(project: Pa
     assert config.run is not None
     assert config.run.command == ("python3", "-m", "app")
     assert config.test is not None
+    # The manifest that holds the Deployment is applied before the pod is picked.
+    assert config.deploy is not None
+    assert config.deploy.manifests == ("deploy/k8s/web.yaml",)
+
+
+def test_only_a_kubernetes_starter_deploys(project: Path) -> None:
+    dockerfile_project(project)
+    write_starter_config(project)
+    assert load_config(project).deploy is None
 
 
 def test_kubernetes_starter_leaves_dev_mode_off_without_a_run_command(project: Path) -> None:
