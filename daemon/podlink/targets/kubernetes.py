@@ -289,24 +289,25 @@ class KubernetesTarget:
         except Exception as error:
             raise self._failure(error, f"looking up namespace {self._namespace!r}") from error
 
+    def _named_pod(self, core: Any) -> Any:
+        """The pod ``pod: {name: ...}`` names; TargetUnavailable saying how to list them."""
+        name = self._config.pod.name or ""
+        try:
+            return core.read_namespaced_pod(name, self._namespace, _request_timeout=REQUEST_TIMEOUT)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            raise TargetUnavailable(
+                f"no pod named {name!r} in namespace {self._namespace!r} "
+                f"({self._where()}); `kubectl get pods -n {self._namespace}` lists them"
+            ) from error
+
     def _find_pod(self) -> Any:
         core = self._core()
         selector = self._selector
         try:
             if selector is None:
-                name = self._config.pod.name or ""
-                try:
-                    pod = core.read_namespaced_pod(
-                        name, self._namespace, _request_timeout=REQUEST_TIMEOUT
-                    )
-                except ApiException as error:
-                    if error.status != 404:
-                        raise
-                    raise TargetUnavailable(
-                        f"no pod named {name!r} in namespace {self._namespace!r} "
-                        f"({self._where()}); `kubectl get pods -n {self._namespace}` lists them"
-                    ) from error
-                candidates = [pod]
+                candidates = [self._named_pod(core)]
             else:
                 listing = core.list_namespaced_pod(
                     self._namespace, label_selector=selector, _request_timeout=REQUEST_TIMEOUT
@@ -458,18 +459,7 @@ class KubernetesTarget:
                 ) from error
             selector = selector_of(body.spec.selector)
         if selector is None:
-            name = self._config.pod.name or ""
-            try:
-                pod = core.read_namespaced_pod(
-                    name, self._namespace, _request_timeout=REQUEST_TIMEOUT
-                )
-            except ApiException as error:
-                if error.status != 404:
-                    raise
-                raise TargetUnavailable(
-                    f"no pod named {name!r} in namespace {self._namespace!r} "
-                    f"({self._where()}); `kubectl get pods -n {self._namespace}` lists them"
-                ) from error
+            pod = self._named_pod(core)
             if not every_pod:
                 return [pod]
             selector = workload_selector(self._api, self._namespace, pod)
