@@ -12,15 +12,17 @@ object per line, each podlink figure beside its peer and the ratio:
    alone for ``--idle-seconds``: its CPU time over that span from ``/proc/PID/stat`` (user +
    system, children included) as a share of one core, and its resident memory (VmRSS, at
    the end). Targets: CPU < 1%, RSS <= 200 MB.
-2. ``rescan_no_change_100k``: nothing changed. podlink, medians of ``--repeats``: a flush of
+2. ``rescan_no_change_100k``: nothing changed. podlink, medians of ``--repeats``, run
+   interleaved with the peer after one untimed warm-up of each: a flush of
    the running session (the barrier every test run and build passes: a marker file proves
    the watcher has seen every earlier change, which it has applied); a full rescan of the
    running session (the local tree scanned and reconciled with what the target holds, which
    in two-way mode the agent's watch keeps current: what a flush does when the watcher
    cannot vouch for its events); and a fresh session's start against the same container
    and state (both sides scanned, reconciled against the stored agreed state). Peer:
-   ``rsync -a --blocking-io -e 'docker exec -i' tree/ C:/app/`` again. Target: <= 1.0x
-   rsync.
+   ``rsync -a --blocking-io -e 'docker exec -i' tree/ C:/app/`` again. Targets: fresh start
+   and full rescan each <= 1.0x rsync; the flush is printed beside them but has no goal of
+   its own against rsync (it does not scan when it need not).
 3. ``remote_to_local``: a Python process in the container rewrites one of 50 files per edit
    (a line appended) and reports ``time.monotonic()`` right after closing it; the host polls
    the workspace copy every 0.2 ms until it holds exactly the new bytes. Containers share
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import signal
@@ -40,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +91,7 @@ def write_config(tree: Path, scratch: Path, container: str) -> Path:
     path.write_text(
         "version: 1\n"
         f"target: {{docker: {{container: {json.dumps(container)}}}}}\n"
-        f"sync: [{{local: ., remote: {REMOTE_ROOT}, mode: two-way}}]\n"
+        f"sync: [{{local: {tree.name}, remote: {REMOTE_ROOT}, mode: two-way}}]\n"
     )
     return path
 
@@ -108,7 +112,7 @@ def rss_megabytes(pid: int) -> float:
 def idle_daemon(tree: Path, config: Path, idle_seconds: float, env: dict[str, str]) -> None:
     podlink = Path(sys.executable).with_name("podlink")
     daemon = subprocess.Popen(
-        [str(podlink), "up", str(tree), "--config", str(config)],
+        [str(podlink), "up", str(config.parent), "--config", str(config)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         env=env,
@@ -147,45 +151,56 @@ def idle_daemon(tree: Path, config: Path, idle_seconds: float, env: dict[str, st
 
 
 async def rescans(tree: Path, config: Path, container: str, repeats: int) -> None:
-    rsync_runs = []
-    for _ in range(repeats):
+    """Figure 2: each podlink measure beside rsync's no-change run, interleaved, after one
+    untimed warm-up of each, and each judged against its own goal."""
+    await asyncio.to_thread(rsync_copy, tree, container)
+    warm_up = Session(load_config(config.parent, config), QuietListener())
+    await warm_up.start()
+    await warm_up.stop()
+    runs: dict[str, list[float]] = {"rsync": [], "fresh_start": [], "flush": [], "full_rescan": []}
+
+    async def timed(name: str, step: Callable[[], Awaitable[object]]) -> None:
         await asyncio.to_thread(settle)
         started = time.perf_counter()
-        await asyncio.to_thread(rsync_copy, tree, container)
-        rsync_runs.append(time.perf_counter() - started)
-    session = Session(load_config(tree, config), QuietListener())
-    started = time.perf_counter()
+        await step()
+        runs[name].append(round(time.perf_counter() - started, 3))
+
+    for _ in range(repeats):
+        await timed("rsync", lambda: asyncio.to_thread(rsync_copy, tree, container))
+        session = Session(load_config(config.parent, config), QuietListener())
+        try:
+            await timed("fresh_start", session.start)
+            await timed("flush", functools.partial(session.flush, 120))
+            await timed("full_rescan", session.engines[0].rescan)
+        finally:
+            await session.stop()
+    session = Session(load_config(config.parent, config), QuietListener())
     await session.start()
-    fresh_start = time.perf_counter() - started
-    flushes, full_rescans = [], []
     try:
-        for _ in range(repeats):
-            await asyncio.to_thread(settle)
-            started = time.perf_counter()
-            await session.flush(120)
-            flushes.append(time.perf_counter() - started)
-            await asyncio.to_thread(settle)
-            started = time.perf_counter()
-            await session.engines[0].rescan()
-            full_rescans.append(time.perf_counter() - started)
         await remote_edits(tree, container, session)
     finally:
         await session.stop()
-    flush, rsync = statistics.median(flushes), statistics.median(rsync_runs)
-    rescan = statistics.median(full_rescans)
+    medians = {name: statistics.median(values) for name, values in runs.items()}
+    rsync = medians["rsync"]
     emit(
         {
             "measure": "rescan_no_change_100k",
-            "podlink_flush_s": round(flush, 3),
-            "podlink_full_rescan_s": round(rescan, 3),
-            "podlink_fresh_start_s": round(fresh_start, 3),
+            "podlink_fresh_start_s": round(medians["fresh_start"], 3),
+            "podlink_full_rescan_s": round(medians["full_rescan"], 3),
+            "podlink_flush_s": round(medians["flush"], 3),
             "rsync_s": round(rsync, 3),
-            "flush_vs_rsync": ratio(flush, rsync),
-            "full_rescan_vs_rsync": ratio(rescan, rsync),
-            "fresh_start_vs_rsync": ratio(fresh_start, rsync),
-            "target_ratio": 1.0,
-            "met": flush <= rsync,
-            "runs": {"flush": flushes, "full_rescan": full_rescans, "rsync": rsync_runs},
+            "fresh_start_vs_rsync": ratio(medians["fresh_start"], rsync),
+            "full_rescan_vs_rsync": ratio(medians["full_rescan"], rsync),
+            "flush_vs_rsync": ratio(medians["flush"], rsync),
+            "targets": {
+                "fresh_start": "<= 1.0x rsync",
+                "full_rescan": "<= 1.0x rsync",
+                "flush": "none: it skips the scan when the watcher vouches for every change, "
+                "so it is not like rsync's full scan of both trees",
+            },
+            "met_fresh_start": medians["fresh_start"] <= rsync,
+            "met_full_rescan": medians["full_rescan"] <= rsync,
+            "runs": runs,
         }
     )
 
