@@ -39,10 +39,10 @@ from podlink.sync.outcome import BatchResult
 from podlink.sync.scan import IGNORED_EXAMPLES, LocalScan, scan_tree
 from podlink.sync.watch import TreeWatcher
 from podlink.targets.base import Target, TargetEventKind, TargetUnavailable
-from podlink.targets.docker_build import BuildFailure
+from podlink.targets.docker.build import BuildFailure
 from podlink.targets.factory import make_target
 from podlink.targets.local import LocalTarget
-from podlink.testing import TestRunner
+from podlink.testing.runner import TestRunner
 
 log = logging.getLogger(__name__)
 

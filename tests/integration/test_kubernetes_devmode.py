@@ -21,14 +21,14 @@ import pytest
 from podlink.config import DevModeConfig, KubernetesTargetConfig, PodSelectorConfig, load_config
 from podlink.session import Session
 from podlink.targets.base import TargetUnavailable
-from podlink.targets.kubernetes import KubernetesTarget
-from podlink.targets.kubernetes_devmode import (
+from podlink.targets.kubernetes.devmode import (
     ORIGINAL_ANNOTATION,
     OWNER_ANNOTATION,
     DevMode,
     restore_patched_deployments,
     session_owner,
 )
+from podlink.targets.kubernetes.target import KubernetesTarget
 from tests.helpers import tree_listing
 from tests.kube_cluster import KubeCluster, open_cluster, pod_image, real_context
 from tests.recording import RecordingListener

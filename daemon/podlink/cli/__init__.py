@@ -25,9 +25,9 @@ from rich.text import Text
 
 from podlink import __version__
 from podlink import protocol as wire
-from podlink.cli_purge import purge_command
-from podlink.cli_tests import build_command, test_command
-from podlink.cli_why import why_command
+from podlink.cli.purge import purge_command
+from podlink.cli.tests import build_command, test_command
+from podlink.cli.why import why_command
 from podlink.config import (
     ConfigError,
     DockerTargetConfig,
@@ -346,7 +346,7 @@ class _CommandAfterDashes(click.Command):
 @contextlib.contextmanager
 def _exit_on_known_errors() -> Iterator[None]:
     """Turn the errors a user can fix into a message and the documented exit code."""
-    from podlink.targets.docker_build import BuildFailure
+    from podlink.targets.docker.build import BuildFailure
 
     try:
         yield
@@ -395,7 +395,7 @@ def _shell_in_local_target(target: LocalTarget, remote: str, command: Sequence[s
 
 
 async def _shell_in_target(target: Target, remote: str, command: Sequence[str]) -> int:
-    from podlink.targets.docker import DockerTarget
+    from podlink.targets.docker.target import DockerTarget
     from podlink.terminal import raw_mode, relay, stdio_is_terminal
 
     # A dev container podlink created is stopped by close(); one that was already running

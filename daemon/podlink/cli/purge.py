@@ -35,9 +35,9 @@ from podlink.targets.base import TargetUnavailable
 from podlink.terminal import plural
 
 if TYPE_CHECKING:
-    from podlink.targets.docker_admin import ManagedContainer, ManagedImage
-    from podlink.targets.kubernetes_admin import Namespace
-    from podlink.targets.kubernetes_devmode import PatchedDeployment
+    from podlink.targets.docker.admin import ManagedContainer, ManagedImage
+    from podlink.targets.kubernetes.admin import Namespace
+    from podlink.targets.kubernetes.devmode import PatchedDeployment
 
 EXIT_FAILED = 1
 EXIT_BAD_CONFIG = 2
@@ -139,7 +139,7 @@ def _purge(plan: _PurgePlan, yes: bool) -> None:
 async def _find_leftovers(
     config: Config | None, *, only_folder: Path | None = None, everything: bool = False
 ) -> _PurgePlan:
-    from podlink.targets import docker_admin
+    from podlink.targets.docker import admin as docker_admin
 
     plan = _PurgePlan()
     try:
@@ -218,7 +218,7 @@ def _sessions_by_container() -> dict[str, str]:
     A session that has not reached its container yet is known by its folder: the dev
     container podlink creates for a folder has a name made from it.
     """
-    from podlink.targets.docker import container_name_for
+    from podlink.targets.docker.target import container_name_for
 
     users: dict[str, str] = {}
     for record in live_session_records():
@@ -243,7 +243,7 @@ def _folder_of(uri: str) -> Path:
 async def _find_patched_deployments(
     target: KubernetesTargetConfig, folder: Path, plan: _PurgePlan
 ) -> None:
-    from podlink.targets.kubernetes_admin import Namespace
+    from podlink.targets.kubernetes.admin import Namespace
 
     try:
         plan.namespace = await asyncio.to_thread(Namespace, target, folder)
@@ -254,7 +254,7 @@ async def _find_patched_deployments(
 
 async def _remove_leftovers(plan: _PurgePlan) -> list[str]:
     """Remove what the plan lists, printing one line each; the failures, as messages."""
-    from podlink.targets import docker_admin
+    from podlink.targets.docker import admin as docker_admin
 
     failures: list[str] = []
     files = 0

@@ -28,7 +28,7 @@ from podlink.targets.base import TargetUnavailable
 
 if TYPE_CHECKING:
     from podlink.session import Session
-    from podlink.testing_report import ReportedTest
+    from podlink.testing.report import ReportedTest
 
 EXIT_FAILED = 1
 EXIT_BAD_CONFIG = 2
@@ -138,8 +138,8 @@ async def _run_tests(
     console: Console,
     verbose: bool,
 ) -> int:
-    from podlink.junit import junit_xml
-    from podlink.testing_report import InvalidTestRequest
+    from podlink.testing.junit import junit_xml
+    from podlink.testing.report import InvalidTestRequest
 
     listener = _TerminalListener(console, {"test", "sync", "daemon"} if verbose else set())
     results: list[wire.TestResultParams] = []

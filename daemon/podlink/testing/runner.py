@@ -6,7 +6,7 @@ descriptor 3 (the exec's stdout) for its JSON events and sends everything pytest
 prints to stderr, which becomes the session's ``test`` log. Nothing human-readable is parsed.
 
 The events become results, ``podlink-test`` diagnostics and the tree of tests in
-``testing_report.py``. Each test owns its diagnostics, so running one test replaces only that
+``report.py``. Each test owns its diagnostics, so running one test replaces only that
 test's, and a full run also drops those of tests that no longer exist.
 """
 
@@ -39,7 +39,7 @@ from podlink.target_command import (
     tail_text,
 )
 from podlink.targets.base import ExecStream, TargetUnavailable
-from podlink.testing_report import (
+from podlink.testing.report import (
     COLLECT_KEY,
     CollectedEvent,
     CollectErrorEvent,
@@ -406,7 +406,7 @@ async def install_plugin(link: Connected) -> str:
 
     Written on every run (one round trip): a target's /tmp may have been emptied since.
     """
-    plugin = importlib.resources.files("podlink").joinpath("pytest_plugin.py")
+    plugin = importlib.resources.files("podlink.testing").joinpath("pytest_plugin.py")
     digest = hashlib.sha256(plugin.read_bytes()).hexdigest()[:16]
     folder = link.target.target_path(f"/tmp/podlink-pytest-{digest}")
     await link.transport.ensure_root(folder)

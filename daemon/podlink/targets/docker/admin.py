@@ -17,10 +17,10 @@ import docker
 import docker.errors
 
 from podlink.agent.wire import TEMP_PREFIX
-from podlink.targets import docker_exec
 from podlink.targets.base import TargetUnavailable
-from podlink.targets.docker import FOLDER_LABEL, MANAGED_LABEL
-from podlink.targets.docker_exec import EngineUnavailable
+from podlink.targets.docker import exec as docker_exec
+from podlink.targets.docker.exec import EngineUnavailable
+from podlink.targets.docker.target import FOLDER_LABEL, MANAGED_LABEL
 
 MANAGED_FILTER = {"label": f"{MANAGED_LABEL}=1"}
 # `find` exits 1 when a remote folder does not exist: then there is nothing to remove there.

@@ -32,8 +32,8 @@ from podlink.targets.base import (
     TargetEventKind,
     TargetUnavailable,
 )
-from podlink.targets.docker_build import BuildFailure, follow_build
-from podlink.targets.docker_exec import (
+from podlink.targets.docker.build import BuildFailure, follow_build
+from podlink.targets.docker.exec import (
     DockerExec,
     EngineAddress,
     EngineUnavailable,

@@ -14,12 +14,12 @@ from kubernetes import client
 
 from podlink.config import KubernetesTargetConfig
 from podlink.targets.base import TargetUnavailable
-from podlink.targets.kubernetes import KubernetesTarget, explain_failure
-from podlink.targets.kubernetes_devmode import (
+from podlink.targets.kubernetes.devmode import (
     PatchedDeployment,
     patched_deployments,
     restore_deployment,
 )
+from podlink.targets.kubernetes.target import KubernetesTarget, explain_failure
 
 
 class Namespace:

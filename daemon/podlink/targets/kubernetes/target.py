@@ -39,10 +39,10 @@ from podlink.targets.base import (
     TargetEventKind,
     TargetUnavailable,
 )
-from podlink.targets.kubernetes_devmode import DevMode, session_owner
-from podlink.targets.kubernetes_logs import PodLog, open_pod_logs, selector_of, workload_selector
-from podlink.targets.kubernetes_streams import KubeExec, open_forwarded_socket, wrapped_argv
-from podlink.targets.kubernetes_trouble import pod_trouble
+from podlink.targets.kubernetes.devmode import DevMode, session_owner
+from podlink.targets.kubernetes.logs import PodLog, open_pod_logs, selector_of, workload_selector
+from podlink.targets.kubernetes.streams import KubeExec, open_forwarded_socket, wrapped_argv
+from podlink.targets.kubernetes.trouble import pod_trouble
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ class KubernetesTarget:
 
         Blocking. Raises ConfigError for a manifest that does not parse (before the cluster
         is contacted), TargetUnavailable for what the cluster refuses."""
-        from podlink.targets.kubernetes_deploy import Deployer, load_manifests
+        from podlink.targets.kubernetes.deploy import Deployer, load_manifests
 
         if self._deploy is None:
             return
