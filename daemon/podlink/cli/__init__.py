@@ -36,7 +36,7 @@ from podlink.config import (
 )
 from podlink.diagnostics import Diagnostic, DiagnosticSource
 from podlink.runtime import FolderServed, claim_folder, live_session_records, setup_logging
-from podlink.sync_requests import SyncAction, answer_requests_on_signal, ask_running_session
+from podlink.signal_channel import SyncAction, answer_requests_on_signal, ask_running_session
 from podlink.targets.base import ContainerLogs, Deploys, LogRequest, Target, TargetUnavailable
 from podlink.terminal import plural
 

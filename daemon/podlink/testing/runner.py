@@ -28,16 +28,10 @@ from typing import Literal
 import msgspec
 
 from podlink import protocol
+from podlink.command_host import CommandHost, Connected, connected
+from podlink.command_run import plan_command, read_lines, tail_text
 from podlink.config import CommandConfig
 from podlink.ignored import note_left_out, paths_in
-from podlink.target_command import (
-    CommandHost,
-    Connected,
-    connected,
-    plan_command,
-    read_lines,
-    tail_text,
-)
 from podlink.targets.base import ExecStream, TargetUnavailable
 from podlink.testing.report import (
     COLLECT_KEY,
