@@ -16,7 +16,6 @@ import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -28,20 +27,20 @@ from podlink import protocol as wire
 from podlink.cli.purge import purge_command
 from podlink.cli.tests import build_command, test_command
 from podlink.cli.why import why_command
-from podlink.config import (
-    ConfigError,
-    DockerTargetConfig,
-    LocalTargetConfig,
-    load_config,
-)
+from podlink.config import ConfigError, load_config
 from podlink.diagnostics import Diagnostic, DiagnosticSource
 from podlink.runtime import FolderServed, claim_folder, live_session_records, setup_logging
 from podlink.signal_channel import SyncAction, answer_requests_on_signal, ask_running_session
-from podlink.targets.base import ContainerLogs, Deploys, LogRequest, Target, TargetUnavailable
+from podlink.targets.base import (
+    ContainerLogs,
+    Deploys,
+    LogRequest,
+    OnThisMachine,
+    Releases,
+    Target,
+    TargetUnavailable,
+)
 from podlink.terminal import plural
-
-if TYPE_CHECKING:
-    from podlink.targets.local import LocalTarget
 
 EXIT_FAILED = 1
 EXIT_BAD_CONFIG = 2
@@ -368,7 +367,6 @@ def shell(ctx: click.Context, folder: Path, config_file: str | None) -> None:
     to its end. Exits with the command's exit code. Nothing is synced: `podlink up` does that.
     """
     from podlink.targets.factory import make_target
-    from podlink.targets.local import LocalTarget
     from podlink.terminal import DEFAULT_SHELL
 
     command: Sequence[str] = ctx.meta.get(TRAILING_COMMAND) or DEFAULT_SHELL
@@ -376,31 +374,33 @@ def shell(ctx: click.Context, folder: Path, config_file: str | None) -> None:
         config = load_config(folder, config_file)
         target = make_target(config, _log_to_stderr)
         remote = config.sync[0].remote
-        if isinstance(target, LocalTarget):
-            code = _shell_in_local_target(target, remote, command)
+        if isinstance(target, OnThisMachine):
+            code = _shell_on_this_machine(target, target, remote, command)
         else:
             code = asyncio.run(_shell_in_target(target, remote, command))
     sys.exit(code)
 
 
-def _shell_in_local_target(target: LocalTarget, remote: str, command: Sequence[str]) -> int:
+def _shell_on_this_machine(
+    target: Target, here: OnThisMachine, remote: str, command: Sequence[str]
+) -> int:
     from podlink.terminal import run_local
 
     asyncio.run(target.connect())
     folder = target.target_path(remote)
     if not Path(folder).is_dir():
-        _note_missing_folder(remote, str(target.root))
-        folder = str(target.root)
+        _note_missing_folder(remote, str(here.root))
+        folder = str(here.root)
     return run_local(command, folder)
 
 
 async def _shell_in_target(target: Target, remote: str, command: Sequence[str]) -> int:
-    from podlink.targets.docker.target import DockerTarget
     from podlink.terminal import raw_mode, relay, stdio_is_terminal
 
     # A dev container podlink created is stopped by close(); one that was already running
     # may be serving a session (`podlink up`, an editor), so it is left running.
-    was_running = isinstance(target, DockerTarget) and await target.container_status() == "running"
+    shared = target if isinstance(target, Releases) else None
+    was_running = shared is not None and await shared.is_running()
     with_terminal = stdio_is_terminal()
     try:
         await target.connect()
@@ -418,8 +418,8 @@ async def _shell_in_target(target: Target, remote: str, command: Sequence[str]) 
         with raw_mode(sys.stdin.fileno()):
             return await relay(execution, tty=True)
     finally:
-        if was_running and isinstance(target, DockerTarget):
-            await target.release()
+        if was_running and shared is not None:
+            await shared.release()
         else:
             await target.close()
 
@@ -463,18 +463,6 @@ def logs(
 
     with _exit_on_known_errors():
         config = load_config(folder, config_file)
-        if isinstance(config.target, LocalTargetConfig):
-            _fail(
-                "podlink: the local target has no container logs: the app runs as a local "
-                "process, and `podlink up` shows its output",
-                EXIT_FAILED,
-            )
-        if isinstance(config.target, DockerTargetConfig) and config.target.container is None:
-            click.echo(
-                "podlink: this is the dev container podlink created; the app runs in it under "
-                "`podlink up`, which shows its output; here is the container's own log",
-                err=True,
-            )
         target = make_target(config, _log_to_stderr)
         request = LogRequest(follow=follow, tail=tail, previous=previous, every_pod=every_pod)
         asyncio.run(_print_container_logs(target, request))
@@ -484,6 +472,12 @@ async def _print_container_logs(target: Target, request: LogRequest) -> None:
     from podlink.terminal import iterate_in_thread, write_all
 
     if not isinstance(target, ContainerLogs):
+        await target.close()
+        if isinstance(target, OnThisMachine):
+            raise TargetUnavailable(
+                "the local target has no container logs: the app runs as a local process, "
+                "and `podlink up` shows its output"
+            )
         raise TargetUnavailable(f"a {target.describe().kind} target has no container logs")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

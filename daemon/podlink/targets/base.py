@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import enum
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import msgspec
@@ -188,3 +189,32 @@ class Deploys(Protocol):
         """Apply what the configuration says to deploy and wait for it to be rolled out.
         Blocking: call it in a worker thread. Raises ConfigError for a file that cannot be
         read, TargetUnavailable for what the target refuses."""
+
+
+@runtime_checkable
+class OnThisMachine(Protocol):
+    """A target whose processes run on this machine (the local target).
+
+    Its 127.0.0.1 is this machine's, so a forwarded port's own number is the app's; a shell
+    in it is a local process on the user's own terminal. An optional capability, like
+    ``ContainerLogs``.
+    """
+
+    @property
+    def root(self) -> Path:
+        """The folder on this machine under which the target's paths lie."""
+
+
+@runtime_checkable
+class Releases(Protocol):
+    """A target that may be serving a session elsewhere (a Docker container).
+
+    An optional capability: ``podlink shell`` asks whether it was running before it
+    connected, and then lets go of it with ``release`` instead of stopping it with ``close``.
+    """
+
+    async def is_running(self) -> bool:
+        """Whether it runs now. Works before ``connect``, which may start it."""
+
+    async def release(self) -> None:
+        """Like ``close``, but leave it running even if podlink started it."""
