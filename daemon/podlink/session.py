@@ -38,7 +38,8 @@ from podlink.sync.ignore import IgnoreRules
 from podlink.sync.outcome import BatchResult
 from podlink.sync.scan import IGNORED_EXAMPLES, LocalScan, scan_tree
 from podlink.sync.watch import TreeWatcher
-from podlink.targets.base import OnThisMachine, Target, TargetEventKind, TargetUnavailable
+from podlink.targets.base import Target, TargetEventKind, TargetUnavailable
+from podlink.targets.capabilities import OnThisMachine
 from podlink.targets.docker.build import BuildFailure
 from podlink.targets.factory import make_target
 from podlink.testing.runner import TestRunner

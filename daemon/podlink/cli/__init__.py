@@ -31,14 +31,13 @@ from podlink.config import ConfigError, load_config
 from podlink.diagnostics import Diagnostic, DiagnosticSource
 from podlink.runtime import FolderServed, claim_folder, live_session_records, setup_logging
 from podlink.signal_channel import SyncAction, answer_requests_on_signal, ask_running_session
-from podlink.targets.base import (
+from podlink.targets.base import Target, TargetUnavailable
+from podlink.targets.capabilities import (
     ContainerLogs,
     Deploys,
     LogRequest,
     OnThisMachine,
     Releases,
-    Target,
-    TargetUnavailable,
 )
 from podlink.terminal import plural
 

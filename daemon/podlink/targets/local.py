@@ -14,10 +14,13 @@ import logging
 import os
 import posixpath
 import signal
+import stat
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from podlink.agent.wire import TEMP_PREFIX
 from podlink.targets import local_processes as processes
 from podlink.targets.base import (
     PortRefused,
@@ -26,6 +29,7 @@ from podlink.targets.base import (
     TargetEventKind,
     TargetUnavailable,
 )
+from podlink.targets.capabilities import Leftovers, LeftoversRemoved
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +227,10 @@ class LocalTarget:
         """The interpreter that runs podlink's agent here: the daemon's own."""
         return sys.executable
 
+    def find_leftovers(self, remotes: Sequence[str]) -> Leftovers:
+        """The agent's temporary files anywhere under the root (``LeavesLeftovers``)."""
+        return LocalTempFiles(files=_temp_files_under(self.root))
+
     async def close(self) -> None:
         self._closed = True
         running = list(self._execs)
@@ -247,3 +255,37 @@ class LocalTarget:
         if left:
             message += "; could not end " + ", ".join(processes.describe(pid) for pid in left)
         self._on_log(message)
+
+
+@dataclass
+class LocalTempFiles(Leftovers):
+    """The agent's temporary files a local target root holds."""
+
+    files: list[Path] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        return [f"file {path}" for path in self.files]
+
+    def remove(self, say: Callable[[str], None]) -> LeftoversRemoved:
+        removed = LeftoversRemoved()
+        for path in self.files:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as error:
+                removed.failures.append(f"cannot remove {path}: {error.strerror}")
+                continue
+            say(f"removed file {path}")
+            removed.files += 1
+        return removed
+
+
+def _temp_files_under(root: Path) -> list[Path]:
+    """The agent's temporary files under ``root`` (symbolic links not followed)."""
+    found: list[Path] = []
+    for folder, _folders, names in os.walk(root):
+        for name in names:
+            path = Path(folder) / name
+            with contextlib.suppress(OSError):
+                if name.startswith(TEMP_PREFIX) and stat.S_ISREG(path.lstat().st_mode):
+                    found.append(path)
+    return sorted(found)

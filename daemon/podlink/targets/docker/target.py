@@ -25,13 +25,13 @@ from docker.models.containers import Container
 
 from podlink.config import DockerTargetConfig
 from podlink.targets.base import (
-    LogRequest,
     PortRefused,
     TargetDescription,
     TargetEvent,
     TargetEventKind,
     TargetUnavailable,
 )
+from podlink.targets.capabilities import Leftovers, LogRequest
 from podlink.targets.docker.build import BuildFailure, follow_build
 from podlink.targets.docker.exec import (
     DockerExec,
@@ -374,6 +374,16 @@ class DockerTarget:
                 f"cannot read the logs of container {self._name()}: {_short(error)}"
             ) from error
         return chunks
+
+    def find_leftovers(self, remotes: Sequence[str]) -> Leftovers:
+        """The agent's temporary files in the container podlink attached to
+        (``LeavesLeftovers``); a dev container podlink created goes whole, with the managed
+        containers, so nothing is looked for in it."""
+        if self._config.container is None:
+            return Leftovers()
+        from podlink.targets.docker.admin import AttachedContainerFiles
+
+        return AttachedContainerFiles.find(self._config.container, remotes)
 
     async def release(self) -> None:
         """Like ``close``, but leave the container running even if podlink created it: a

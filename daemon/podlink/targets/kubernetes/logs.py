@@ -16,7 +16,8 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from podlink.targets.base import LogRequest, TargetUnavailable
+from podlink.targets.base import TargetUnavailable
+from podlink.targets.capabilities import LogRequest
 
 CHUNK_BYTES = 64 * 1024
 CONNECT_SECONDS = 10

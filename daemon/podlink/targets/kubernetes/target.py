@@ -33,12 +33,12 @@ from kubernetes.stream import portforward, stream
 
 from podlink.config import DeployConfig, KubernetesTargetConfig
 from podlink.targets.base import (
-    LogRequest,
     TargetDescription,
     TargetEvent,
     TargetEventKind,
     TargetUnavailable,
 )
+from podlink.targets.capabilities import Leftovers, LogRequest
 from podlink.targets.kubernetes.devmode import DevMode, session_owner
 from podlink.targets.kubernetes.logs import PodLog, open_pod_logs, selector_of, workload_selector
 from podlink.targets.kubernetes.streams import KubeExec, open_forwarded_socket, wrapped_argv
@@ -149,6 +149,13 @@ class KubernetesTarget:
         deployer = Deployer(self._api, self._namespace, self._on_log, where=self._where())
         deployer.deploy(manifests)
         self._deployed = True
+
+    def find_leftovers(self, remotes: Sequence[str]) -> Leftovers:
+        """Deployments dev mode left patched in the namespace (``LeavesLeftovers``); the
+        agent's temporary files in a pod are not looked for."""
+        from podlink.targets.kubernetes.admin import DevModeLeftovers
+
+        return DevModeLeftovers.find(self._config, self._folder)
 
     def open_api(self) -> tuple[Any, str]:
         """A client for the configured cluster and the namespace the configuration resolves
