@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from podlink.cli.common import EXIT_BAD_CONFIG, EXIT_FAILED, fail
 from podlink.config import CONFIG_FILE_NAME, Config, ConfigError, load_config
 from podlink.runtime import live_session_records
 from podlink.targets.base import TargetUnavailable
@@ -26,9 +27,6 @@ from podlink.terminal import plural
 
 if TYPE_CHECKING:
     from podlink.targets.docker.admin import ManagedContainer, ManagedImage
-
-EXIT_FAILED = 1
-EXIT_BAD_CONFIG = 2
 
 
 @dataclass
@@ -81,7 +79,7 @@ def purge_command(yes: bool, everything: bool, folder: Path | None) -> None:
         try:
             config = load_config(workspace)
         except ConfigError as error:
-            _fail(str(error), EXIT_BAD_CONFIG)
+            fail(str(error), EXIT_BAD_CONFIG)
     plan = asyncio.run(
         _find_leftovers(config, only_folder=workspace if folder else None, everything=everything)
     )
@@ -107,9 +105,9 @@ def _purge(plan: _PurgePlan, yes: bool) -> None:
         for line in found:
             click.echo(f"  {line}")
         if not sys.stdin.isatty():
-            _fail("podlink: nothing was removed; pass --yes to remove these", EXIT_FAILED)
+            fail("podlink: nothing was removed; pass --yes to remove these", EXIT_FAILED)
         if not click.confirm(f"Remove {plural(len(found), 'item')}?", default=False):
-            _fail("podlink: nothing was removed", EXIT_FAILED)
+            fail("podlink: nothing was removed", EXIT_FAILED)
     failures = asyncio.run(_remove_leftovers(plan))
     if failures:
         for failure in failures:
@@ -232,8 +230,3 @@ async def _remove_leftovers(plan: _PurgePlan) -> list[str]:
         summary += f"; restored {plural(in_target.restored, 'deployment')}"
     click.echo(summary)
     return failures
-
-
-def _fail(message: str, code: int) -> None:
-    click.echo(message, err=True)
-    sys.exit(code)
