@@ -4,7 +4,7 @@ Attach to an existing container by name or id, or create a dev container from an
 Dockerfile. Containers podlink creates carry the ``podlink.managed`` label and idle on a
 command that does nothing, so the app can be restarted inside them; ``podlink purge``
 removes them. Blocking SDK calls run in worker threads; exec streams are asynchronous
-(``docker_exec``).
+(``exec``).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 What podlink can leave behind in a cluster is a Deployment that dev mode patched and a
 session that died never restored. The patch carries the original spec in an annotation
-(``kubernetes_devmode``), so it can be put back from here, by anyone who may patch it. Every
+(``devmode``), so it can be put back from here, by anyone who may patch it. Every
 call blocks: run it in a worker thread.
 """
 
@@ -17,12 +17,13 @@ from kubernetes import client
 from podlink.config import KubernetesTargetConfig
 from podlink.targets.base import TargetUnavailable
 from podlink.targets.capabilities import Leftovers, LeftoversRemoved
+from podlink.targets.kubernetes.cluster import explain_failure
 from podlink.targets.kubernetes.devmode import (
     PatchedDeployment,
     patched_deployments,
     restore_deployment,
 )
-from podlink.targets.kubernetes.target import KubernetesTarget, explain_failure
+from podlink.targets.kubernetes.target import KubernetesTarget
 
 
 class Namespace:

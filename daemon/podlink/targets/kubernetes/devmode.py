@@ -36,6 +36,7 @@ from kubernetes.client.exceptions import ApiException
 
 from podlink.config import DevModeConfig
 from podlink.targets.base import TargetUnavailable
+from podlink.targets.kubernetes.cluster import REQUEST_TIMEOUT
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,6 @@ ORIGINAL_ANNOTATION = "podlink.dev/original"
 OWNER_ANNOTATION = "podlink.dev/session"
 PROBES = ("readinessProbe", "livenessProbe", "startupProbe")
 CHANGED_CONTAINER_FIELDS = ("command", "args", "image", *PROBES)
-REQUEST_TIMEOUT = (10, 30)
 PATCH_ATTEMPTS = 5
 POD_WAIT_SECONDS = 180.0
 POD_POLL_SECONDS = 0.5
