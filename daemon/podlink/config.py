@@ -261,11 +261,6 @@ _ENV_SECTIONS: tuple[KeyPath, ...] = (("run",), ("test",), ("build",))
 # Public entry points.
 
 
-def default_config(folder: Path) -> Config:
-    """The configuration used when a workspace has no podlink.yaml: local target, ``.`` -> /app."""
-    return Config(folder=folder.resolve(), path=None)
-
-
 def load_config(folder: Path, config_file: str | Path | None = None) -> Config:
     """Read and check the workspace's podlink.yaml (or ``config_file``, relative to ``folder``)."""
     folder = folder.resolve()

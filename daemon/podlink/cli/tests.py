@@ -21,7 +21,7 @@ import msgspec
 from rich.console import Console
 from rich.markup import escape
 
-from podlink import protocol as wire
+from podlink import protocol
 from podlink.cli.common import EXIT_BAD_CONFIG, EXIT_FAILED, exit_on_known_errors, fail
 from podlink.config import load_config
 from podlink.diagnostics import Diagnostic, DiagnosticSource
@@ -38,10 +38,10 @@ class _TerminalListener:
         self._console = console
         self._sources = sources
 
-    def session_changed(self, session: wire.Session) -> None:
+    def session_changed(self, session: protocol.Session) -> None:
         pass
 
-    def log(self, session_id: str, source: wire.LogSource, text: str) -> None:
+    def log(self, session_id: str, source: protocol.LogSource, text: str) -> None:
         if source in self._sources:
             self._console.print(escape(text), soft_wrap=True, highlight=False)
 
@@ -124,7 +124,7 @@ async def _run_tests(
     from podlink.testing.report import InvalidTestRequest
 
     listener = _TerminalListener(console, {"test", "sync", "daemon"} if verbose else set())
-    results: list[wire.TestResultParams] = []
+    results: list[protocol.TestResultParams] = []
     counts = dict.fromkeys(("passed", "failed", "errored", "skipped", "xfailed", "xpassed"), 0)
     started = time.monotonic()
 

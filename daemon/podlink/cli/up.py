@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from podlink import protocol as wire
+from podlink import protocol
 from podlink.cli.common import EXIT_BAD_CONFIG, EXIT_FAILED, FOLDER_ARGUMENT, fail
 from podlink.config import ConfigError
 from podlink.diagnostics import Diagnostic, DiagnosticSource
@@ -80,7 +80,7 @@ class ConsoleListener:
 
     def __init__(self, console: Console) -> None:
         self._console = console
-        self.last: wire.Session | None = None
+        self.last: protocol.Session | None = None
         # App output goes straight to the file, not through rich's rendering (which manages
         # about 1.6 MB/s): a dim prefix on a terminal, plain text in a pipe.
         styled = console.is_terminal and not console.no_color
@@ -89,12 +89,12 @@ class ConsoleListener:
         self._prefix = ""
         self._pending: list[str] = []
 
-    def session_changed(self, session: wire.Session) -> None:
+    def session_changed(self, session: protocol.Session) -> None:
         if self.last is not None and session.state != self.last.state:
             self._line(("session", "bold"), str(session.state))
         self.last = session
 
-    def log(self, session_id: str, source: wire.LogSource, text: str) -> None:
+    def log(self, session_id: str, source: protocol.LogSource, text: str) -> None:
         if source == "app":
             self._app_line(text)
         else:

@@ -102,7 +102,7 @@ class LocalExec:
         left = await processes.end_processes(processes.processes_marked(self.mark), 0)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._exited), processes.KILL_WAIT_SECONDS)
-        self.left_behind = tuple(processes.describe(pid) for pid in left)
+        self.left_behind = tuple(processes.process_label(pid) for pid in left)
         self._transport.close()  # our ends: readers see the end even if a pipe is still held
         code = self._transport.get_returncode()
         return code if code is not None else -signal.SIGKILL
@@ -240,7 +240,7 @@ class LocalTarget:
         if left:
             log.warning(
                 "still running after the local target closed: %s",
-                ", ".join(processes.describe(pid) for pid in left),
+                ", ".join(processes.process_label(pid) for pid in left),
             )
         self._events.put_nowait(None)
 
@@ -253,7 +253,7 @@ class LocalTarget:
         ended = len(orphans) - len(left)
         message = f"ended {ended} process(es) that an earlier podlink for {self.root} left running"
         if left:
-            message += "; could not end " + ", ".join(processes.describe(pid) for pid in left)
+            message += "; could not end " + ", ".join(processes.process_label(pid) for pid in left)
         self._on_log(message)
 
 

@@ -129,7 +129,7 @@ class _ActiveRun:
 
 
 ResultCallback = Callable[[ReportedTest], None]
-Mode = Literal["run", "discover"]
+PytestPass = Literal["run", "discover"]
 
 
 class TestRunner:
@@ -286,7 +286,7 @@ class TestRunner:
         self,
         link: Connected,
         run: _ActiveRun,
-        mode: Mode,
+        mode: PytestPass,
         options: Sequence[str],
         handle: Callable[[Event], None],
     ) -> int:

@@ -336,14 +336,3 @@ def patched_deployments(api: Any, namespace: str) -> list[PatchedDeployment]:
             holder = str(annotations.get(OWNER_ANNOTATION) or "an unknown session")
             found.append(PatchedDeployment(namespace, item["metadata"]["name"], holder))
     return sorted(found, key=lambda deployment: deployment.name)
-
-
-def restore_patched_deployments(api: Any, namespace: str) -> list[str]:
-    """Restore every Deployment in ``namespace`` that dev mode left patched, whichever
-    session did it (after a crash). The names restored."""
-    apps = client.AppsV1Api(api)
-    return [
-        deployment.name
-        for deployment in patched_deployments(api, namespace)
-        if restore_deployment(apps, namespace, deployment.name)
-    ]
