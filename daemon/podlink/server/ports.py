@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from podlink import protocol as wire
-from podlink.config import MAX_PORT
 from podlink.debug import DebugNotPossible
 from podlink.server.rpc import protocol_error, register_request
 
 if TYPE_CHECKING:
     from podlink.server.lsp import PodlinkServer
+
+MAX_PORT = 65535
 
 
 def _check_port(name: str, port: int) -> None:
