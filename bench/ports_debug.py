@@ -55,7 +55,7 @@ from bench.sync_local import percentile
 from podlink import protocol
 from podlink.config import load_config
 from podlink.session import Session
-from podlink.targets.docker import RELAY_SOURCE
+from podlink.targets.docker.target import RELAY_SOURCE
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "hello"

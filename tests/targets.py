@@ -256,7 +256,7 @@ def container_for(kind: str) -> Any:
 def target_in(container: Any, scratch: Path) -> Any:
     """An unconnected target: the container's, or a local one below ``scratch``."""
     from podlink.config import DockerTargetConfig
-    from podlink.targets.docker import DockerTarget
+    from podlink.targets.docker.target import DockerTarget
     from podlink.targets.local import LocalTarget
 
     if container is None:

@@ -19,9 +19,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from podlink.command_host import CommandHost, connected
+from podlink.command_run import plan_command, read_lines
 from podlink.diagnostics import Diagnostic, Severity
 from podlink.pathmap import Frame, PathMap
-from podlink.target_command import CommandHost, connected, plan_command, read_lines
 from podlink.targets.base import ExecStream
 
 

@@ -212,6 +212,13 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
         return (self.folder / entry.local).resolve()
 
     @property
+    def local_target_root(self) -> Path | None:
+        """The local target's folder on this machine (resolved); None for other targets."""
+        if isinstance(self.target, LocalTargetConfig):
+            return (self.folder / self.target.root).resolve()
+        return None
+
+    @property
     def target_kind(self) -> Literal["local", "docker", "kubernetes"]:
         if isinstance(self.target, DockerTargetConfig):
             return "docker"
@@ -252,11 +259,6 @@ _ENV_SECTIONS: tuple[KeyPath, ...] = (("run",), ("test",), ("build",))
 
 # ---------------------------------------------------------------------------------------
 # Public entry points.
-
-
-def default_config(folder: Path) -> Config:
-    """The configuration used when a workspace has no podlink.yaml: local target, ``.`` -> /app."""
-    return Config(folder=folder.resolve(), path=None)
 
 
 def load_config(folder: Path, config_file: str | Path | None = None) -> Config:

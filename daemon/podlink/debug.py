@@ -35,10 +35,9 @@ from podlink.agent.client import AgentError
 from podlink.agent.transport import FileTransport
 from podlink.app import AppRunner
 from podlink.config import Config
-from podlink.ports import Forward, PortForwards
+from podlink.ports import LOOPBACK, Forward, PortForwards
 from podlink.targets.base import Target, TargetUnavailable
 
-LOOPBACK = "127.0.0.1"
 MINIMUM_PYTHON = (3, 8)
 READY_TIMEOUT_SECONDS = 30.0
 READY_POLL_SECONDS = 0.05

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from podlink import protocol
-from podlink.config import Config, LocalTargetConfig, SyncEntryConfig
+from podlink.config import Config, SyncEntryConfig
 from podlink.sync.ignore import BUILT_IN, CONFIG_EXCLUDE, IgnoreRules, Rule, Verdict
 
 
@@ -23,11 +23,11 @@ def rules_for_entry(config: Config, entry: SyncEntryConfig) -> IgnoreRules:
     """A sync entry's rules with its top-level ignore files loaded (a scan loads the rest)."""
     local_root = config.local_root(entry)
     extra: list[str] = []
-    if isinstance(config.target, LocalTargetConfig):
-        # A local target inside the synced tree must never be synced into itself.
-        target_root = (config.folder / config.target.root).resolve()
-        if target_root.is_relative_to(local_root) and target_root != local_root:
-            extra.append(f"/{target_root.relative_to(local_root).as_posix()}/")
+    # A local target inside the synced tree must never be synced into itself.
+    target_root = config.local_target_root
+    inside = target_root is not None and target_root.is_relative_to(local_root)
+    if target_root is not None and inside and target_root != local_root:
+        extra.append(f"/{target_root.relative_to(local_root).as_posix()}/")
     return IgnoreRules.for_tree(local_root, entry.exclude, extra)
 
 

@@ -39,10 +39,10 @@ from podlink.sync.outcome import BatchResult
 from podlink.sync.scan import IGNORED_EXAMPLES, LocalScan, scan_tree
 from podlink.sync.watch import TreeWatcher
 from podlink.targets.base import Target, TargetEventKind, TargetUnavailable
-from podlink.targets.docker_build import BuildFailure
+from podlink.targets.capabilities import OnThisMachine
+from podlink.targets.docker.build import BuildFailure
 from podlink.targets.factory import make_target
-from podlink.targets.local import LocalTarget
-from podlink.testing import TestRunner
+from podlink.testing.runner import TestRunner
 
 log = logging.getLogger(__name__)
 
@@ -662,7 +662,7 @@ class Session:
 
     def _shares_loopback(self) -> bool:
         """The local target's 127.0.0.1 is this machine's: a port's own number is the app's."""
-        return isinstance(self.target, LocalTarget)
+        return isinstance(self.target, OnThisMachine)
 
     async def _open_configured_ports(self) -> None:
         for port in self.config.ports:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from podlink.targets.kubernetes_devmode import ORIGINAL_ANNOTATION, OWNER_ANNOTATION, session_owner
+from podlink.targets.kubernetes.devmode import ORIGINAL_ANNOTATION, OWNER_ANNOTATION, session_owner
 from tests.helpers import run_podlink as podlink
 from tests.integration.test_cli import LineWatcher
 from tests.integration.test_kubernetes_devmode import (

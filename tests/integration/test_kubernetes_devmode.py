@@ -17,18 +17,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client
 
 from podlink.config import DevModeConfig, KubernetesTargetConfig, PodSelectorConfig, load_config
 from podlink.session import Session
 from podlink.targets.base import TargetUnavailable
-from podlink.targets.kubernetes import KubernetesTarget
-from podlink.targets.kubernetes_devmode import (
+from podlink.targets.kubernetes.devmode import (
     ORIGINAL_ANNOTATION,
     OWNER_ANNOTATION,
     DevMode,
-    restore_patched_deployments,
+    patched_deployments,
+    restore_deployment,
     session_owner,
 )
+from podlink.targets.kubernetes.target import KubernetesTarget
 from tests.helpers import tree_listing
 from tests.kube_cluster import KubeCluster, open_cluster, pod_image, real_context
 from tests.recording import RecordingListener
@@ -39,6 +41,17 @@ EXAMPLE = REPO / "examples" / "hello"
 DEV_COMMAND = ["sleep", "infinity"]
 
 pytestmark = pytest.mark.asyncio
+
+
+def restore_patched_deployments(api: Any, namespace: str) -> list[str]:
+    """Restore every Deployment in ``namespace`` that dev mode left patched, whichever
+    session did it (after a crash), as ``podlink purge`` does. The names restored."""
+    apps = client.AppsV1Api(api)
+    return [
+        deployment.name
+        for deployment in patched_deployments(api, namespace)
+        if restore_deployment(apps, namespace, deployment.name)
+    ]
 
 
 def web_container() -> dict[str, Any]:

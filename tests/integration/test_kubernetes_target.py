@@ -20,7 +20,7 @@ from podlink.agent.client import Agent
 from podlink.config import KubernetesTargetConfig, PodSelectorConfig, load_config
 from podlink.session import Session
 from podlink.targets.base import PortRefused, TargetUnavailable
-from podlink.targets.kubernetes import KubernetesTarget
+from podlink.targets.kubernetes.target import KubernetesTarget
 from tests.helpers import tree_listing
 from tests.kube_cluster import (
     DoubleCluster,

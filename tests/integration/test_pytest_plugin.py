@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-import podlink
-from podlink.pytest_plugin import CACHE_WINDOW_SECONDS, remove_ambiguous_cache
+import podlink.testing
+from podlink.testing.pytest_plugin import CACHE_WINDOW_SECONDS, remove_ambiguous_cache
 
 PROJECT = {
     "helper.py": """\
@@ -81,7 +81,7 @@ def project(tmp_path: Path) -> Path:
     plugin_folder = tmp_path / "plugin"
     plugin_folder.mkdir()
     shutil.copy(
-        Path(podlink.__file__).with_name("pytest_plugin.py"),
+        Path(podlink.testing.__file__).with_name("pytest_plugin.py"),
         plugin_folder / "podlink_pytest_plugin.py",
     )
     return folder

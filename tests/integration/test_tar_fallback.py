@@ -31,7 +31,7 @@ from podlink.sync.core.snapshot import Kind
 from podlink.sync.engine import SyncEngine
 from podlink.sync.ignore import IgnoreRules
 from podlink.targets.base import ExecStream, TargetUnavailable
-from podlink.targets.docker import DockerTarget
+from podlink.targets.docker.target import DockerTarget
 from podlink.targets.local import LocalTarget
 from tests.helpers import tree_listing
 from tests.recording import RecordingListener

@@ -30,7 +30,7 @@ from podlink.sync.core.reconcile import Mode
 from podlink.sync.engine import SyncEngine
 from podlink.sync.ignore import IgnoreRules
 from podlink.targets.base import Target
-from podlink.targets.docker import DockerTarget
+from podlink.targets.docker.target import DockerTarget
 from podlink.targets.local import LocalTarget
 from tests.targets import docker_client, start_test_container
 

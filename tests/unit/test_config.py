@@ -29,10 +29,15 @@ from podlink.config import (
     PortConfig,
     RunConfig,
     SyncEntryConfig,
-    default_config,
     load_config,
     parse_config,
 )
+
+
+def default_config(folder: Path) -> Config:
+    """The configuration of a workspace with no podlink.yaml: local target, ``.`` -> /app."""
+    return Config(folder=folder.resolve(), path=None)
+
 
 # The example from the design notes, with every section in use.
 DESIGN_EXAMPLE = """\

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from podlink.targets.docker_build import BuildFailure, follow_build, instruction_lines
+from podlink.targets.docker.build import BuildFailure, follow_build, instruction_lines
 
 DOCKERFILE = """\
 # syntax=docker/dockerfile:1

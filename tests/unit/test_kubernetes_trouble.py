@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from podlink.targets.kubernetes_trouble import pod_trouble
+from podlink.targets.kubernetes.trouble import pod_trouble
 
 
 def pod(

@@ -15,9 +15,9 @@ import pytest
 
 from podlink import protocol
 from podlink.diagnostics import Diagnostic, RelatedLocation
-from podlink.junit import junit_names, junit_xml
 from podlink.pathmap import MappedRoot, PathMap
-from podlink.testing_report import (
+from podlink.testing.junit import junit_names, junit_xml
+from podlink.testing.report import (
     CollectErrorEvent,
     DiagnosticBook,
     FinishEvent,

@@ -2,7 +2,6 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as vscode from "vscode";
-import { conflictCopyFor } from "./conflicts";
 import type { Daemon } from "./daemon";
 import type { Debugging } from "./debugging";
 import { describeError } from "./errors";
@@ -195,12 +194,7 @@ export function registerCommands(context: vscode.ExtensionContext, parts: Parts)
     if (!session) return;
     const folder = sessions.folderUri(session);
     const local = vscode.Uri.joinPath(folder, argument.path);
-    const siblings = await fs.promises.readdir(path.dirname(local.fsPath)).catch(() => []);
-    // Older daemons name only the path: then the copy is found by its naming.
-    const copy =
-      argument.kind !== "conflict"
-        ? undefined
-        : (argument.copyPath ?? conflictCopyFor(argument.path, siblings));
+    const copy = argument.kind === "conflict" ? argument.copyPath : undefined;
     if (copy !== undefined && fs.existsSync(local.fsPath)) {
       // The target's version was saved beside the local file: diff the two.
       await vscode.commands.executeCommand(

@@ -243,10 +243,6 @@ class ChangesBatch(msgspec.Struct, frozen=True):
     warning: str | None = None
 
 
-class EmptyReply(msgspec.Struct, frozen=True):
-    pass
-
-
 ReplyT = TypeVar("ReplyT")
 
 

@@ -25,7 +25,7 @@ from podlink import __version__
 from podlink import protocol as wire
 from podlink.registry import SessionRegistry
 from podlink.server import framing
-from podlink.sync_requests import answer_requests_on_signal
+from podlink.signal_channel import answer_requests_on_signal
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from podlink import protocol as wire
 from podlink.build import NoBuildCommand
 from podlink.server.progress import work_done_progress
 from podlink.server.rpc import protocol_error, register_request
-from podlink.testing_report import InvalidTestRequest, ReportedTest
+from podlink.testing.report import InvalidTestRequest, ReportedTest
 
 if TYPE_CHECKING:
     from podlink.server.lsp import PodlinkServer

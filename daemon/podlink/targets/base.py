@@ -1,7 +1,8 @@
 """The one seam between podlink and an outside system that runs code.
 
 A target can run a command with byte streams (``exec``), open a TCP connection to a port as
-seen from inside it (``tunnel``), report lifecycle events, and describe itself.
+seen from inside it (``tunnel``), report lifecycle events, and describe itself. What only
+some targets can do is in ``capabilities``.
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, Protocol
 
 import msgspec
 
@@ -147,44 +148,3 @@ class Target(Protocol):
 
     async def close(self) -> None:
         """Stop everything this target object started and release its connections."""
-
-
-class LogRequest(msgspec.Struct, frozen=True):
-    """What ``podlink logs`` asks for: ``tail`` None is everything; ``previous`` the
-    container's instance before its last restart; ``every_pod`` every pod of the workload,
-    each line prefixed with the pod's name."""
-
-    follow: bool = False
-    tail: int | None = None
-    previous: bool = False
-    every_pod: bool = False
-
-
-@runtime_checkable
-class ContainerLogs(Protocol):
-    """A target whose container keeps a log of its main process (Docker, Kubernetes).
-
-    An optional capability: the terminal command asks a target for it rather than knowing
-    target kinds.
-    """
-
-    def container_logs(self, request: LogRequest) -> Iterator[bytes]:
-        """The log, as chunks of bytes. Blocking, like the iterator: call and iterate it in a
-        worker thread. Needs no ``connect``. With ``follow`` the iterator ends when the
-        container stops; its ``close()`` (when it has one) ends it earlier. Raises
-        TargetUnavailable with what to do when the log cannot be read, or when the target
-        cannot serve a part of the request."""
-
-
-@runtime_checkable
-class Deploys(Protocol):
-    """A target that can put the workload in place first (Kubernetes: ``deploy:``).
-
-    An optional capability, like ``ContainerLogs``; such a target also deploys when it
-    connects for the first time.
-    """
-
-    def deploy(self) -> None:
-        """Apply what the configuration says to deploy and wait for it to be rolled out.
-        Blocking: call it in a worker thread. Raises ConfigError for a file that cannot be
-        read, TargetUnavailable for what the target refuses."""

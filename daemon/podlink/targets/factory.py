@@ -16,11 +16,11 @@ def make_target(config: Config, on_log: Callable[[str], None]) -> Target:
     if isinstance(target, LocalTargetConfig):
         return LocalTarget(config.folder / target.root, on_log)
     if isinstance(target, DockerTargetConfig):
-        from podlink.targets.docker import DockerTarget
+        from podlink.targets.docker.target import DockerTarget
 
         return DockerTarget(target, config.folder, on_log)
     if isinstance(target, KubernetesTargetConfig):
-        from podlink.targets.kubernetes import KubernetesTarget
+        from podlink.targets.kubernetes.target import KubernetesTarget
 
         return KubernetesTarget(target, folder=config.folder, deploy=config.deploy, on_log=on_log)
     raise TargetUnavailable(

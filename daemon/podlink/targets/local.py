@@ -14,10 +14,13 @@ import logging
 import os
 import posixpath
 import signal
+import stat
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from podlink.agent.wire import TEMP_PREFIX
 from podlink.targets import local_processes as processes
 from podlink.targets.base import (
     PortRefused,
@@ -26,6 +29,7 @@ from podlink.targets.base import (
     TargetEventKind,
     TargetUnavailable,
 )
+from podlink.targets.capabilities import Leftovers, LeftoversRemoved
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +102,7 @@ class LocalExec:
         left = await processes.end_processes(processes.processes_marked(self.mark), 0)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._exited), processes.KILL_WAIT_SECONDS)
-        self.left_behind = tuple(processes.describe(pid) for pid in left)
+        self.left_behind = tuple(processes.process_label(pid) for pid in left)
         self._transport.close()  # our ends: readers see the end even if a pipe is still held
         code = self._transport.get_returncode()
         return code if code is not None else -signal.SIGKILL
@@ -223,6 +227,10 @@ class LocalTarget:
         """The interpreter that runs podlink's agent here: the daemon's own."""
         return sys.executable
 
+    def find_leftovers(self, remotes: Sequence[str]) -> Leftovers:
+        """The agent's temporary files anywhere under the root (``LeavesLeftovers``)."""
+        return LocalTempFiles(files=_temp_files_under(self.root))
+
     async def close(self) -> None:
         self._closed = True
         running = list(self._execs)
@@ -232,7 +240,7 @@ class LocalTarget:
         if left:
             log.warning(
                 "still running after the local target closed: %s",
-                ", ".join(processes.describe(pid) for pid in left),
+                ", ".join(processes.process_label(pid) for pid in left),
             )
         self._events.put_nowait(None)
 
@@ -245,5 +253,39 @@ class LocalTarget:
         ended = len(orphans) - len(left)
         message = f"ended {ended} process(es) that an earlier podlink for {self.root} left running"
         if left:
-            message += "; could not end " + ", ".join(processes.describe(pid) for pid in left)
+            message += "; could not end " + ", ".join(processes.process_label(pid) for pid in left)
         self._on_log(message)
+
+
+@dataclass
+class LocalTempFiles(Leftovers):
+    """The agent's temporary files a local target root holds."""
+
+    files: list[Path] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        return [f"file {path}" for path in self.files]
+
+    def remove(self, say: Callable[[str], None]) -> LeftoversRemoved:
+        removed = LeftoversRemoved()
+        for path in self.files:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as error:
+                removed.failures.append(f"cannot remove {path}: {error.strerror}")
+                continue
+            say(f"removed file {path}")
+            removed.files += 1
+        return removed
+
+
+def _temp_files_under(root: Path) -> list[Path]:
+    """The agent's temporary files under ``root`` (symbolic links not followed)."""
+    found: list[Path] = []
+    for folder, _folders, names in os.walk(root):
+        for name in names:
+            path = Path(folder) / name
+            with contextlib.suppress(OSError):
+                if name.startswith(TEMP_PREFIX) and stat.S_ISREG(path.lstat().st_mode):
+                    found.append(path)
+    return sorted(found)

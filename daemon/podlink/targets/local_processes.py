@@ -111,7 +111,8 @@ def signal_processes(pids: list[int], sig: signal.Signals) -> None:
             os.kill(pid, sig)
 
 
-def describe(pid: int) -> str:
+def process_label(pid: int) -> str:
+    """A pid with the start of its command line, for messages."""
     try:
         command = (PROC / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").strip()
     except OSError:

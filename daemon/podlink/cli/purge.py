@@ -10,9 +10,6 @@ it runs, are kept unless ``--all``: its status file in the state folder names it
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import stat
 import sys
 import urllib.parse
 from dataclasses import dataclass, field
@@ -21,26 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from podlink.config import (
-    CONFIG_FILE_NAME,
-    Config,
-    ConfigError,
-    DockerTargetConfig,
-    KubernetesTargetConfig,
-    LocalTargetConfig,
-    load_config,
-)
+from podlink.cli.common import EXIT_BAD_CONFIG, EXIT_FAILED, fail
+from podlink.config import CONFIG_FILE_NAME, Config, ConfigError, load_config
 from podlink.runtime import live_session_records
 from podlink.targets.base import TargetUnavailable
+from podlink.targets.capabilities import LeavesLeftovers, Leftovers
 from podlink.terminal import plural
 
 if TYPE_CHECKING:
-    from podlink.targets.docker_admin import ManagedContainer, ManagedImage
-    from podlink.targets.kubernetes_admin import Namespace
-    from podlink.targets.kubernetes_devmode import PatchedDeployment
-
-EXIT_FAILED = 1
-EXIT_BAD_CONFIG = 2
+    from podlink.targets.docker.admin import ManagedContainer, ManagedImage
 
 
 @dataclass
@@ -50,14 +36,8 @@ class _PurgePlan:
     engine: Any = None
     containers: list[ManagedContainer] = field(default_factory=list)
     images: list[ManagedImage] = field(default_factory=list)
-    # A container podlink attaches to (``docker.container``), its sync folders, the temp files.
-    attached: str | None = None
-    attached_folders: tuple[str, ...] = ()
-    attached_files: list[str] = field(default_factory=list)
-    local_files: list[Path] = field(default_factory=list)
-    # The namespace of a kubernetes target with devMode, and the Deployments left patched.
-    namespace: Namespace | None = None
-    deployments: list[PatchedDeployment] = field(default_factory=list)
+    # What the current folder's target holds: temporary files, Deployments left in dev mode.
+    in_target: Leftovers = field(default_factory=Leftovers)
     notes: list[str] = field(default_factory=list)
     # What a running session uses: not removed without --all; each with the reason.
     kept: list[str] = field(default_factory=list)
@@ -66,9 +46,7 @@ class _PurgePlan:
         return [
             *(str(container) for container in self.containers),
             *(str(image) for image in self.images),
-            *(f"file {self.attached}:{path}" for path in self.attached_files),
-            *(f"file {path}" for path in self.local_files),
-            *(f"restore {deployment}" for deployment in self.deployments),
+            *self.in_target.lines(),
         ]
 
 
@@ -101,15 +79,14 @@ def purge_command(yes: bool, everything: bool, folder: Path | None) -> None:
         try:
             config = load_config(workspace)
         except ConfigError as error:
-            _fail(str(error), EXIT_BAD_CONFIG)
+            fail(str(error), EXIT_BAD_CONFIG)
     plan = asyncio.run(
         _find_leftovers(config, only_folder=workspace if folder else None, everything=everything)
     )
     try:
         _purge(plan, yes)
     finally:
-        if plan.namespace is not None:
-            plan.namespace.close()
+        plan.in_target.close()
 
 
 def _purge(plan: _PurgePlan, yes: bool) -> None:
@@ -122,13 +99,15 @@ def _purge(plan: _PurgePlan, yes: bool) -> None:
         click.echo("nothing to purge")
         return
     if not yes:
-        click.echo(f"podlink purge would {'remove or restore' if plan.deployments else 'remove'}:")
+        click.echo(
+            f"podlink purge would {'remove or restore' if plan.in_target.restores else 'remove'}:"
+        )
         for line in found:
             click.echo(f"  {line}")
         if not sys.stdin.isatty():
-            _fail("podlink: nothing was removed; pass --yes to remove these", EXIT_FAILED)
+            fail("podlink: nothing was removed; pass --yes to remove these", EXIT_FAILED)
         if not click.confirm(f"Remove {plural(len(found), 'item')}?", default=False):
-            _fail("podlink: nothing was removed", EXIT_FAILED)
+            fail("podlink: nothing was removed", EXIT_FAILED)
     failures = asyncio.run(_remove_leftovers(plan))
     if failures:
         for failure in failures:
@@ -139,7 +118,7 @@ def _purge(plan: _PurgePlan, yes: bool) -> None:
 async def _find_leftovers(
     config: Config | None, *, only_folder: Path | None = None, everything: bool = False
 ) -> _PurgePlan:
-    from podlink.targets import docker_admin
+    from podlink.targets.docker import admin as docker_admin
 
     plan = _PurgePlan()
     try:
@@ -157,34 +136,13 @@ async def _find_leftovers(
             _keep_what_sessions_use(plan)
     if config is None:
         return plan
-    target = config.target
-    if isinstance(target, LocalTargetConfig):
-        root = (config.folder / target.root).resolve()
-        plan.local_files = await asyncio.to_thread(_local_temp_files, root)
-    elif isinstance(target, DockerTargetConfig) and target.container is not None:
-        # A dev container podlink created goes with the containers above, files and all.
-        plan.attached = target.container
-        plan.attached_folders = tuple(entry.remote for entry in config.sync)
-        if plan.engine is None:
-            plan.notes.append(
-                f"temporary files in container {target.container} were not looked for"
-            )
-            return plan
-        try:
-            plan.attached_files = await asyncio.to_thread(
-                docker_admin.temp_files_in_container,
-                plan.engine,
-                target.container,
-                plan.attached_folders,
-                delete=False,
-            )
-        except TargetUnavailable as error:
-            plan.notes.append(f"{error}; its temporary files were not looked for")
-            plan.attached = None
-    elif isinstance(target, KubernetesTargetConfig):
-        plan.notes.append("temporary files in a kubernetes target are not looked for")
-        if target.dev_mode is not None:
-            await _find_patched_deployments(target, config.folder, plan)
+    from podlink.targets.factory import make_target
+
+    target = make_target(config, on_log=lambda line: click.echo(line, err=True))
+    if isinstance(target, LeavesLeftovers):
+        remotes = [entry.remote for entry in config.sync]
+        plan.in_target = await asyncio.to_thread(target.find_leftovers, remotes)
+        plan.notes.extend(plan.in_target.notes)
     return plan
 
 
@@ -218,7 +176,7 @@ def _sessions_by_container() -> dict[str, str]:
     A session that has not reached its container yet is known by its folder: the dev
     container podlink creates for a folder has a name made from it.
     """
-    from podlink.targets.docker import container_name_for
+    from podlink.targets.docker.target import container_name_for
 
     users: dict[str, str] = {}
     for record in live_session_records():
@@ -240,39 +198,12 @@ def _folder_of(uri: str) -> Path:
     return Path(urllib.parse.unquote(parsed.path)) if parsed.scheme == "file" else Path(uri)
 
 
-async def _find_patched_deployments(
-    target: KubernetesTargetConfig, folder: Path, plan: _PurgePlan
-) -> None:
-    from podlink.targets.kubernetes_admin import Namespace
-
-    try:
-        plan.namespace = await asyncio.to_thread(Namespace, target, folder)
-        plan.deployments = await asyncio.to_thread(plan.namespace.patched_deployments)
-    except TargetUnavailable as error:
-        plan.notes.append(f"{error}; Deployments left in dev mode were not looked for")
-
-
 async def _remove_leftovers(plan: _PurgePlan) -> list[str]:
     """Remove what the plan lists, printing one line each; the failures, as messages."""
-    from podlink.targets import docker_admin
+    from podlink.targets.docker import admin as docker_admin
 
-    failures: list[str] = []
-    files = 0
-    if plan.attached is not None and plan.attached_files:
-        try:
-            removed_paths = await asyncio.to_thread(
-                docker_admin.temp_files_in_container,
-                plan.engine,
-                plan.attached,
-                plan.attached_folders,
-                delete=True,
-            )
-        except TargetUnavailable as error:
-            failures.append(str(error))
-            removed_paths = []
-        for path in removed_paths:
-            click.echo(f"removed file {plan.attached}:{path}")
-        files += len(removed_paths)
+    in_target = await asyncio.to_thread(plan.in_target.remove, click.echo)
+    failures = list(in_target.failures)
     removed_containers = 0
     for container in plan.containers:
         try:
@@ -291,49 +222,11 @@ async def _remove_leftovers(plan: _PurgePlan) -> list[str]:
             continue
         click.echo(f"removed {image}")
         removed_images += 1
-    for local_path in plan.local_files:
-        try:
-            local_path.unlink(missing_ok=True)
-        except OSError as error:
-            failures.append(f"cannot remove {local_path}: {error.strerror}")
-            continue
-        click.echo(f"removed file {local_path}")
-        files += 1
-    restored = 0
-    for deployment in plan.deployments:
-        assert plan.namespace is not None
-        try:
-            if not await asyncio.to_thread(plan.namespace.restore, deployment):
-                continue  # its session restored it meanwhile
-        except TargetUnavailable as error:
-            failures.append(str(error))
-            continue
-        click.echo(f"restored deployment {deployment.name} in namespace {deployment.namespace}")
-        restored += 1
     summary = (
         f"purged {plural(removed_containers, 'container')}, {plural(removed_images, 'image')} "
-        f"and {plural(files, 'temporary file')}"
+        f"and {plural(in_target.files, 'temporary file')}"
     )
-    if plan.deployments:
-        summary += f"; restored {plural(restored, 'deployment')}"
+    if plan.in_target.restores:
+        summary += f"; restored {plural(in_target.restored, 'deployment')}"
     click.echo(summary)
     return failures
-
-
-def _local_temp_files(root: Path) -> list[Path]:
-    """The agent's temporary files under a local target root (symbolic links not followed)."""
-    from podlink.agent.wire import TEMP_PREFIX
-
-    found: list[Path] = []
-    for folder, _folders, names in os.walk(root):
-        for name in names:
-            path = Path(folder) / name
-            with contextlib.suppress(OSError):
-                if name.startswith(TEMP_PREFIX) and stat.S_ISREG(path.lstat().st_mode):
-                    found.append(path)
-    return sorted(found)
-
-
-def _fail(message: str, code: int) -> None:
-    click.echo(message, err=True)
-    sys.exit(code)

@@ -13,9 +13,8 @@ from pathlib import Path
 import click
 import msgspec
 
+from podlink.cli.common import EXIT_BAD_CONFIG
 from podlink.config import ConfigError, load_config
-
-EXIT_BAD_CONFIG = 2
 
 
 @click.command("why")

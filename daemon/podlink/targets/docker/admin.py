@@ -10,17 +10,18 @@ worker thread.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import docker
 import docker.errors
 
 from podlink.agent.wire import TEMP_PREFIX
-from podlink.targets import docker_exec
 from podlink.targets.base import TargetUnavailable
-from podlink.targets.docker import FOLDER_LABEL, MANAGED_LABEL
-from podlink.targets.docker_exec import EngineUnavailable
+from podlink.targets.capabilities import Leftovers, LeftoversRemoved
+from podlink.targets.docker import exec as docker_exec
+from podlink.targets.docker.exec import EngineUnavailable
+from podlink.targets.docker.target import FOLDER_LABEL, MANAGED_LABEL
 
 MANAGED_FILTER = {"label": f"{MANAGED_LABEL}=1"}
 # `find` exits 1 when a remote folder does not exist: then there is nothing to remove there.
@@ -161,3 +162,54 @@ def temp_files_in_container(
 
 
 _explain = docker_exec.engine_error_text
+
+
+@dataclass
+class AttachedContainerFiles(Leftovers):
+    """The agent's temporary files in a container podlink attached to (``docker.container``).
+
+    A dev container podlink created is not here: it goes with the managed containers, files
+    and all.
+    """
+
+    container: str = ""
+    folders: tuple[str, ...] = ()
+    files: list[str] = field(default_factory=list)
+    engine: docker.DockerClient | None = None
+
+    @classmethod
+    def find(cls, container: str, folders: Sequence[str]) -> AttachedContainerFiles:
+        found = cls(container=container, folders=tuple(folders))
+        try:
+            found.engine = open_engine()
+        except TargetUnavailable:
+            found.notes.append(f"temporary files in container {container} were not looked for")
+            return found
+        try:
+            found.files = temp_files_in_container(
+                found.engine, container, found.folders, delete=False
+            )
+        except TargetUnavailable as error:
+            found.notes.append(f"{error}; its temporary files were not looked for")
+        return found
+
+    def lines(self) -> list[str]:
+        return [f"file {self.container}:{path}" for path in self.files]
+
+    def remove(self, say: Callable[[str], None]) -> LeftoversRemoved:
+        removed = LeftoversRemoved()
+        if self.engine is None or not self.files:
+            return removed
+        try:
+            paths = temp_files_in_container(self.engine, self.container, self.folders, delete=True)
+        except TargetUnavailable as error:
+            removed.failures.append(str(error))
+            return removed
+        for path in paths:
+            say(f"removed file {self.container}:{path}")
+        removed.files = len(paths)
+        return removed
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close()

@@ -16,7 +16,11 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from podlink.targets.base import LogRequest, TargetUnavailable
+from podlink.config import KubernetesTargetConfig
+from podlink.targets.base import TargetUnavailable
+from podlink.targets.capabilities import LogRequest
+from podlink.targets.kubernetes.cluster import REQUEST_TIMEOUT, explain_failure, status_of
+from podlink.targets.kubernetes.pods import is_ready, last_events, named_pod
 
 CHUNK_BYTES = 64 * 1024
 CONNECT_SECONDS = 10
@@ -154,3 +158,70 @@ def _owner(metadata: Any, kind: str) -> str | None:
         if reference.kind == kind and reference.controller:
             return str(reference.name)
     return None
+
+
+def pods_for_logs(
+    api: Any,
+    core: Any,
+    config: KubernetesTargetConfig,
+    namespace: str,
+    where: str,
+    *,
+    every_pod: bool,
+) -> list[Any]:
+    """The session's pod first (Ready and newest wins), or every pod of its workload."""
+    selector = config.pod.selector
+    if config.dev_mode is not None:
+        deployment = config.dev_mode.deployment
+        apps = client.AppsV1Api(api)
+        try:
+            body = apps.read_namespaced_deployment(
+                deployment, namespace, _request_timeout=REQUEST_TIMEOUT
+            )
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            raise TargetUnavailable(
+                f"no deployment {deployment!r} in namespace {namespace!r} "
+                f"({where}): devMode names it; nothing has logs yet"
+            ) from error
+        selector = selector_of(body.spec.selector)
+    if selector is None:
+        pod = named_pod(core, namespace, config.pod.name, where)
+        if not every_pod:
+            return [pod]
+        selector = workload_selector(api, namespace, pod)
+        if selector is None:
+            return [pod]  # a pod of its own: it is the whole workload
+    listing = core.list_namespaced_pod(
+        namespace, label_selector=selector, _request_timeout=REQUEST_TIMEOUT
+    )
+    pods = [p for p in listing.items if not p.metadata.deletion_timestamp]
+    if not pods:
+        raise TargetUnavailable(
+            f"no pod in namespace {namespace!r} matches the selector {selector!r} "
+            f"({where}), so there is no log to show"
+        )
+    pods.sort(key=lambda p: (is_ready(p), p.metadata.creation_timestamp or 0), reverse=True)
+    if every_pod:
+        return sorted(pods, key=lambda p: str(p.metadata.name))
+    return pods[:1]
+
+
+def explain_log_failure(
+    error: ApiException, core: Any, namespace: str, where: str, pod: str, container: str
+) -> str:
+    """Why a pod's log cannot be read: for a container that has not run, with its events."""
+    status, message = status_of(error)
+    if status in (400, 404):
+        events = last_events(core, namespace, pod)
+        shown = "; last events: " + "; ".join(events) if events else ""
+        return f"cannot read the log of container {container} of pod {pod}: {message}{shown}"
+    return explain_failure(
+        error,
+        attempted=f"reading the log of pod {pod}",
+        where=where,
+        namespace=namespace,
+        verb="get",
+        resource="pods/log",
+    )

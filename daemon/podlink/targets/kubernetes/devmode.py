@@ -36,6 +36,7 @@ from kubernetes.client.exceptions import ApiException
 
 from podlink.config import DevModeConfig
 from podlink.targets.base import TargetUnavailable
+from podlink.targets.kubernetes.cluster import REQUEST_TIMEOUT
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,6 @@ ORIGINAL_ANNOTATION = "podlink.dev/original"
 OWNER_ANNOTATION = "podlink.dev/session"
 PROBES = ("readinessProbe", "livenessProbe", "startupProbe")
 CHANGED_CONTAINER_FIELDS = ("command", "args", "image", *PROBES)
-REQUEST_TIMEOUT = (10, 30)
 PATCH_ATTEMPTS = 5
 POD_WAIT_SECONDS = 180.0
 POD_POLL_SECONDS = 0.5
@@ -336,14 +336,3 @@ def patched_deployments(api: Any, namespace: str) -> list[PatchedDeployment]:
             holder = str(annotations.get(OWNER_ANNOTATION) or "an unknown session")
             found.append(PatchedDeployment(namespace, item["metadata"]["name"], holder))
     return sorted(found, key=lambda deployment: deployment.name)
-
-
-def restore_patched_deployments(api: Any, namespace: str) -> list[str]:
-    """Restore every Deployment in ``namespace`` that dev mode left patched, whichever
-    session did it (after a crash). The names restored."""
-    apps = client.AppsV1Api(api)
-    return [
-        deployment.name
-        for deployment in patched_deployments(api, namespace)
-        if restore_deployment(apps, namespace, deployment.name)
-    ]

@@ -76,3 +76,26 @@ def _oom(status: Any) -> str:
 def _hinted(line: str, reason: str) -> str:
     hint = HINTS.get(reason)
     return f"{line}; {hint}" if hint else line
+
+
+def why_unusable(pod: Any, container: str, namespace: str, events: list[str]) -> str:
+    """Why commands cannot run in ``container`` of ``pod``, with its last ``events``."""
+    name = pod.metadata.name
+    status = pod.status
+    reason = f"is {status.phase or 'in an unknown phase'}"
+    for condition in status.conditions or []:
+        if condition.status == "False" and condition.reason:
+            reason += f" ({condition.reason}: {condition.message or ''})".replace(": )", ")")
+    for each in status.container_statuses or []:
+        waiting = each.state.waiting if each.state is not None else None
+        if each.name == container and waiting is not None:
+            reason = f"has container {container} waiting in {waiting.reason}"
+            if waiting.message:
+                reason += f" ({waiting.message})"
+            if each.restart_count:
+                reason += f" after {each.restart_count} restarts"
+    shown = "; last events: " + "; ".join(events) if events else ""
+    return (
+        f"pod {name} in namespace {namespace!r} {reason}{shown}. "
+        f"`kubectl describe pod {name} -n {namespace}` shows more"
+    )

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,17 +21,14 @@ import msgspec
 from rich.console import Console
 from rich.markup import escape
 
-from podlink import protocol as wire
-from podlink.config import ConfigError, load_config
+from podlink import protocol
+from podlink.cli.common import EXIT_BAD_CONFIG, EXIT_FAILED, exit_on_known_errors, fail
+from podlink.config import load_config
 from podlink.diagnostics import Diagnostic, DiagnosticSource
-from podlink.targets.base import TargetUnavailable
 
 if TYPE_CHECKING:
     from podlink.session import Session
-    from podlink.testing_report import ReportedTest
-
-EXIT_FAILED = 1
-EXIT_BAD_CONFIG = 2
+    from podlink.testing.report import ReportedTest
 
 
 class _TerminalListener:
@@ -41,10 +38,10 @@ class _TerminalListener:
         self._console = console
         self._sources = sources
 
-    def session_changed(self, session: wire.Session) -> None:
+    def session_changed(self, session: protocol.Session) -> None:
         pass
 
-    def log(self, session_id: str, source: wire.LogSource, text: str) -> None:
+    def log(self, session_id: str, source: protocol.LogSource, text: str) -> None:
         if source in self._sources:
             self._console.print(escape(text), soft_wrap=True, highlight=False)
 
@@ -71,21 +68,6 @@ async def _session(
         yield session
     finally:
         await session.stop()
-
-
-def _fail(message: str, code: int) -> None:
-    click.echo(message, err=True)
-    sys.exit(code)
-
-
-@contextlib.contextmanager
-def _known_errors() -> Iterator[None]:
-    try:
-        yield
-    except ConfigError as error:
-        _fail(str(error), EXIT_BAD_CONFIG)
-    except TargetUnavailable as error:
-        _fail(f"podlink: {error}", EXIT_FAILED)
 
 
 FOLDER_OPTION = click.option(
@@ -125,7 +107,7 @@ def test_command(
 
     setup_logging()
     console = Console(highlight=False)
-    with _known_errors():
+    with exit_on_known_errors():
         code = asyncio.run(_run_tests(folder, config_file, ids, junit_xml, console, verbose))
     sys.exit(code)
 
@@ -138,11 +120,11 @@ async def _run_tests(
     console: Console,
     verbose: bool,
 ) -> int:
-    from podlink.junit import junit_xml
-    from podlink.testing_report import InvalidTestRequest
+    from podlink.testing.junit import junit_xml
+    from podlink.testing.report import InvalidTestRequest
 
     listener = _TerminalListener(console, {"test", "sync", "daemon"} if verbose else set())
-    results: list[wire.TestResultParams] = []
+    results: list[protocol.TestResultParams] = []
     counts = dict.fromkeys(("passed", "failed", "errored", "skipped", "xfailed", "xpassed"), 0)
     started = time.monotonic()
 
@@ -166,7 +148,7 @@ async def _run_tests(
             try:
                 summary = await session.tests.run(ids, on_result=on_result)
             except InvalidTestRequest as error:
-                _fail(f"podlink: {error}", EXIT_BAD_CONFIG)
+                fail(f"podlink: {error}", EXIT_BAD_CONFIG)
     style = "green" if summary.succeeded else "red"
     console.print(f"[bold {style}]{escape(summary_line())}[/]")
     if summary.problem is not None and not summary.succeeded:
@@ -221,7 +203,7 @@ def build_command(folder: Path, config_file: str | None) -> None:
 
     setup_logging()
     console = Console(highlight=False)
-    with _known_errors():
+    with exit_on_known_errors():
         code = asyncio.run(_run_build(folder, config_file, console))
     sys.exit(code)
 
@@ -234,7 +216,7 @@ async def _run_build(folder: Path, config_file: str | None, console: Console) ->
         try:
             outcome = await session.builds.run()
         except NoBuildCommand as error:
-            _fail(f"podlink: {error}", EXIT_BAD_CONFIG)
+            fail(f"podlink: {error}", EXIT_BAD_CONFIG)
     for path, diagnostic in outcome.each():
         where = f"{path}:{diagnostic.line}:{diagnostic.column}"
         console.print(

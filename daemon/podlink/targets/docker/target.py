@@ -4,7 +4,7 @@ Attach to an existing container by name or id, or create a dev container from an
 Dockerfile. Containers podlink creates carry the ``podlink.managed`` label and idle on a
 command that does nothing, so the app can be restarted inside them; ``podlink purge``
 removes them. Blocking SDK calls run in worker threads; exec streams are asynchronous
-(``docker_exec``).
+(``exec``).
 """
 
 from __future__ import annotations
@@ -25,15 +25,15 @@ from docker.models.containers import Container
 
 from podlink.config import DockerTargetConfig
 from podlink.targets.base import (
-    LogRequest,
     PortRefused,
     TargetDescription,
     TargetEvent,
     TargetEventKind,
     TargetUnavailable,
 )
-from podlink.targets.docker_build import BuildFailure, follow_build
-from podlink.targets.docker_exec import (
+from podlink.targets.capabilities import Leftovers, LogRequest
+from podlink.targets.docker.build import BuildFailure, follow_build
+from podlink.targets.docker.exec import (
     DockerExec,
     EngineAddress,
     EngineUnavailable,
@@ -332,17 +332,22 @@ class DockerTarget:
 
     # -- for terminal commands (shell, logs) -------------------------------------------------
 
-    async def container_status(self) -> str | None:
-        """The Engine's status of this target's container (``running``, ``exited``...), or None
-        when it does not exist yet. Works before ``connect``, which may start the container."""
+    async def is_running(self) -> bool:
+        """Whether this target's container exists and runs (``Releases``). Works before
+        ``connect``, which may start the container."""
         container = await asyncio.to_thread(self._look_up_container)
-        return None if container is None else str(container.status)
+        return container is not None and container.status == "running"
 
     def container_logs(self, request: LogRequest) -> Iterator[bytes]:
         """The output of the container's own main process, stdout and stderr merged
         (``ContainerLogs``). It starts nothing, so the logs of a stopped container can be
         read too. A container has no earlier instance and no siblings: ``previous`` and
         ``every_pod`` are refused."""
+        if self._config.container is None:
+            self._on_log(
+                "podlink: this is the dev container podlink created; the app runs in it under "
+                "`podlink up`, which shows its output; here is the container's own log"
+            )
         if request.previous or request.every_pod:
             flag = "--previous" if request.previous else "--all"
             raise TargetUnavailable(
@@ -370,9 +375,19 @@ class DockerTarget:
             ) from error
         return chunks
 
+    def find_leftovers(self, remotes: Sequence[str]) -> Leftovers:
+        """The agent's temporary files in the container podlink attached to
+        (``LeavesLeftovers``); a dev container podlink created goes whole, with the managed
+        containers, so nothing is looked for in it."""
+        if self._config.container is None:
+            return Leftovers()
+        from podlink.targets.docker.admin import AttachedContainerFiles
+
+        return AttachedContainerFiles.find(self._config.container, remotes)
+
     async def release(self) -> None:
         """Like ``close``, but leave the container running even if podlink created it: a
-        session elsewhere (``podlink up``, an editor) may be using it."""
+        session elsewhere (``podlink up``, an editor) may be using it (``Releases``)."""
         self._created_by_us = False
         await self.close()
 

@@ -6,7 +6,7 @@ descriptor 3 (the exec's stdout) for its JSON events and sends everything pytest
 prints to stderr, which becomes the session's ``test`` log. Nothing human-readable is parsed.
 
 The events become results, ``podlink-test`` diagnostics and the tree of tests in
-``testing_report.py``. Each test owns its diagnostics, so running one test replaces only that
+``report.py``. Each test owns its diagnostics, so running one test replaces only that
 test's, and a full run also drops those of tests that no longer exist.
 """
 
@@ -28,18 +28,12 @@ from typing import Literal
 import msgspec
 
 from podlink import protocol
+from podlink.command_host import CommandHost, Connected, connected
+from podlink.command_run import plan_command, read_lines, tail_text
 from podlink.config import CommandConfig
 from podlink.ignored import note_left_out, paths_in
-from podlink.target_command import (
-    CommandHost,
-    Connected,
-    connected,
-    plan_command,
-    read_lines,
-    tail_text,
-)
 from podlink.targets.base import ExecStream, TargetUnavailable
-from podlink.testing_report import (
+from podlink.testing.report import (
     COLLECT_KEY,
     CollectedEvent,
     CollectErrorEvent,
@@ -135,7 +129,7 @@ class _ActiveRun:
 
 
 ResultCallback = Callable[[ReportedTest], None]
-Mode = Literal["run", "discover"]
+PytestPass = Literal["run", "discover"]
 
 
 class TestRunner:
@@ -292,7 +286,7 @@ class TestRunner:
         self,
         link: Connected,
         run: _ActiveRun,
-        mode: Mode,
+        mode: PytestPass,
         options: Sequence[str],
         handle: Callable[[Event], None],
     ) -> int:
@@ -406,7 +400,7 @@ async def install_plugin(link: Connected) -> str:
 
     Written on every run (one round trip): a target's /tmp may have been emptied since.
     """
-    plugin = importlib.resources.files("podlink").joinpath("pytest_plugin.py")
+    plugin = importlib.resources.files("podlink.testing").joinpath("pytest_plugin.py")
     digest = hashlib.sha256(plugin.read_bytes()).hexdigest()[:16]
     folder = link.target.target_path(f"/tmp/podlink-pytest-{digest}")
     await link.transport.ensure_root(folder)

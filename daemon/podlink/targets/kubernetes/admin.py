@@ -2,24 +2,28 @@
 
 What podlink can leave behind in a cluster is a Deployment that dev mode patched and a
 session that died never restored. The patch carries the original spec in an annotation
-(``kubernetes_devmode``), so it can be put back from here, by anyone who may patch it. Every
+(``devmode``), so it can be put back from here, by anyone who may patch it. Every
 call blocks: run it in a worker thread.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kubernetes import client
 
 from podlink.config import KubernetesTargetConfig
 from podlink.targets.base import TargetUnavailable
-from podlink.targets.kubernetes import KubernetesTarget, explain_failure
-from podlink.targets.kubernetes_devmode import (
+from podlink.targets.capabilities import Leftovers, LeftoversRemoved
+from podlink.targets.kubernetes.cluster import explain_failure
+from podlink.targets.kubernetes.devmode import (
     PatchedDeployment,
     patched_deployments,
     restore_deployment,
 )
+from podlink.targets.kubernetes.target import KubernetesTarget
 
 
 class Namespace:
@@ -61,3 +65,48 @@ class Namespace:
                 resource="deployments",
             )
         )
+
+
+@dataclass
+class DevModeLeftovers(Leftovers):
+    """Deployments dev mode left patched in a kubernetes target's namespace."""
+
+    namespace: Namespace | None = None
+    deployments: list[PatchedDeployment] = field(default_factory=list)
+
+    @classmethod
+    def find(cls, config: KubernetesTargetConfig, folder: Path) -> DevModeLeftovers:
+        found = cls(notes=["temporary files in a kubernetes target are not looked for"])
+        if config.dev_mode is None:
+            return found
+        try:
+            found.namespace = Namespace(config, folder)
+            found.deployments = found.namespace.patched_deployments()
+        except TargetUnavailable as error:
+            found.notes.append(f"{error}; Deployments left in dev mode were not looked for")
+        return found
+
+    def lines(self) -> list[str]:
+        return [f"restore {deployment}" for deployment in self.deployments]
+
+    @property
+    def restores(self) -> bool:
+        return bool(self.deployments)
+
+    def remove(self, say: Callable[[str], None]) -> LeftoversRemoved:
+        removed = LeftoversRemoved()
+        for deployment in self.deployments:
+            assert self.namespace is not None
+            try:
+                if not self.namespace.restore(deployment):
+                    continue  # its session restored it meanwhile
+            except TargetUnavailable as error:
+                removed.failures.append(str(error))
+                continue
+            say(f"restored deployment {deployment.name} in namespace {deployment.namespace}")
+            removed.restored += 1
+        return removed
+
+    def close(self) -> None:
+        if self.namespace is not None:
+            self.namespace.close()

@@ -1,7 +1,7 @@
 """The plugin's events, read in local terms: test ids, results, diagnostics, the tree of tests.
 
 Pure: the events of ``pytest_plugin.py`` and a path mapping in; ``podlink/testResult``
-params, diagnostics on local files and ``TestItem`` trees out. ``testing.py`` runs pytest and
+params, diagnostics on local files and ``TestItem`` trees out. ``runner.py`` runs pytest and
 feeds its events through here.
 
 Ids are local: the file relative to the workspace folder, then pytest's own part of the node

@@ -24,6 +24,8 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from kubernetes.stream import stream
+
 from podlink.targets.base import PidLine, PortRefused
 
 log = logging.getLogger(__name__)
@@ -272,3 +274,59 @@ async def open_forwarded_socket(
     protocol = asyncio.StreamReaderProtocol(reader)
     transport, _ = await loop.create_connection(lambda: protocol, sock=sock)
     return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+
+def stop_capturing(websocket: Any) -> None:
+    """The client copies every byte of output into an in-memory log for ``read_all``, which
+    a long-lived stream never calls; swap it for the client's own discarding sink."""
+    from kubernetes.stream import ws_client
+
+    websocket._all = ws_client._IgnoredIO()
+
+
+def open_exec_stream(
+    core: Any,
+    pod: str,
+    namespace: str,
+    container: str,
+    command: Sequence[str],
+    *,
+    stdin: bool,
+    tty: bool,
+) -> Any:
+    """The WebSocket of an exec of ``command`` (see ``wrapped_argv``). Blocking."""
+    return stream(
+        core.connect_get_namespaced_pod_exec,
+        pod,
+        namespace,
+        command=list(command),
+        container=container,
+        stdin=stdin or tty,
+        stdout=True,
+        stderr=True,
+        tty=tty,
+        _preload_content=False,
+        binary=True,
+    )
+
+
+def signal_group(
+    core: Any, pod: str, namespace: str, container: str, pid: int, signal_name: str
+) -> None:
+    """Send ``signal_name`` to the process group of ``pid`` (an exec's), through an exec of
+    its own: the exec subresource cannot signal. Blocking; raises what the client raises."""
+    # The group first (the exec's own session); a runtime that does not start execs in a
+    # session of their own leaves only the pid itself to signal.
+    script = f"kill -{signal_name} -{pid} 2>/dev/null || kill -{signal_name} {pid}; true"
+    stream(
+        core.connect_get_namespaced_pod_exec,
+        pod,
+        namespace,
+        command=["sh", "-c", script],
+        container=container,
+        stdin=False,
+        stdout=True,
+        stderr=True,
+        tty=False,
+        _request_timeout=30,
+    )

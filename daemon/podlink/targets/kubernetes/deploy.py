@@ -250,7 +250,7 @@ class Deployer:
         status = int(getattr(error, "status", 0) or 0)
         message = _server_message(error)
         if status == 403:
-            from podlink.targets.kubernetes import explain_failure
+            from podlink.targets.kubernetes.cluster import explain_failure
 
             wrapped = ApiException(status=status, reason=str(getattr(error, "reason", "")))
             wrapped.body = getattr(error, "body", None)

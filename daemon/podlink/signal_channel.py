@@ -1,4 +1,4 @@
-"""`podlink resume` / `podlink reset` reaching a running session without opening a socket.
+"""The signal side channel: `podlink resume` / `reset` reach a running session without a socket.
 
 The daemon speaks only over stdio, so a second terminal cannot call it. Instead the command
 leaves a request file beside the session's status file and sends the daemon's process
