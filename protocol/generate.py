@@ -48,6 +48,13 @@ TYPESCRIPT_PRIMITIVES = {
 }
 STRUCT_OPTIONS = 'msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True'
 ERROR_REASON_ENUM = "ErrorReason"
+GENERATED_CLASSES = (
+    "RequestSpec",
+    "NotificationSpec",
+    "ErrorCode",
+    "RequestBinder",
+    "PodlinkHandlers",
+)
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 ANNOTATION_NAMES = {"str", "int", "float", "bool", "dict", "tuple", "msgspec", "Any", "Literal"}
 
@@ -330,6 +337,7 @@ def validate_protocol(protocol: Protocol) -> None:
         *(enum.name for enum in protocol.enums),
         *(struct.name for struct in protocol.structs),
         ERROR_REASON_ENUM,
+        *GENERATED_CLASSES,
     ]
     require_unique(names, "type name")
     for name in names:
@@ -471,9 +479,8 @@ def python_module(protocol: Protocol) -> str:
         for struct in protocol.structs
         for field in struct.fields
     )
-    typing_names = ", ".join(
-        name for name, used in (("Any", uses_object), ("Literal", True)) if used
-    )
+    del uses_object  # the handler binding below always needs Any
+    typing_names = "Any, Literal, Protocol"
     out = [
         f"# {GENERATED_NOTICE}",
         '"""The podlink protocol: the messages between the daemon and its clients, as types.',
@@ -482,7 +489,9 @@ def python_module(protocol: Protocol) -> str:
         "names of the protocol (``last_latency_ms`` is ``lastLatencyMs``), absent optional fields",
         "are left out of the JSON, and arrays decode to tuples. String unions are ``Literal``",
         "aliases. ``REQUESTS`` and ``NOTIFICATIONS`` map each method to its params and result",
-        "types; ``ErrorCode`` and ``ERROR_REASONS`` give the errors. The reference is",
+        "types; ``ErrorCode`` and ``ERROR_REASONS`` give the errors. ``PodlinkHandlers`` is the",
+        "typed handler of every request and ``bind`` registers one with a server, so a missing",
+        "or mistyped handler is a type error. The reference is",
         "protocol/README.md; the source is protocol/schema.json.",
         '"""',
         "",
@@ -490,6 +499,7 @@ def python_module(protocol: Protocol) -> str:
         "",
         "import dataclasses",
         "import enum",
+        "from collections.abc import Awaitable, Callable",
         f"from typing import {typing_names}",
         "",
         "import msgspec",
@@ -572,7 +582,57 @@ def python_module(protocol: Protocol) -> str:
         reason = python_string(error.reason)
         out.append(f"    ErrorCode.{constant_name(error.reason)}: {reason},")
     out.append("}")
+    out += python_handlers(protocol)
     return finish(out, PYTHON_OUTPUT)
+
+
+def handler_name(request: Request) -> str:
+    """The Python method that answers a request: ``start_session`` for ``startSession``."""
+    return snake_case(method_stem(request.method))
+
+
+def python_handlers(protocol: Protocol) -> list[str]:
+    """The typed handler protocol and the binding that registers each handler by the table."""
+    out = [
+        "",
+        "",
+        "class RequestBinder(Protocol):",
+        '    """Where ``bind`` registers handlers: a server that decodes params, calls the handler',
+        '    and encodes its result."""',
+        "",
+        "    def bind_request(",
+        "        self, spec: RequestSpec, handler: Callable[[Any], Awaitable[object]]",
+        "    ) -> None: ...",
+        "",
+        "",
+        "class PodlinkHandlers(Protocol):",
+        '    """One typed handler per request; ``bind`` registers every one of them."""',
+    ]
+    for request in protocol.requests:
+        result = "None" if request.result is None else python_type(request.result)
+        name = handler_name(request)
+        signature = f"    async def {name}(self, params: {request.params}) -> {result}: ..."
+        out += [""]
+        if len(signature) <= LINE_LENGTH:
+            out.append(signature)
+        else:
+            out += [
+                f"    async def {handler_name(request)}(",
+                f"        self, params: {request.params}",
+                f"    ) -> {result}: ...",
+            ]
+    out += [
+        "",
+        "",
+        "def bind(server: RequestBinder, handlers: PodlinkHandlers) -> None:",
+        '    """Register the handler of every request in REQUESTS with the server."""',
+    ]
+    for request in protocol.requests:
+        constant = constant_name(method_stem(request.method))
+        out.append(
+            f"    server.bind_request(REQUESTS[{constant}], handlers.{handler_name(request)})"
+        )
+    return out
 
 
 def finish(lines: list[str], output: Path) -> str:

@@ -721,17 +721,22 @@ class Session:
 
     def sync_status(self) -> protocol.SyncStatus:
         problems = tuple(
-            protocol.SyncIssue(path=path, message=message)
+            protocol.SyncIssue(path=path, message=message, entry=self._entry_root(engine))
             for engine in self.engines
             for path, message in sorted(engine.problems.items())
         ) + tuple(
-            protocol.SyncIssue(path="", message=f"paused: {engine.halt.reason}")
+            protocol.SyncIssue(
+                path="", message=f"paused: {engine.halt.reason}", entry=self._entry_root(engine)
+            )
             for engine in self.engines
             if engine.halt is not None
         )
         conflicts = tuple(
             protocol.SyncIssue(
-                path=conflict.path, message=conflict.message, copy_path=conflict.copy_path
+                path=conflict.path,
+                message=conflict.message,
+                copy_path=conflict.copy_path,
+                entry=self._entry_root(engine),
             )
             for engine in self.engines
             for _, conflict in sorted(engine.conflicts.items())
@@ -747,6 +752,12 @@ class Session:
             problems=problems,
             ignored=self._ignored_paths(),
         )
+
+    def _entry_root(self, engine: SyncEngine) -> str:
+        """The sync root of an issue's path, as the client joins it to the workspace folder."""
+        if engine.local_root.is_relative_to(self.folder):
+            return engine.local_root.relative_to(self.folder).as_posix()
+        return str(engine.local_root)
 
     def _ignored_paths(self) -> protocol.IgnoredPaths | None:
         counted = [engine for engine in self.engines if engine.ignored is not None]

@@ -2,7 +2,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as vscode from "vscode";
-import { conflictCopyFor } from "./conflicts";
+import { conflictCopyFor, syncRootOf } from "./conflicts";
 import type { Daemon } from "./daemon";
 import type { Debugging } from "./debugging";
 import { describeError } from "./errors";
@@ -193,8 +193,9 @@ export function registerCommands(context: vscode.ExtensionContext, parts: Parts)
     if (!isTreeNode(argument) || !argument.path) return;
     const session = sessions.store.get(argument.sessionId);
     if (!session) return;
-    const folder = sessions.folderUri(session);
-    const local = vscode.Uri.joinPath(folder, argument.path);
+    // The issue's paths are relative to its sync entry's folder, not always the workspace's.
+    const root = vscode.Uri.file(syncRootOf(sessions.folderUri(session).fsPath, argument.entry));
+    const local = vscode.Uri.joinPath(root, argument.path);
     const siblings = await fs.promises.readdir(path.dirname(local.fsPath)).catch(() => []);
     // Older daemons name only the path: then the copy is found by its naming.
     const copy =
@@ -205,7 +206,7 @@ export function registerCommands(context: vscode.ExtensionContext, parts: Parts)
       // The target's version was saved beside the local file: diff the two.
       await vscode.commands.executeCommand(
         "vscode.diff",
-        vscode.Uri.joinPath(folder, copy),
+        vscode.Uri.joinPath(root, copy),
         local,
         `${argument.path}: target ↔ local`,
       );

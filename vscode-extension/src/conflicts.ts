@@ -1,7 +1,8 @@
 /**
- * Where the target's side of a conflict is. Two-way sync keeps the local file and saves the
- * target's version beside it as `<name>.podlink-conflict-<stamp>`; the protocol's SyncIssue
- * names only the path, so the copy is found by that naming. Pure.
+ * Where a sync issue's files are. An issue's paths are relative to its sync entry's local
+ * folder, which the issue names (`entry`). Two-way sync keeps the local file and saves the
+ * target's version beside it as `<name>.podlink-conflict-<stamp>`; when the issue does not
+ * name that copy, it is found by that naming. Pure.
  */
 import * as path from "node:path";
 
@@ -15,4 +16,13 @@ export function conflictCopyFor(relativePath: string, namesInFolder: readonly st
   if (newest === undefined) return undefined;
   const folder = path.posix.dirname(relativePath);
   return folder === "." ? newest : `${folder}/${newest}`;
+}
+
+/**
+ * The local folder a sync issue's paths are relative to: its entry's folder, relative to the
+ * workspace folder or absolute; the workspace folder itself when the issue names no entry.
+ */
+export function syncRootOf(workspaceFolder: string, entry: string | undefined): string {
+  if (entry === undefined) return workspaceFolder;
+  return path.isAbsolute(entry) ? path.normalize(entry) : path.join(workspaceFolder, entry);
 }

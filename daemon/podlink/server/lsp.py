@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Generator
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 import attrs
@@ -93,15 +93,21 @@ class PodlinkServer(LanguageServer):
         self.notifier = ClientNotifier(self)
         self.registry = SessionRegistry(self.notifier)
 
+    def bind_request(
+        self, spec: wire.RequestSpec, handler: Callable[[Any], Awaitable[object]]
+    ) -> None:
+        from podlink.server.rpc import bind_request
+
+        bind_request(self, spec, handler)
+
 
 def create_server() -> PodlinkServer:
-    from podlink.server import lifecycle, ports, sessions, testing
+    from podlink.server import lifecycle
+    from podlink.server.handlers import PodlinkRequests
 
     server = PodlinkServer()
     lifecycle.register(server)
-    testing.register(server)  # before sessions: it answers the unregistered methods
-    ports.register(server)
-    sessions.register(server)
+    wire.bind(server, PodlinkRequests(server))
     return server
 
 

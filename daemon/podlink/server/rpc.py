@@ -1,14 +1,12 @@
-"""Typed request handlers: decode params, map podlink's exceptions to protocol errors.
-
-Every request in the protocol schema gets a handler; the ones this daemon does not
-implement yet answer ``notImplemented`` at once instead of hanging or crashing.
+"""Serving one typed request handler: decode params, map podlink's exceptions to protocol
+errors, encode the result. ``protocol.bind`` calls ``bind_request`` for every request.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from pygls.exceptions import JsonRpcException
@@ -22,9 +20,6 @@ if TYPE_CHECKING:
     from podlink.server.lsp import PodlinkServer
 
 log = logging.getLogger(__name__)
-
-P = TypeVar("P", bound=msgspec.Struct)
-Handler = Callable[[Any], Awaitable[Any]]
 
 
 def protocol_error(
@@ -51,10 +46,11 @@ def _translate(error: Exception) -> JsonRpcException | None:
     return None
 
 
-def register_request(
-    server: PodlinkServer, method: str, implementation: Callable[[P], Awaitable[Any]]
+def bind_request(
+    server: PodlinkServer, spec: wire.RequestSpec, handler: Callable[[Any], Awaitable[object]]
 ) -> None:
-    spec = wire.REQUESTS[method]
+    """Serve one request: decode its params, call its handler, encode the result."""
+    method = spec.method
 
     async def handle(raw_params: Any) -> Any:
         try:
@@ -62,7 +58,7 @@ def register_request(
         except msgspec.ValidationError as error:
             raise protocol_error(wire.ErrorCode.INVALID_PARAMS, f"{method}: {error}") from error
         try:
-            result = await implementation(params)  # type: ignore[arg-type]
+            result = await handler(params)
         except JsonRpcException:
             raise
         except Exception as error:
@@ -74,19 +70,3 @@ def register_request(
         return None if result is None else msgspec.to_builtins(result)
 
     server.feature(method)(handle)
-
-
-def register_not_implemented(server: PodlinkServer) -> None:
-    """Answer every protocol request nobody registered with ``notImplemented``."""
-    for method in wire.REQUESTS:
-        if method in server.protocol.fm.features:
-            continue
-
-        async def refuse(_params: Any, method: str = method) -> Any:
-            raise protocol_error(
-                wire.ErrorCode.NOT_IMPLEMENTED,
-                f"{method} is part of the podlink protocol but this daemon "
-                "does not implement it yet",
-            )
-
-        server.feature(method)(refuse)
