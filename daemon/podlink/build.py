@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from podlink.diagnostics import Diagnostic, Severity
+from podlink.errors import InvalidParams
 from podlink.pathmap import Frame, PathMap
 from podlink.target_command import CommandHost, connected, plan_command, read_lines
 from podlink.targets.base import ExecStream
 
 
-class NoBuildCommand(ValueError):
+class NoBuildCommand(InvalidParams):
     """The configuration has no ``build:`` section."""
 
 

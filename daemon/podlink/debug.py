@@ -35,6 +35,7 @@ from podlink.agent.client import AgentError
 from podlink.agent.transport import FileTransport
 from podlink.app import AppRunner
 from podlink.config import Config
+from podlink.errors import InvalidParams
 from podlink.ports import Forward, PortForwards
 from podlink.targets.base import Target, TargetUnavailable
 
@@ -122,7 +123,7 @@ sys.exit(1)
 """
 
 
-class DebugNotPossible(Exception):
+class DebugNotPossible(InvalidParams):
     """This configuration cannot be debugged; the message says what to change."""
 
 

@@ -39,7 +39,6 @@ from podlink.sync.outcome import BatchResult
 from podlink.sync.scan import IGNORED_EXAMPLES, LocalScan, scan_tree
 from podlink.sync.watch import TreeWatcher
 from podlink.targets.base import Target, TargetEventKind, TargetUnavailable
-from podlink.targets.docker_build import BuildFailure
 from podlink.targets.factory import make_target
 from podlink.targets.local import LocalTarget
 from podlink.testing import TestRunner
@@ -149,14 +148,12 @@ class Session:
         """Connect, sync, watch and start the app. Raises TargetUnavailable, cleaned up."""
         try:
             await self._bring_up(progress)
-        except BuildFailure as failure:
-            await self._fail_start(str(failure))
-            if failure.line is not None:
-                diagnostic = Diagnostic(line=failure.line, message=failure.message)
-                self._publish("podlink-build", failure.dockerfile, [diagnostic])
-            raise TargetUnavailable(str(failure)) from failure
         except (TargetUnavailable, AgentGone) as error:
             await self._fail_start(str(error))
+            if isinstance(error, TargetUnavailable) and error.at is not None:
+                # The target named the line of the user's file to fix (a failed image build).
+                diagnostic = Diagnostic(line=error.at.line, message=error.at.message)
+                self._publish("podlink-build", error.at.path, [diagnostic])
             raise TargetUnavailable(str(error)) from error
         except ConfigError as error:
             # A file the start read is wrong (a deploy manifest, a setting the target refused).

@@ -1,6 +1,7 @@
 """The podlink requests, one typed method each: check what the types cannot, call into the
 sessions and build the result. ``protocol.bind`` registers every method, so a request without
-a handler, or with a mistyped one, fails the type check.
+a handler, or with a mistyped one, fails the type check. Errors are PodlinkErrors, raised
+where they happen; the server turns them into protocol errors.
 """
 
 from __future__ import annotations
@@ -12,11 +13,9 @@ import msgspec
 from pygls.uris import to_fs_path
 
 from podlink import protocol as wire
-from podlink.build import NoBuildCommand
-from podlink.debug import DebugNotPossible
+from podlink.errors import InvalidParams
 from podlink.server.progress import work_done_progress
-from podlink.server.rpc import protocol_error
-from podlink.testing_report import InvalidTestRequest, ReportedTest
+from podlink.testing_report import ReportedTest
 
 if TYPE_CHECKING:
     from podlink.server.lsp import PodlinkServer
@@ -27,18 +26,16 @@ MAX_PORT = 65535
 def folder_from_uri(uri: str) -> Path:
     path = to_fs_path(uri) if uri.startswith("file:") else uri
     if not path:
-        raise protocol_error(wire.ErrorCode.INVALID_PARAMS, f"not a local folder: {uri!r}")
+        raise InvalidParams(f"not a local folder: {uri!r}")
     folder = Path(path)
     if not folder.is_dir():
-        raise protocol_error(wire.ErrorCode.INVALID_PARAMS, f"no such folder: {folder}")
+        raise InvalidParams(f"no such folder: {folder}")
     return folder
 
 
 def _check_port(name: str, port: int) -> None:
     if not 1 <= port <= MAX_PORT:
-        raise protocol_error(
-            wire.ErrorCode.INVALID_PARAMS, f"{name} must be a port number (1-65535), got {port}"
-        )
+        raise InvalidParams(f"{name} must be a port number (1-65535), got {port}")
 
 
 class PodlinkRequests:
@@ -76,9 +73,7 @@ class PodlinkRequests:
         session = self._registry.get(params.session_id)
         path = to_fs_path(params.uri) if params.uri.startswith("file:") else None
         if not path or not Path(path).is_absolute():
-            raise protocol_error(
-                wire.ErrorCode.INVALID_PARAMS, f"not a local file: URI: {params.uri!r}"
-            )
+            raise InvalidParams(f"not a local file: URI: {params.uri!r}")
         return session.explain_path(Path(path))
 
     # -- the app -------------------------------------------------------------------------
@@ -86,8 +81,7 @@ class PodlinkRequests:
     async def restart_app(self, params: wire.RestartAppParams) -> wire.AppProcess:
         app = await self._registry.get(params.session_id).restart_app()
         if app is None:
-            raise protocol_error(
-                wire.ErrorCode.INVALID_PARAMS,
+            raise InvalidParams(
                 "this session runs no app: add a `run:` section to podlink.yaml",
             )
         return app
@@ -106,17 +100,13 @@ class PodlinkRequests:
 
     async def remove_port(self, params: wire.RemovePortParams) -> None:
         if not await self._registry.get(params.session_id).remove_port(params.local_port):
-            raise protocol_error(
-                wire.ErrorCode.INVALID_PARAMS,
-                f"no forward listens on local port {params.local_port} in this session",
+            raise InvalidParams(
+                f"no forward listens on local port {params.local_port} in this session"
             )
 
     async def start_debug(self, params: wire.StartDebugParams) -> wire.StartDebugResult:
         session = self._registry.get(params.session_id)
-        try:
-            configuration = await session.start_debug()
-        except DebugNotPossible as error:
-            raise protocol_error(wire.ErrorCode.INVALID_PARAMS, str(error)) from error
+        configuration = await session.start_debug()
         return wire.StartDebugResult(configuration=configuration)
 
     # -- tests and builds ----------------------------------------------------------------
@@ -131,10 +121,7 @@ class PodlinkRequests:
         def report(result: ReportedTest) -> None:
             protocol.notify(wire.TEST_RESULT, msgspec.to_builtins(result.params))
 
-        try:
-            summary = await session.tests.run(params.ids, params.run_id, report)
-        except InvalidTestRequest as error:
-            raise protocol_error(wire.ErrorCode.INVALID_PARAMS, str(error)) from error
+        summary = await session.tests.run(params.ids, params.run_id, report)
         return summary.to_protocol()
 
     async def cancel_tests(self, params: wire.CancelTestsParams) -> None:
@@ -145,11 +132,8 @@ class PodlinkRequests:
 
     async def build(self, params: wire.BuildParams) -> wire.BuildResult:
         session = self._registry.get(params.session_id)
-        try:
-            async with work_done_progress(self._server, "podlink: build"):
-                outcome = await session.builds.run()
-        except NoBuildCommand as error:
-            raise protocol_error(wire.ErrorCode.INVALID_PARAMS, str(error)) from error
+        async with work_done_progress(self._server, "podlink: build"):
+            outcome = await session.builds.run()
         return wire.BuildResult(
             exit_code=outcome.exit_code,
             duration_ms=outcome.duration_ms,

@@ -1,5 +1,6 @@
-"""Serving one typed request handler: decode params, map podlink's exceptions to protocol
-errors, encode the result. ``protocol.bind`` calls ``bind_request`` for every request.
+"""Serving one typed request handler: decode params, call it, encode the result. A
+PodlinkError becomes the JSON-RPC error its code names, as does a timeout; anything else is a
+bug and travels as one. ``protocol.bind`` calls ``bind_request`` for every request.
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ import msgspec
 from pygls.exceptions import JsonRpcException
 
 from podlink import protocol as wire
-from podlink.config import ConfigError
-from podlink.registry import SessionNotFound
-from podlink.targets.base import TargetUnavailable
+from podlink.errors import InvalidParams, PodlinkError
 
 if TYPE_CHECKING:
     from podlink.server.lsp import PodlinkServer
@@ -22,27 +21,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def protocol_error(
-    code: wire.ErrorCode, message: str, detail: dict[str, Any] | None = None
-) -> JsonRpcException:
-    data: dict[str, Any] = {"reason": wire.ERROR_REASONS[code]}
-    if detail:
-        data["detail"] = detail
-    return JsonRpcException(message=message, code=int(code), data=data)
+def protocol_error(error: PodlinkError) -> JsonRpcException:
+    return JsonRpcException(message=str(error), code=int(error.code), data=error.data)
 
 
 def _translate(error: Exception) -> JsonRpcException | None:
-    if isinstance(error, ConfigError):
-        detail = {"file": str(error.path), "line": error.line, "key": error.key}
-        return protocol_error(wire.ErrorCode.CONFIG_INVALID, str(error), detail)
-    if isinstance(error, TargetUnavailable):
-        return protocol_error(wire.ErrorCode.TARGET_UNAVAILABLE, str(error))
-    if isinstance(error, SessionNotFound):
-        return protocol_error(
-            wire.ErrorCode.SESSION_NOT_FOUND, str(error), {"sessionId": error.session_id}
-        )
+    if isinstance(error, PodlinkError):
+        return protocol_error(error)
     if isinstance(error, TimeoutError):
-        return protocol_error(wire.ErrorCode.TIMEOUT, "timed out before the work was done")
+        timeout = PodlinkError(wire.ErrorCode.TIMEOUT, "timed out before the work was done")
+        return protocol_error(timeout)
     return None
 
 
@@ -56,11 +44,9 @@ def bind_request(
         try:
             params = msgspec.convert(raw_params or {}, spec.params)
         except msgspec.ValidationError as error:
-            raise protocol_error(wire.ErrorCode.INVALID_PARAMS, f"{method}: {error}") from error
+            raise protocol_error(InvalidParams(f"{method}: {error}")) from error
         try:
             result = await handler(params)
-        except JsonRpcException:
-            raise
         except Exception as error:
             translated = _translate(error)
             if translated is None:
