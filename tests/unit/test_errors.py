@@ -8,7 +8,7 @@ from podlink import protocol
 from podlink.build import NoBuildCommand
 from podlink.config import ConfigError
 from podlink.errors import PodlinkError
-from podlink.registry import SessionNotFound
+from podlink.session.registry import SessionNotFound
 from podlink.targets.base import FileLine, TargetUnavailable
 from podlink.targets.docker_build import BuildFailure
 from podlink.testing_report import InvalidTestRequest

@@ -23,8 +23,8 @@ from pygls.protocol.language_server import lsp_method
 
 from podlink import __version__
 from podlink import protocol as wire
-from podlink.registry import SessionRegistry
 from podlink.server import framing
+from podlink.session.registry import SessionRegistry
 from podlink.sync_requests import answer_requests_on_signal
 
 log = logging.getLogger(__name__)

@@ -33,10 +33,10 @@ import msgspec
 
 from podlink.agent.client import AgentError
 from podlink.agent.transport import FileTransport
-from podlink.app import AppRunner
 from podlink.config import Config
 from podlink.errors import InvalidParams
-from podlink.ports import Forward, PortForwards
+from podlink.session.app import AppRunner
+from podlink.session.ports import Forward, PortForwards
 from podlink.targets.base import Target, TargetUnavailable
 
 LOOPBACK = "127.0.0.1"

@@ -13,7 +13,7 @@ from pathlib import Path
 from podlink.config import Config, load_config
 from podlink.errors import PodlinkError
 from podlink.protocol import ErrorCode
-from podlink.session import ProgressCallback, Session, SessionListener
+from podlink.session.core import ProgressCallback, Session, SessionListener
 
 log = logging.getLogger(__name__)
 
