@@ -474,13 +474,7 @@ def python_struct(struct: Struct) -> list[str]:
 
 def python_module(protocol: Protocol) -> str:
     protocol = with_error_reasons(protocol)
-    uses_object = any(
-        element_type(field.type) == "object"
-        for struct in protocol.structs
-        for field in struct.fields
-    )
-    del uses_object  # the handler binding below always needs Any
-    typing_names = "Any, Literal, Protocol"
+    typing_names = "Any, Literal, Protocol"  # the handler binding needs Any and Protocol
     out = [
         f"# {GENERATED_NOTICE}",
         '"""The podlink protocol: the messages between the daemon and its clients, as types.',

@@ -23,7 +23,7 @@ from pygls.protocol.language_server import lsp_method
 
 from podlink import __version__
 from podlink import protocol as wire
-from podlink.server import framing
+from podlink.server import framing, rpc
 from podlink.session.registry import SessionRegistry
 from podlink.sync_requests import answer_requests_on_signal
 
@@ -96,9 +96,7 @@ class PodlinkServer(LanguageServer):
     def bind_request(
         self, spec: wire.RequestSpec, handler: Callable[[Any], Awaitable[object]]
     ) -> None:
-        from podlink.server.rpc import bind_request
-
-        bind_request(self, spec, handler)
+        rpc.bind_request(self, spec, handler)
 
 
 def create_server() -> PodlinkServer:
