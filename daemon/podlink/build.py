@@ -22,11 +22,12 @@ from pathlib import Path
 from podlink.command_host import CommandHost, connected
 from podlink.command_run import plan_command, read_lines
 from podlink.diagnostics import Diagnostic, Severity
+from podlink.errors import InvalidParams
 from podlink.pathmap import Frame, PathMap
 from podlink.targets.base import ExecStream
 
 
-class NoBuildCommand(ValueError):
+class NoBuildCommand(InvalidParams):
     """The configuration has no ``build:`` section."""
 
 

@@ -27,6 +27,9 @@ import msgspec.inspect as schema
 import yaml
 from msgspec import UNSET, UnsetType
 
+from podlink.errors import PodlinkError
+from podlink.protocol import ErrorCode
+
 CONFIG_FILE_NAME = "podlink.yaml"
 SUPPORTED_VERSION = 1
 MAX_PORT = 65535
@@ -35,7 +38,7 @@ MAX_PORT = 65535
 KeyPath: TypeAlias = tuple[str | int, ...]
 
 
-class ConfigError(Exception):
+class ConfigError(PodlinkError):
     """podlink.yaml cannot be used. ``str()`` gives one line: ``file:line: key: problem (hint)``.
 
     ``line`` is 1-based and None when unknown; ``key`` is dotted with list indices
@@ -56,7 +59,8 @@ class ConfigError(Exception):
         self.key = key
         self.problem = problem
         self.hint = hint
-        super().__init__(self._format())
+        detail = {"file": str(path), "line": line, "key": key}
+        super().__init__(ErrorCode.CONFIG_INVALID, self._format(), detail)
 
     def _format(self) -> str:
         where = _display_path(self.path)

@@ -5,7 +5,9 @@ Structs are frozen msgspec structs. Their snake_case attributes travel as the ca
 names of the protocol (``last_latency_ms`` is ``lastLatencyMs``), absent optional fields
 are left out of the JSON, and arrays decode to tuples. String unions are ``Literal``
 aliases. ``REQUESTS`` and ``NOTIFICATIONS`` map each method to its params and result
-types; ``ErrorCode`` and ``ERROR_REASONS`` give the errors. The reference is
+types; ``ErrorCode`` and ``ERROR_REASONS`` give the errors. ``PodlinkHandlers`` is the
+typed handler of every request and ``bind`` registers one with a server, so a missing
+or mistyped handler is a type error. The reference is
 protocol/README.md; the source is protocol/schema.json.
 """
 
@@ -13,7 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, Protocol
 
 import msgspec
 
@@ -53,6 +56,9 @@ know as it shows skipped (ended, neither passed nor failed), with its message.
 
 LogSource = Literal["app", "sync", "build", "test", "daemon"]
 """Which part of a session produced a log line."""
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+"""How much a log message matters: the daemon decides, so clients need not guess from the text."""
 
 DiagnosticSource = Literal["podlink-test", "podlink-build", "podlink-sync"]
 """The `source` of the diagnostics podlink publishes: test failures, build errors and sync conflicts
@@ -187,6 +193,10 @@ class SyncIssue(msgspec.Struct, rename="camel", omit_defaults=True, frozen=True,
     copy_path: str | None = None
     """For a conflict: where the target's version was saved in the workspace (relative to the sync
     root), to compare with the local file.
+    """
+    entry: str | None = None
+    """The sync root the paths are relative to: the sync entry's local folder, relative to the
+    workspace folder (`.` for the folder itself) or absolute when it lies outside it.
     """
 
 
@@ -497,6 +507,8 @@ class LogParams(msgspec.Struct, rename="camel", omit_defaults=True, frozen=True,
     """The part of the session that produced it."""
     text: str
     """The output, one or more lines."""
+    level: LogLevel | None = None
+    """How much the message matters; a client shows a message without one as info."""
 
 
 class TestResultParams(
@@ -739,3 +751,68 @@ ERROR_REASONS: dict[ErrorCode, ErrorReason] = {
     ErrorCode.CONFLICT: "conflict",
     ErrorCode.NOT_IMPLEMENTED: "notImplemented",
 }
+
+
+class RequestBinder(Protocol):
+    """Where ``bind`` registers handlers: a server that decodes params, calls the handler
+    and encodes its result."""
+
+    def bind_request(
+        self, spec: RequestSpec, handler: Callable[[Any], Awaitable[object]]
+    ) -> None: ...
+
+
+class PodlinkHandlers(Protocol):
+    """One typed handler per request; ``bind`` registers every one of them."""
+
+    async def start_session(self, params: StartSessionParams) -> Session: ...
+
+    async def stop_session(self, params: StopSessionParams) -> None: ...
+
+    async def list_sessions(self, params: ListSessionsParams) -> tuple[Session, ...]: ...
+
+    async def flush_sync(self, params: FlushSyncParams) -> SyncStatus: ...
+
+    async def add_port(self, params: AddPortParams) -> PortForward: ...
+
+    async def remove_port(self, params: RemovePortParams) -> None: ...
+
+    async def restart_app(self, params: RestartAppParams) -> AppProcess: ...
+
+    async def stop_app(self, params: StopAppParams) -> None: ...
+
+    async def start_debug(self, params: StartDebugParams) -> StartDebugResult: ...
+
+    async def discover_tests(self, params: DiscoverTestsParams) -> DiscoverTestsResult: ...
+
+    async def run_tests(self, params: RunTestsParams) -> RunTestsResult: ...
+
+    async def cancel_tests(self, params: CancelTestsParams) -> None: ...
+
+    async def build(self, params: BuildParams) -> BuildResult: ...
+
+    async def resume_sync(self, params: ResumeSyncParams) -> SyncStatus: ...
+
+    async def reset_sync(self, params: ResetSyncParams) -> SyncStatus: ...
+
+    async def explain_path(self, params: ExplainPathParams) -> PathExplanation: ...
+
+
+def bind(server: RequestBinder, handlers: PodlinkHandlers) -> None:
+    """Register the handler of every request in REQUESTS with the server."""
+    server.bind_request(REQUESTS[START_SESSION], handlers.start_session)
+    server.bind_request(REQUESTS[STOP_SESSION], handlers.stop_session)
+    server.bind_request(REQUESTS[LIST_SESSIONS], handlers.list_sessions)
+    server.bind_request(REQUESTS[FLUSH_SYNC], handlers.flush_sync)
+    server.bind_request(REQUESTS[ADD_PORT], handlers.add_port)
+    server.bind_request(REQUESTS[REMOVE_PORT], handlers.remove_port)
+    server.bind_request(REQUESTS[RESTART_APP], handlers.restart_app)
+    server.bind_request(REQUESTS[STOP_APP], handlers.stop_app)
+    server.bind_request(REQUESTS[START_DEBUG], handlers.start_debug)
+    server.bind_request(REQUESTS[DISCOVER_TESTS], handlers.discover_tests)
+    server.bind_request(REQUESTS[RUN_TESTS], handlers.run_tests)
+    server.bind_request(REQUESTS[CANCEL_TESTS], handlers.cancel_tests)
+    server.bind_request(REQUESTS[BUILD], handlers.build)
+    server.bind_request(REQUESTS[RESUME_SYNC], handlers.resume_sync)
+    server.bind_request(REQUESTS[RESET_SYNC], handlers.reset_sync)
+    server.bind_request(REQUESTS[EXPLAIN_PATH], handlers.explain_path)

@@ -21,7 +21,7 @@ from podlink.runtime import sessions_dir
 from podlink.targets.base import TargetUnavailable
 
 if TYPE_CHECKING:
-    from podlink.registry import SessionRegistry
+    from podlink.session.registry import SessionRegistry
 
 log = logging.getLogger(__name__)
 

@@ -75,6 +75,10 @@ async def test_an_app_that_crashes_shows_exited_with_its_code_and_traceback(
     traceback = lines[lines.index("Traceback (most recent call last):") :]
     assert any('crash.py", line 5, in load_settings' in line for line in traceback)
     assert any(line.startswith("ValueError: invalid literal for int()") for line in traceback)
+    # The daemon gives each message its level, so no client guesses it from the text.
+    levels = {p["text"]: p["level"] for p in daemon.received("podlink/log") if p["source"] == "app"}
+    assert levels["Traceback (most recent call last):"] == "error"
+    assert levels["$ python3 -m app.crash"] == "info"
 
     # Fixed and saved: the sync starts it again.
     mark = daemon.mark()

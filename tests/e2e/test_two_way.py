@@ -154,6 +154,7 @@ async def test_edits_on_both_sides_while_stopped_become_a_listed_conflict(
     assert [copy.read_text() for copy in copies] == ["theirs = True\n"]
     assert copies[0].name in conflict["message"]
     assert conflict["copyPath"] == f"app/{copies[0].name}"
+    assert conflict["entry"] == "."  # the sync root its paths are relative to
     assert (workspace / GREETING).read_text() == "mine = True\n"
     assert probe.read(f"/app/{GREETING}") == b"mine = True\n"
     assert not probe.exists(f"/app/app/{copies[0].name}")  # conflict copies stay local
@@ -316,6 +317,8 @@ async def test_an_emptied_workspace_pauses_instead_of_emptying_the_target(
     session = await start(daemon, workspace)
     assert session["sync"]["state"] == "paused"
     assert probe.listing() == kept
+    [halt] = [p for p in session["sync"]["problems"] if p["path"] == ""]
+    assert halt["entry"] == "app"  # the entry's `local:`, not the workspace folder
 
 
 @pytest.mark.parametrize("target_kind", ["local"])

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from podlink.ports import PortForwards
+from podlink.session.ports import PortForwards
 from podlink.targets.base import Target
 from podlink.targets.local import LocalTarget
 from tests.targets import LOCAL_AND_DOCKER, container_for, target_in

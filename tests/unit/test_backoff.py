@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from podlink.ports import Backoff
+from podlink.session.ports import Backoff
 
 
 class Clock:

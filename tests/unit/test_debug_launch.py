@@ -7,7 +7,12 @@ from pathlib import Path
 import pytest
 
 from podlink.config import Config, SyncEntryConfig
-from podlink.debug import DebugNotPossible, attach_configuration, debug_command, debugpy_files
+from podlink.session.debug import (
+    DebugNotPossible,
+    attach_configuration,
+    debug_command,
+    debugpy_files,
+)
 
 UNDER_DEBUGPY = ("-Xfrozen_modules=off", "-m", "debugpy", "--listen", "127.0.0.1:5678")
 

@@ -307,3 +307,11 @@ def test_contract_errors_match() -> None:
     for code_cell, reason_cell in rows:
         code = protocol.ErrorCode(int(code_cell))
         assert protocol.ERROR_REASONS[code] == first_code_span(reason_cell)
+
+
+def test_the_server_binds_a_handler_to_every_request_of_the_protocol() -> None:
+    from podlink.server.lsp import create_server
+
+    features = create_server().protocol.fm.features
+    unanswered = [method for method in protocol.REQUESTS if method not in features]
+    assert unanswered == []

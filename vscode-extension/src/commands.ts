@@ -9,6 +9,7 @@ import { availableActions, folderName, parsePortSpec, type TreeNodeModel } from 
 import type { Session } from "./protocol";
 import { runCaptured } from "./processes";
 import { CONFIG_FILE_NAME, type Sessions } from "./sessions";
+import { syncRootOf } from "./syncRoots";
 import type { Testing } from "./testing";
 
 interface Parts {
@@ -192,14 +193,15 @@ export function registerCommands(context: vscode.ExtensionContext, parts: Parts)
     if (!isTreeNode(argument) || !argument.path) return;
     const session = sessions.store.get(argument.sessionId);
     if (!session) return;
-    const folder = sessions.folderUri(session);
-    const local = vscode.Uri.joinPath(folder, argument.path);
+    // The issue's paths are relative to its sync entry's folder, not always the workspace's.
+    const root = vscode.Uri.file(syncRootOf(sessions.folderUri(session).fsPath, argument.entry));
+    const local = vscode.Uri.joinPath(root, argument.path);
     const copy = argument.kind === "conflict" ? argument.copyPath : undefined;
     if (copy !== undefined && fs.existsSync(local.fsPath)) {
       // The target's version was saved beside the local file: diff the two.
       await vscode.commands.executeCommand(
         "vscode.diff",
-        vscode.Uri.joinPath(folder, copy),
+        vscode.Uri.joinPath(root, copy),
         local,
         `${argument.path}: target ↔ local`,
       );

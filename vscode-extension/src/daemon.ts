@@ -30,6 +30,7 @@ import {
 } from "./interpreter";
 import type { DaemonStatus } from "./presentation";
 import type { NotificationMap, RequestMap } from "./protocol";
+import { protocolMismatch } from "./protocolVersion";
 import { runCaptured, runLogged } from "./processes";
 import { activeInterpreterPath } from "./pythonExtension";
 import { Debouncer, RestartBudget } from "./restartPolicy";
@@ -312,6 +313,10 @@ export class Daemon implements vscode.Disposable {
     this.client = client;
     try {
       await client.start();
+      const mismatch = protocolMismatch(client.initializeResult?.capabilities.experimental);
+      if (mismatch !== undefined) {
+        throw new Error(mismatch);
+      }
       await this.followLogLevel(client);
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
@@ -372,6 +377,10 @@ export class Daemon implements vscode.Disposable {
         return;
       }
       if (change.newState === State.Running) {
+        // A daemon of another protocol version is refused by start(); nothing may use it first.
+        if (protocolMismatch(client.initializeResult?.capabilities.experimental) !== undefined) {
+          return;
+        }
         this.clientWasRunning = true;
         this.setStatus({ state: "running" });
         this.runningEmitter.fire();

@@ -1,30 +1,20 @@
 /**
- * The level each line of `podlink/log` gets in the log channel. The protocol carries a source
- * but no level, so the level comes from the source and from well-known shapes of error lines.
+ * The level each line of `podlink/log` gets in the log channel: the level the daemon gave the
+ * message (a daemon that gives none is shown at info). Pure.
  */
-import type { LogSource } from "./protocol";
+import type { LogLevel as MessageLevel, LogParams } from "./protocol";
 
 export type LogLevel = "trace" | "debug" | "info" | "warn" | "error";
 
-const ERROR_LINE = /^(Traceback \(most recent call last\)|E\s{2,}|\S*(Error|Exception)\b:|FATAL|CRITICAL|ERROR\b)/;
-const WARNING_LINE = /^(WARN(ING)?\b|\S*Warning:)/;
-const DAEMON_TROUBLE = /\b(cannot|could not|failed|lost|unavailable|refused)\b/i;
+const CHANNEL_LEVELS: Record<MessageLevel, LogLevel> = {
+  debug: "debug",
+  info: "info",
+  warning: "warn",
+  error: "error",
+};
 
-export function levelFor(source: LogSource, line: string): LogLevel {
-  const trimmed = line.trimStart();
-  if (ERROR_LINE.test(trimmed)) return "error";
-  if (WARNING_LINE.test(trimmed)) return "warn";
-  switch (source) {
-    case "daemon":
-      return DAEMON_TROUBLE.test(trimmed) ? "warn" : "info";
-    case "sync":
-      // One line per synced batch: useful when looking into the sync, noise otherwise.
-      return trimmed.startsWith("synced ") ? "debug" : "info";
-    case "app":
-    case "build":
-    case "test":
-      return "info";
-  }
+export function levelFor(level: MessageLevel | undefined): LogLevel {
+  return level === undefined ? "info" : CHANNEL_LEVELS[level];
 }
 
 export interface LogLine {
@@ -33,9 +23,10 @@ export interface LogLine {
 }
 
 /** One `podlink/log` message as channel lines: one per line of text, tagged with its source. */
-export function logLines(source: LogSource, text: string): LogLine[] {
-  return text
+export function logLines(params: Pick<LogParams, "source" | "text" | "level">): LogLine[] {
+  const level = levelFor(params.level);
+  return params.text
     .replace(/\r?\n$/, "")
     .split(/\r?\n/)
-    .map((line) => ({ level: levelFor(source, line), text: `[${source}] ${line}` }));
+    .map((line) => ({ level, text: `[${params.source}] ${line}` }));
 }

@@ -228,6 +228,8 @@ export interface TreeNodeModel {
   path?: string;
   /** For conflicts: where the daemon saved the target's version (relative to the sync root). */
   copyPath?: string;
+  /** For conflicts and problems: the sync root their paths are relative to (SyncIssue.entry). */
+  entry?: string;
   children?: TreeNodeModel[];
 }
 
@@ -306,6 +308,7 @@ export function sessionNodes(sessions: readonly Session[]): TreeNodeModel[] {
         sessionId: session.id,
         path: conflict.path,
         ...(conflict.copyPath !== undefined ? { copyPath: conflict.copyPath } : {}),
+        ...(conflict.entry !== undefined ? { entry: conflict.entry } : {}),
         tooltip: `Conflict: ${conflict.message}`,
       });
     }
@@ -319,6 +322,7 @@ export function sessionNodes(sessions: readonly Session[]): TreeNodeModel[] {
         iconColor: "problemsWarningIcon.foreground",
         sessionId: session.id,
         path: problem.path,
+        ...(problem.entry !== undefined ? { entry: problem.entry } : {}),
         tooltip: problem.message,
       });
     }

@@ -49,6 +49,9 @@ export type TestOutcome = "passed" | "failed" | "skipped" | "errored" | "xfailed
 /** Which part of a session produced a log line. */
 export type LogSource = "app" | "sync" | "build" | "test" | "daemon";
 
+/** How much a log message matters: the daemon decides, so clients need not guess from the text. */
+export type LogLevel = "debug" | "info" | "warning" | "error";
+
 /**
  * The `source` of the diagnostics podlink publishes: test failures, build errors and sync conflicts
  * (on the conflicting file, while its conflict copy exists).
@@ -178,6 +181,11 @@ export interface SyncIssue {
    * root), to compare with the local file.
    */
   copyPath?: string;
+  /**
+   * The sync root the paths are relative to: the sync entry's local folder, relative to the
+   * workspace folder (`.` for the folder itself) or absolute when it lies outside it.
+   */
+  entry?: string;
 }
 
 /** A forward from a local port to a port in the target. */
@@ -434,6 +442,8 @@ export interface LogParams {
   source: LogSource;
   /** The output, one or more lines. */
   text: string;
+  /** How much the message matters; a client shows a message without one as info. */
+  level?: LogLevel;
 }
 
 /** The params of podlink/testResult. */

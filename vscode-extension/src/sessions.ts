@@ -29,7 +29,7 @@ export class Sessions implements vscode.Disposable {
   ) {
     daemon.onNotification("podlink/sessionChanged", (session) => this.store.update(session));
     daemon.onNotification("podlink/log", (params) => {
-      for (const line of logLines(params.source, params.text)) {
+      for (const line of logLines(params)) {
         this.log[line.level](line.text);
       }
     });

@@ -49,7 +49,7 @@ def up(folder: Path, config_file: str | None, verbose: bool) -> None:
 def debug(folder: Path, config_file: str | None, verbose: bool) -> None:
     """Like `up`, with the app under debugpy: prints the VS Code attach configuration (JSON)
     once the debug server is ready, and keeps it there across restarts. Ctrl-C stops it."""
-    from podlink.debug import DebugNotPossible
+    from podlink.session.debug import DebugNotPossible
 
     setup_logging(verbose=verbose)
     console = _up_console()
@@ -151,7 +151,7 @@ async def _run_up(
 async def _serve_up(
     folder: Path, config_file: str | None, console: Console, *, debug: bool
 ) -> None:
-    from podlink.registry import SessionRegistry
+    from podlink.session.registry import SessionRegistry
 
     listener = ConsoleListener(console)
     registry = SessionRegistry(listener)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Generator
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 import attrs
@@ -23,8 +23,8 @@ from pygls.protocol.language_server import lsp_method
 
 from podlink import __version__
 from podlink import protocol as wire
-from podlink.registry import SessionRegistry
-from podlink.server import framing
+from podlink.server import framing, rpc
+from podlink.session.registry import SessionRegistry
 from podlink.signal_channel import answer_requests_on_signal
 
 log = logging.getLogger(__name__)
@@ -93,15 +93,19 @@ class PodlinkServer(LanguageServer):
         self.notifier = ClientNotifier(self)
         self.registry = SessionRegistry(self.notifier)
 
+    def bind_request(
+        self, spec: wire.RequestSpec, handler: Callable[[Any], Awaitable[object]]
+    ) -> None:
+        rpc.bind_request(self, spec, handler)
+
 
 def create_server() -> PodlinkServer:
-    from podlink.server import lifecycle, ports, sessions, testing
+    from podlink.server import lifecycle
+    from podlink.server.handlers import PodlinkRequests
 
     server = PodlinkServer()
     lifecycle.register(server)
-    testing.register(server)  # before sessions: it answers the unregistered methods
-    ports.register(server)
-    sessions.register(server)
+    wire.bind(server, PodlinkRequests(server))
     return server
 
 

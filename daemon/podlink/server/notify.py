@@ -12,6 +12,7 @@ from lsprotocol import types
 
 from podlink import protocol as wire
 from podlink.diagnostics import Diagnostic, DiagnosticSource
+from podlink.server.log_levels import log_level
 
 if TYPE_CHECKING:
     from podlink.server.lsp import PodlinkServer
@@ -27,7 +28,9 @@ class ClientNotifier:
         self._server.protocol.notify(wire.SESSION_CHANGED, msgspec.to_builtins(session))
 
     def log(self, session_id: str, source: wire.LogSource, text: str) -> None:
-        params = wire.LogParams(session_id=session_id, source=source, text=text)
+        params = wire.LogParams(
+            session_id=session_id, source=source, text=text, level=log_level(source, text)
+        )
         self._server.protocol.notify(wire.LOG, msgspec.to_builtins(params))
 
     def publish_diagnostics(

@@ -9,15 +9,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import msgspec
 
+from podlink.errors import PodlinkError
+from podlink.protocol import ErrorCode
 
-class TargetUnavailable(Exception):
-    """The target cannot be reached or used. The message says what was tried and what to do."""
+
+@dataclasses.dataclass(frozen=True)
+class FileLine:
+    """A line of the user's file that a target error is about, e.g. a Dockerfile's failed step."""
+
+    path: Path
+    line: int
+    message: str
+
+
+class TargetUnavailable(PodlinkError):
+    """The target cannot be reached or used. The message says what was tried and what to do;
+    ``at`` is the line of the user's file to fix, when the error comes from one."""
+
+    def __init__(self, message: str, *, at: FileLine | None = None) -> None:
+        super().__init__(ErrorCode.TARGET_UNAVAILABLE, message)
+        self.at = at
 
 
 class PortRefused(TargetUnavailable):

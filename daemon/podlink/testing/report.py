@@ -20,10 +20,11 @@ import msgspec
 
 from podlink import protocol
 from podlink.diagnostics import Diagnostic
+from podlink.errors import InvalidParams
 from podlink.pathmap import Frame, PathMap
 
 
-class InvalidTestRequest(ValueError):
+class InvalidTestRequest(InvalidParams):
     """A test id that names nothing podlink syncs, or a run id already in use."""
 
 

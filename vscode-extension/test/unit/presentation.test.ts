@@ -120,6 +120,7 @@ describe("the sessions view", () => {
     );
     const conflict = node.children?.find((child) => child.kind === "conflict");
     assert.equal(conflict?.copyPath, "app/x.py.podlink-conflict-1");
+    assert.equal(conflict?.entry, undefined);
     const port = node.children?.find((child) => child.kind === "port");
     assert.equal(port?.description, "→ 127.0.0.1:9000");
     assert.equal(port?.port?.localPort, 9000);
@@ -130,6 +131,25 @@ describe("the sessions view", () => {
     assert.equal(node?.children?.[0]?.kind, "error");
     assert.ok(node?.children?.some((child) => child.kind === "syncPaused"));
     assert.equal(node?.iconColor, "problemsWarningIcon.foreground");
+  });
+
+  it("keeps the sync entry of conflicts and problems, which their paths are relative to", () => {
+    const [node] = sessionNodes([
+      session({
+        sync: syncStatus({
+          conflicts: [{ path: "x.py", message: "changed on both sides", entry: "services/api" }],
+          problems: [{ path: "y.py", message: "permission denied", entry: "/srv/shared" }],
+        }),
+      }),
+    ]);
+    const issues = node?.children?.filter((child) => child.kind === "conflict" || child.kind === "problem");
+    assert.deepEqual(
+      issues?.map((child) => [child.kind, child.path, child.entry]),
+      [
+        ["conflict", "x.py", "services/api"],
+        ["problem", "y.py", "/srv/shared"],
+      ],
+    );
   });
 
   it("describes ports for tooltips", () => {

@@ -12,24 +12,24 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from podlink.targets.base import FileLine, TargetUnavailable
+
 STEP = re.compile(r"^Step (\d+)/\d+ : ")
 
 
-class BuildFailure(Exception):
+class BuildFailure(TargetUnavailable):
     """The image did not build; ``line`` is the Dockerfile line of the failed step (1-based)."""
 
     def __init__(
         self, dockerfile: Path, message: str, line: int | None = None, step: int | None = None
     ) -> None:
-        super().__init__(dockerfile, message, line, step)
+        where = f"{dockerfile}:{line}" if line else str(dockerfile)
+        at = FileLine(dockerfile, line, message) if line is not None else None
+        super().__init__(f"{where}: the image build failed: {message}", at=at)
         self.dockerfile = dockerfile
         self.message = message
         self.line = line
         self.step = step
-
-    def __str__(self) -> str:
-        where = f"{self.dockerfile}:{self.line}" if self.line else str(self.dockerfile)
-        return f"{where}: the image build failed: {self.message}"
 
 
 def instruction_lines(text: str) -> list[int]:

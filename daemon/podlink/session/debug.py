@@ -33,9 +33,10 @@ import msgspec
 
 from podlink.agent.client import AgentError
 from podlink.agent.transport import FileTransport
-from podlink.app import AppRunner
 from podlink.config import Config
-from podlink.ports import LOOPBACK, Forward, PortForwards
+from podlink.errors import InvalidParams
+from podlink.session.app import AppRunner
+from podlink.session.ports import LOOPBACK, Forward, PortForwards
 from podlink.targets.base import Target, TargetUnavailable
 
 MINIMUM_PYTHON = (3, 8)
@@ -121,7 +122,7 @@ sys.exit(1)
 """
 
 
-class DebugNotPossible(Exception):
+class DebugNotPossible(InvalidParams):
     """This configuration cannot be debugged; the message says what to change."""
 
 

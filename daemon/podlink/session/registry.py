@@ -11,14 +11,20 @@ import logging
 from pathlib import Path
 
 from podlink.config import Config, load_config
-from podlink.session import ProgressCallback, Session, SessionListener
+from podlink.errors import PodlinkError
+from podlink.protocol import ErrorCode
+from podlink.session.core import ProgressCallback, Session, SessionListener
 
 log = logging.getLogger(__name__)
 
 
-class SessionNotFound(LookupError):
+class SessionNotFound(PodlinkError):
     def __init__(self, session_id: str) -> None:
-        super().__init__(f"no session with id {session_id!r}; listSessions shows the running ones")
+        super().__init__(
+            ErrorCode.SESSION_NOT_FOUND,
+            f"no session with id {session_id!r}; listSessions shows the running ones",
+            {"sessionId": session_id},
+        )
         self.session_id = session_id
 
 
