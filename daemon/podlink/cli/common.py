@@ -36,14 +36,13 @@ def fail(message: str, code: int) -> NoReturn:
 
 @contextlib.contextmanager
 def exit_on_known_errors() -> Iterator[None]:
-    """Turn the errors a user can fix into a message and the documented exit code."""
-    from podlink.targets.docker.build import BuildFailure
-
+    """Turn the errors a user can fix into a message and the documented exit code
+    (a failed image build is a TargetUnavailable too)."""
     try:
         yield
     except ConfigError as error:
         fail(str(error), EXIT_BAD_CONFIG)
-    except (TargetUnavailable, BuildFailure) as error:
+    except TargetUnavailable as error:
         fail(f"podlink: {error}", EXIT_FAILED)
 
 
