@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -31,7 +32,12 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 from kubernetes.stream import portforward, stream
 
-from podlink.config import DeployConfig, KubernetesTargetConfig
+from podlink.config import (
+    DeployConfig,
+    DeployImageConfig,
+    ImageBuildConfig,
+    KubernetesTargetConfig,
+)
 from podlink.targets.base import (
     LogRequest,
     TargetDescription,
@@ -69,11 +75,14 @@ class KubernetesTarget:
         folder: Path | None = None,
         deploy: DeployConfig | None = None,
         on_log: Callable[[str], None] | None = None,
+        image: ImageBuildConfig | None = None,
     ) -> None:
         """``folder``: the workspace, which with this machine names the session that holds
         a devMode Deployment (the working directory when not given), and where ``deploy``'s
-        manifests are. ``on_log`` receives the deploy's progress lines."""
+        manifests are. ``on_log`` receives the deploy's progress lines. ``image`` is built
+        and delivered before the deploy, which then runs it."""
         self._config = config
+        self._image = image
         self._folder = folder or Path.cwd()
         self._deploy = deploy
         self._deployed = False
@@ -137,7 +146,9 @@ class KubernetesTarget:
 
         Blocking. Raises ConfigError for a manifest that does not parse (before the cluster
         is contacted), TargetUnavailable for what the cluster refuses."""
-        from podlink.targets.kubernetes_deploy import Deployer, load_manifests
+        from podlink.targets import kubernetes_ledger
+        from podlink.targets.kubernetes_delivery import build_and_deliver
+        from podlink.targets.kubernetes_deploy import Deployer, load_manifests, replace_image
 
         if self._deploy is None:
             return
@@ -145,8 +156,21 @@ class KubernetesTarget:
         if self._api is None:
             self._api = self._open_client()
             self._check_namespace()
+        if self._image is not None:
+            reference = build_and_deliver(
+                self._folder, self._image, context=self._context, on_log=self._on_log
+            )
+            built = DeployImageConfig(name=self._image.name, replace=reference)
+            for manifest in manifests:
+                replace_image(manifest.body, built)
         self._on_log(f"deploying {len(manifests)} objects to namespace {self._namespace}")
-        deployer = Deployer(self._api, self._namespace, self._on_log, where=self._where())
+        deployer = Deployer(
+            self._api,
+            self._namespace,
+            self._on_log,
+            where=self._where(),
+            on_created=functools.partial(kubernetes_ledger.record, self._folder),
+        )
         deployer.deploy(manifests)
         self._deployed = True
 
