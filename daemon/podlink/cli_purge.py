@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from podlink.targets.docker_admin import ManagedContainer, ManagedImage
     from podlink.targets.kubernetes_admin import Namespace
     from podlink.targets.kubernetes_devmode import PatchedDeployment
+    from podlink.targets.kubernetes_ledger import Ledger
 
 EXIT_FAILED = 1
 EXIT_BAD_CONFIG = 2
@@ -58,6 +59,9 @@ class _PurgePlan:
     # The namespace of a kubernetes target with devMode, and the Deployments left patched.
     namespace: Namespace | None = None
     deployments: list[PatchedDeployment] = field(default_factory=list)
+    # What a kubernetes session applied, pushed and imported for the workspace.
+    ledger: Ledger | None = None
+    ledger_folder: Path | None = None
     notes: list[str] = field(default_factory=list)
     # What a running session uses: not removed without --all; each with the reason.
     kept: list[str] = field(default_factory=list)
@@ -69,6 +73,7 @@ class _PurgePlan:
             *(f"file {self.attached}:{path}" for path in self.attached_files),
             *(f"file {path}" for path in self.local_files),
             *(f"restore {deployment}" for deployment in self.deployments),
+            *(_ledger_lines(self.ledger) if self.ledger is not None else []),
         ]
 
 
@@ -185,7 +190,30 @@ async def _find_leftovers(
         plan.notes.append("temporary files in a kubernetes target are not looked for")
         if target.dev_mode is not None:
             await _find_patched_deployments(target, config.folder, plan)
+        await _find_ledger(target, config.folder, plan)
     return plan
+
+
+def _ledger_lines(ledger: Ledger) -> list[str]:
+    from podlink.targets.kubernetes_purge import ledger_lines
+
+    return ledger_lines(ledger)
+
+
+async def _find_ledger(target: KubernetesTargetConfig, folder: Path, plan: _PurgePlan) -> None:
+    from podlink.targets.kubernetes_admin import Namespace
+    from podlink.targets.kubernetes_ledger import read_ledger
+
+    ledger = read_ledger(folder)
+    if ledger.empty:
+        return
+    if ledger.objects and plan.namespace is None:
+        try:
+            plan.namespace = await asyncio.to_thread(Namespace, target, folder)
+        except TargetUnavailable as error:
+            plan.notes.append(f"{error}; the objects podlink applied were not removed")
+            ledger.objects = []
+    plan.ledger, plan.ledger_folder = ledger, folder
 
 
 def _keep_what_sessions_use(plan: _PurgePlan) -> None:
@@ -310,6 +338,13 @@ async def _remove_leftovers(plan: _PurgePlan) -> list[str]:
             continue
         click.echo(f"restored deployment {deployment.name} in namespace {deployment.namespace}")
         restored += 1
+    if plan.ledger is not None and plan.ledger_folder is not None:
+        from podlink.targets.kubernetes_purge import remove_ledger
+
+        api = plan.namespace.api if plan.namespace is not None else None
+        failures += await asyncio.to_thread(
+            remove_ledger, plan.ledger_folder, plan.ledger, api, click.echo
+        )
     summary = (
         f"purged {plural(removed_containers, 'container')}, {plural(removed_images, 'image')} "
         f"and {plural(files, 'temporary file')}"
