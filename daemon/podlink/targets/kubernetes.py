@@ -45,6 +45,7 @@ from podlink.targets.base import (
     TargetEventKind,
     TargetUnavailable,
 )
+from podlink.targets.kubernetes_build import BuiltImage
 from podlink.targets.kubernetes_devmode import DevMode, session_owner
 from podlink.targets.kubernetes_logs import PodLog, open_pod_logs, selector_of, workload_selector
 from podlink.targets.kubernetes_streams import KubeExec, open_forwarded_socket, wrapped_argv
@@ -66,6 +67,28 @@ WATCH_FAILURES_SHOWN = 3
 SHOWN_EVENTS = 3
 
 
+_models_loading = threading.Lock()
+_models_loader: threading.Thread | None = None
+
+
+def load_client_models_soon() -> None:
+    """Start importing the client's API classes on a thread, once per process.
+
+    Client 37 builds its pydantic models when an API class is first used: seconds of CPU
+    that would otherwise sit on the path to the first request. Begun here, they overlap
+    the local scan and an image build (which runs in the Docker Engine's process).
+    """
+    global _models_loader
+    with _models_loading:
+        if _models_loader is None:
+            _models_loader = threading.Thread(
+                target=lambda: (client.CoreV1Api, client.AppsV1Api),
+                name="podlink-kube-models",
+                daemon=True,
+            )
+            _models_loader.start()
+
+
 class KubernetesTarget:
     def __init__(
         self,
@@ -81,8 +104,11 @@ class KubernetesTarget:
         a devMode Deployment (the working directory when not given), and where ``deploy``'s
         manifests are. ``on_log`` receives the deploy's progress lines. ``image`` is built
         and delivered before the deploy, which then runs it."""
+        load_client_models_soon()
         self._config = config
         self._image = image
+        self._built: BuiltImage | None = None
+        self._delivered = False
         self._folder = folder or Path.cwd()
         self._deploy = deploy
         self._deployed = False
@@ -119,9 +145,20 @@ class KubernetesTarget:
 
     async def connect(self) -> None:
         self._loop = asyncio.get_running_loop()
-        if self._api is None:
-            self._api = await asyncio.to_thread(self._open_client)
-            await asyncio.to_thread(self._check_namespace)
+        building: asyncio.Future[BuiltImage] | None = None
+        if self._image is not None and self._deploy is not None and not self._deployed:
+            # The build needs nothing from the cluster: it runs while the client connects.
+            building = asyncio.ensure_future(asyncio.to_thread(self._build_image))
+        try:
+            if self._api is None:
+                self._api = await asyncio.to_thread(self._open_client)
+                await asyncio.to_thread(self._check_namespace)
+        except BaseException:
+            if building is not None:
+                building.cancel()
+            raise
+        if building is not None:
+            await building
         if self._deploy is not None and not self._deployed:
             # Once per session: a reconnect finds what was applied already in place.
             await asyncio.to_thread(self.deploy)
@@ -147,7 +184,7 @@ class KubernetesTarget:
         Blocking. Raises ConfigError for a manifest that does not parse (before the cluster
         is contacted), TargetUnavailable for what the cluster refuses."""
         from podlink.targets import kubernetes_ledger
-        from podlink.targets.kubernetes_delivery import build_and_deliver
+        from podlink.targets.kubernetes_delivery import deliver_built
         from podlink.targets.kubernetes_deploy import Deployer, load_manifests, replace_image
 
         if self._deploy is None:
@@ -157,12 +194,15 @@ class KubernetesTarget:
             self._api = self._open_client()
             self._check_namespace()
         if self._image is not None:
-            reference = build_and_deliver(
-                self._folder, self._image, context=self._context, on_log=self._on_log
-            )
-            built = DeployImageConfig(name=self._image.name, replace=reference)
+            built = self._built or self._build_image()
+            reference = built.reference
+            if not self._delivered:
+                deliver_built(
+                    self._folder, built, self._image, context=self._context, on_log=self._on_log
+                )
+            substitution = DeployImageConfig(name=self._image.name, replace=reference)
             for manifest in manifests:
-                replace_image(manifest.body, built)
+                replace_image(manifest.body, substitution)
         self._on_log(f"deploying {len(manifests)} objects to namespace {self._namespace}")
         deployer = Deployer(
             self._api,
@@ -173,6 +213,19 @@ class KubernetesTarget:
         )
         deployer.deploy(manifests)
         self._deployed = True
+
+    def _build_image(self) -> BuiltImage:
+        """Build the image; deliver it too when the way does not depend on the context
+        (a registry push, a containerd import), which the client may still be reading."""
+        from podlink.targets.kubernetes_delivery import build, deliver_built, needs_context
+
+        assert self._image is not None
+        built = build(self._folder, self._image, self._on_log)
+        if not needs_context(self._image):
+            deliver_built(self._folder, built, self._image, context="", on_log=self._on_log)
+            self._delivered = True
+        self._built = built
+        return built
 
     def open_api(self) -> tuple[Any, str]:
         """A client for the configured cluster and the namespace the configuration resolves

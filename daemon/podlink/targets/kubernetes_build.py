@@ -7,8 +7,8 @@ already there is not built again, and a manifest that names it does not change. 
 image a ``FROM`` line names is not part of the tag: pass a build argument, or change the
 Dockerfile, to rebuild on a new base.
 
-Images are labelled as the Docker target labels its own (``podlink.managed=1`` and the
-workspace folder), so ``podlink purge`` removes them with the rest. Every call blocks.
+An image built goes into the workspace's ledger (``kubernetes_ledger``), from which
+``podlink purge`` removes it. Every call blocks.
 """
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from podlink.config import ImageBuildConfig
+from podlink.targets import kubernetes_ledger
 from podlink.targets.base import TargetUnavailable
 from podlink.targets.docker_build import BuildFailure, follow_build
+from podlink.targets.kubernetes_ledger import LocalImage
 
 TAG_PREFIX = "podlink-"
 TAG_DIGITS = 16
@@ -88,8 +90,6 @@ def build_image(
     Raises BuildFailure (with the Dockerfile line of a failed step) or TargetUnavailable."""
     import docker.errors
 
-    from podlink.targets.docker import FOLDER_LABEL, MANAGED_LABEL
-
     context = (folder / image.context).resolve()
     dockerfile = context / image.dockerfile
     tag = content_tag(context, image)
@@ -111,7 +111,6 @@ def build_image(
             tag=reference,
             buildargs=dict(image.args),
             target=image.target,
-            labels={MANAGED_LABEL: "1", FOLDER_LABEL: str(folder)},
             decode=True,
             rm=True,
             forcerm=True,
@@ -122,4 +121,5 @@ def build_image(
     except docker.errors.DockerException as error:
         raise TargetUnavailable(f"building {reference}: {error}") from error
     on_log(f"built {reference} ({image_id.removeprefix('sha256:')[:12]})")
+    kubernetes_ledger.record(folder, LocalImage(reference, image_id))
     return BuiltImage(image.name, tag, image_id, built=True)

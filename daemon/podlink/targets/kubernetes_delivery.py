@@ -18,11 +18,12 @@ call blocks.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,13 @@ def registry_host(repository: str) -> str | None:
     if slash and ("." in first or ":" in first or first == "localhost"):
         return first
     return None
+
+
+def needs_context(image: ImageBuildConfig) -> bool:
+    """Whether the way to deliver ``image`` depends on the kubeconfig context."""
+    if image.deliver == "auto":
+        return registry_host(image.name) is None
+    return image.deliver in ("kind", "minikube")
 
 
 def choose_delivery(image: ImageBuildConfig, context: str) -> str:
@@ -247,20 +255,37 @@ def remove_imported(entry: ImportedImage) -> None:
         raise RuntimeError(f"removing {entry}: {done.stderr.strip()}")
 
 
-def build_and_deliver(
-    folder: Path, image: ImageBuildConfig, *, context: str, on_log: Callable[[str], None]
-) -> str:
-    """Build ``image`` (unless its tag is there) and deliver it; the reference to deploy."""
-    from podlink.targets.docker_exec import EngineUnavailable, open_engine
+def build(folder: Path, image: ImageBuildConfig, on_log: Callable[[str], None]) -> BuiltImage:
+    """Build ``image`` on the local Docker Engine, unless its tag is there already."""
     from podlink.targets.kubernetes_build import build_image
+
+    with _engine(image) as engine:
+        return build_image(engine, folder, image, on_log)
+
+
+def deliver_built(
+    folder: Path,
+    built: BuiltImage,
+    image: ImageBuildConfig,
+    *,
+    context: str,
+    on_log: Callable[[str], None],
+) -> str:
+    """Deliver what ``build`` made; the reference the manifests are to run."""
+    with _engine(image) as engine:
+        deliver(engine, built, image, context=context, folder=folder, on_log=on_log)
+    return built.reference
+
+
+@contextlib.contextmanager
+def _engine(image: ImageBuildConfig) -> Iterator[Any]:
+    from podlink.targets.docker_exec import EngineUnavailable, open_engine
 
     try:
         _, engine = open_engine()
     except EngineUnavailable as error:
         raise TargetUnavailable(f"building {image.name} needs a Docker Engine: {error}") from error
     try:
-        built = build_image(engine, folder, image, on_log)
-        deliver(engine, built, image, context=context, folder=folder, on_log=on_log)
+        yield engine
     finally:
         engine.close()
-    return built.reference

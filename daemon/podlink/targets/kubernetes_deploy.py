@@ -36,7 +36,8 @@ _dynamic_module: Any = dynamic
 
 FIELD_MANAGER = "podlink"
 ROLLOUT_SECONDS = 300.0
-POLL_SECONDS = 0.5
+# A rollout is watched closely: the loop waits on it before anything else can start.
+POLL_SECONDS = 0.1
 REQUEST_TIMEOUT = (10, 60)
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 

@@ -4,7 +4,8 @@ One JSON file per workspace folder under the state directory lists the objects a
 created (with their uid: an object someone made again under the same name is not podlink's
 and stays), the tags pushed to a registry (with their digest) and the images imported into
 a containerd. An object that existed before podlink applied it is not listed: purge leaves
-it. Images podlink built on the Docker Engine carry a label instead (``docker_admin``).
+it. Images built on this machine's Docker Engine are listed too (without a label: a label
+costs the classic builder a step, a container, per build).
 """
 
 from __future__ import annotations
@@ -44,6 +45,18 @@ class PushedTag:
 
 
 @dataclass(frozen=True)
+class LocalImage:
+    """An image built on this machine's Docker Engine; removed only while the reference
+    still names that image."""
+
+    reference: str
+    image_id: str
+
+    def __str__(self) -> str:
+        return f"image {self.reference} ({self.image_id.removeprefix('sha256:')[:12]})"
+
+
+@dataclass(frozen=True)
 class ImportedImage:
     reference: str
     socket: str
@@ -58,11 +71,14 @@ class Ledger:
     objects: list[AppliedObject] = field(default_factory=list)
     pushed: list[PushedTag] = field(default_factory=list)
     imported: list[ImportedImage] = field(default_factory=list)
+    built: list[LocalImage] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
-        return not (self.objects or self.pushed or self.imported)
+        return not (self.objects or self.pushed or self.imported or self.built)
 
+
+Entry = AppliedObject | PushedTag | ImportedImage | LocalImage
 
 _lock = threading.Lock()
 
@@ -82,6 +98,7 @@ def read_ledger(folder: Path) -> Ledger:
             objects=[AppliedObject(**entry) for entry in data.get("objects", [])],
             pushed=[PushedTag(**entry) for entry in data.get("pushed", [])],
             imported=[ImportedImage(**entry) for entry in data.get("imported", [])],
+            built=[LocalImage(**entry) for entry in data.get("built", [])],
         )
     except (OSError, ValueError, TypeError):
         return Ledger(folder=str(folder.resolve()))
@@ -100,7 +117,7 @@ def write_ledger(folder: Path, ledger: Ledger) -> None:
     temporary.replace(path)
 
 
-def record(folder: Path, entry: AppliedObject | PushedTag | ImportedImage) -> None:
+def record(folder: Path, entry: Entry) -> None:
     """Add one thing podlink made to the folder's ledger (once)."""
     with _lock:
         ledger = read_ledger(folder)
@@ -109,18 +126,22 @@ def record(folder: Path, entry: AppliedObject | PushedTag | ImportedImage) -> No
         elif isinstance(entry, PushedTag):
             if entry not in ledger.pushed:
                 ledger.pushed.append(entry)
+        elif isinstance(entry, LocalImage):
+            if entry not in ledger.built:
+                ledger.built.append(entry)
         elif entry not in ledger.imported:
             ledger.imported.append(entry)
         write_ledger(folder, ledger)
 
 
-def forget(folder: Path, entry: AppliedObject | PushedTag | ImportedImage) -> None:
+def forget(folder: Path, entry: Entry) -> None:
     """Drop one entry: purge removed it, or it is gone."""
     with _lock:
         ledger = read_ledger(folder)
         ledger.objects = [o for o in ledger.objects if o != entry]
         ledger.pushed = [p for p in ledger.pushed if p != entry]
         ledger.imported = [i for i in ledger.imported if i != entry]
+        ledger.built = [b for b in ledger.built if b != entry]
         write_ledger(folder, ledger)
 
 

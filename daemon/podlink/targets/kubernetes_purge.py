@@ -18,7 +18,13 @@ from kubernetes.dynamic.exceptions import DynamicApiError, ResourceNotFoundError
 
 from podlink.targets import kubernetes_ledger
 from podlink.targets.kubernetes_delivery import delete_pushed, remove_imported
-from podlink.targets.kubernetes_ledger import AppliedObject, ImportedImage, Ledger, PushedTag
+from podlink.targets.kubernetes_ledger import (
+    AppliedObject,
+    ImportedImage,
+    Ledger,
+    LocalImage,
+    PushedTag,
+)
 
 _dynamic_module: Any = dynamic
 
@@ -33,6 +39,7 @@ def ledger_lines(ledger: Ledger) -> list[str]:
         *(f"delete {entry}" for entry in reversed(ledger.objects)),
         *(f"delete {entry}" for entry in ledger.pushed),
         *(f"delete {entry}" for entry in ledger.imported),
+        *(f"remove {entry}" for entry in ledger.built),
     ]
 
 
@@ -62,7 +69,38 @@ def remove_ledger(
             continue
         on_removed(f"deleted {each}")
         kubernetes_ledger.forget(folder, each)
+    for local in ledger.built:
+        try:
+            if _remove_local_image(local):
+                on_removed(f"removed {local}")
+        except RuntimeError as error:
+            failures.append(str(error))
+            continue
+        kubernetes_ledger.forget(folder, local)
     return failures
+
+
+def _remove_local_image(entry: LocalImage) -> bool:
+    """Untag (and so delete) a built image, unforced: one a container still uses stays."""
+    import docker.errors
+
+    from podlink.targets.docker_exec import EngineUnavailable, open_engine
+
+    try:
+        _, engine = open_engine()
+    except EngineUnavailable as error:
+        raise RuntimeError(f"{entry} was not removed: {error}") from error
+    try:
+        if engine.images.get(entry.reference).id != entry.image_id:
+            return False  # the tag names another image now
+        engine.images.remove(entry.reference)
+    except docker.errors.ImageNotFound:
+        return False
+    except docker.errors.APIError as error:
+        raise RuntimeError(f"cannot remove {entry}: {error.explanation or error}") from error
+    finally:
+        engine.close()
+    return True
 
 
 def _delete_object(client: Any, entry: AppliedObject) -> bool:
