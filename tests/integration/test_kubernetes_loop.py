@@ -179,3 +179,90 @@ def test_one_up_builds_pushes_deploys_and_serves_then_purge_leaves_nothing(
         ["docker", "images", "-q", repository], capture_output=True, text=True, check=True
     )
     assert images.stdout.strip() == ""
+
+
+CONTAINERD_SOCKET = Path.home() / ".cache" / "podlink-test" / "kube" / "state" / "containerd.sock"
+
+
+def containerd_images() -> set[str]:
+    listed = subprocess.run(
+        ["ctr", "--address", str(CONTAINERD_SOCKET), "-n", "k8s.io", "images", "ls", "-q"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return set(listed.stdout.split())
+
+
+def test_without_a_registry_the_image_is_imported_into_the_nodes_containerd(
+    cluster: RealCluster, env: dict[str, str], tmp_path: Path
+) -> None:
+    if not CONTAINERD_SOCKET.exists() or shutil.which("ctr") is None:
+        pytest.skip("needs the containerd of the cluster scripts/kube-env starts, and ctr")
+    port = free_port()
+    workspace = example_workspace(tmp_path / "kube-web", cluster, "unused", port)
+    repository = f"kube-web-{cluster.namespace}"
+    manifest = workspace / "k8s" / "web.yaml"
+    manifest.write_text(manifest.read_text().replace(f"unused/{repository}", repository))
+    config = (workspace / "podlink.yaml").read_text()
+    (workspace / "podlink.yaml").write_text(
+        config.replace(
+            f"name: unused/{repository}\n",
+            f"name: {repository}\n    deliver: containerd\n"
+            f"    containerdSocket: {CONTAINERD_SOCKET}\n",
+        )
+    )
+
+    process = start_podlink("up", str(workspace), cwd=workspace, env=env)
+    try:
+        output = LineWatcher(process)
+        output.wait_for(f"imported {repository}:podlink-", seconds=300)
+        output.wait_for("ready:", seconds=300)
+        assert wait_for_answer(port, "hello from kube-web")
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+    imported = {name for name in containerd_images() if repository in name}
+    assert len(imported) == 1, imported
+
+    purged = podlink("purge", "--yes", "--folder", str(workspace), cwd=workspace, env=env)
+    assert purged.returncode == 0, purged.stdout + purged.stderr
+    assert not {name for name in containerd_images() if repository in name}
+
+
+def test_a_failed_build_step_names_its_dockerfile_line_and_nothing_is_deployed(
+    cluster: RealCluster, registry: str, env: dict[str, str], tmp_path: Path
+) -> None:
+    workspace = example_workspace(tmp_path / "kube-web", cluster, registry, free_port())
+    dockerfile = workspace / "Dockerfile"
+    lines = dockerfile.read_text().splitlines()
+    lines.insert(5, "RUN echo broken step && false")
+    dockerfile.write_text("\n".join(lines) + "\n")
+
+    up = podlink("up", str(workspace), cwd=workspace, env=env, timeout=300)
+
+    assert up.returncode != 0
+    assert f"{dockerfile}:6: the image build failed" in up.stderr + up.stdout
+    assert "returned a non-zero code: 1" in up.stderr + up.stdout
+    assert cluster.apps.list_namespaced_deployment(cluster.namespace).items == []
+
+
+def test_a_registry_that_does_not_answer_is_named_with_what_to_check(
+    cluster: RealCluster, env: dict[str, str], tmp_path: Path
+) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        nobody = f"127.0.0.1:{unused.getsockname()[1]}"
+    workspace = example_workspace(tmp_path / "kube-web", cluster, nobody, free_port())
+
+    up = podlink("up", str(workspace), cwd=workspace, env=env, timeout=300)
+
+    output = up.stderr + up.stdout
+    assert up.returncode != 0
+    assert f"pushing {nobody}/kube-web-{cluster.namespace}:podlink-" in output
+    assert f"to {nobody} failed:" in output
+    assert "is the registry running, and is its address right in build.image.name?" in output
+    assert cluster.apps.list_namespaced_deployment(cluster.namespace).items == []
+    purged = podlink("purge", "--yes", "--folder", str(workspace), cwd=workspace, env=env)
+    assert purged.returncode == 0, purged.stdout + purged.stderr
+    assert "removed image" in purged.stdout
