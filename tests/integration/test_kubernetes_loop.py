@@ -266,3 +266,41 @@ def test_a_registry_that_does_not_answer_is_named_with_what_to_check(
     purged = podlink("purge", "--yes", "--folder", str(workspace), cwd=workspace, env=env)
     assert purged.returncode == 0, purged.stdout + purged.stderr
     assert "removed image" in purged.stdout
+
+
+def test_in_dev_mode_podlink_runs_the_app_in_the_deployed_pod_and_purge_undoes_both(
+    cluster: RealCluster, registry: str, env: dict[str, str], tmp_path: Path
+) -> None:
+    port = free_port()
+    workspace = example_workspace(tmp_path / "kube-web", cluster, registry, port)
+    config = (workspace / "podlink.yaml").read_text()
+    (workspace / "podlink.yaml").write_text(
+        config.replace(
+            "    container: web\n", "    container: web\n    devMode: {deployment: kube-web}\n"
+        )
+        + "run: {command: [python3, -u, server.py]}\n"
+    )
+    before = namespace_objects(cluster)
+
+    process = start_podlink("up", str(workspace), cwd=workspace, env=env)
+    try:
+        output = LineWatcher(process)
+        output.wait_for("applied deployment/kube-web", seconds=300)
+        output.wait_for("ready:", seconds=300)
+        # The app podlink runs answers, not the image's: the Deployment runs sleep now.
+        output.wait_for("serving on port 8000", seconds=60)
+        template = cluster.deployment("kube-web")["spec"]["template"]["spec"]["containers"][0]
+        assert template["command"] == ["sleep", "infinity"]
+        assert wait_for_answer(port, "hello from kube-web")
+        (workspace / "greeting.py").write_text('def text() -> str:\n    return "dev"\n')
+        assert wait_for_answer(port, "dev")
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+
+    restored = cluster.deployment("kube-web")["spec"]["template"]["spec"]["containers"][0]
+    assert "command" not in restored
+    assert restored["image"].startswith(f"{registry}/kube-web-{cluster.namespace}:podlink-")
+    purged = podlink("purge", "--yes", "--folder", str(workspace), cwd=workspace, env=env)
+    assert purged.returncode == 0, purged.stdout + purged.stderr
+    assert namespace_objects(cluster) == before
