@@ -95,10 +95,11 @@ class PodlinkServer(LanguageServer):
 
 
 def create_server() -> PodlinkServer:
-    from podlink.server import lifecycle, ports, sessions, testing
+    from podlink.server import lifecycle, logs, ports, sessions, testing
 
     server = PodlinkServer()
     lifecycle.register(server)
+    logs.register(server)
     testing.register(server)  # before sessions: it answers the unregistered methods
     ports.register(server)
     sessions.register(server)
