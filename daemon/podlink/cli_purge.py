@@ -190,8 +190,19 @@ async def _find_leftovers(
         plan.notes.append("temporary files in a kubernetes target are not looked for")
         if target.dev_mode is not None:
             await _find_patched_deployments(target, config.folder, plan)
-        await _find_ledger(target, config.folder, plan)
+        await _find_ledger(target, config.folder, plan, everything=everything)
     return plan
+
+
+def _running_session_for(folder: Path) -> str | None:
+    """The running session of ``folder`` on this machine, named for messages, if any."""
+    for record in live_session_records():
+        session = record.get("session") or {}
+        if session.get("state") == "stopped":
+            continue
+        if _folder_of(str(session.get("folder", ""))).resolve() == folder.resolve():
+            return f"the running session for {folder} (pid {record.get('pid')})"
+    return None
 
 
 def _ledger_lines(ledger: Ledger) -> list[str]:
@@ -200,12 +211,19 @@ def _ledger_lines(ledger: Ledger) -> list[str]:
     return ledger_lines(ledger)
 
 
-async def _find_ledger(target: KubernetesTargetConfig, folder: Path, plan: _PurgePlan) -> None:
+async def _find_ledger(
+    target: KubernetesTargetConfig, folder: Path, plan: _PurgePlan, *, everything: bool
+) -> None:
     from podlink.targets.kubernetes_admin import Namespace
     from podlink.targets.kubernetes_ledger import read_ledger
 
     ledger = read_ledger(folder)
     if ledger.empty:
+        return
+    user = _running_session_for(folder)
+    if user is not None and not everything:
+        made = [*ledger.objects, *ledger.pushed, *ledger.imported, *ledger.built]
+        plan.kept.extend(f"kept {entry}: {user} uses it; --all removes it too" for entry in made)
         return
     if ledger.objects and plan.namespace is None:
         try:

@@ -142,6 +142,13 @@ def test_one_up_builds_pushes_deploys_and_serves_then_purge_leaves_nothing(
         assert wait_for_answer(port, "hello from kube-web")
         (workspace / "greeting.py").write_text('def text() -> str:\n    return "saved"\n')
         assert wait_for_answer(port, "saved")
+        # What a running session uses stays, unless --all.
+        kept = podlink("purge", "--yes", "--folder", str(workspace), cwd=workspace, env=env)
+        assert kept.returncode == 0, kept.stdout + kept.stderr
+        assert f"kept deployment/kube-web in namespace {cluster.namespace}: the running" in (
+            kept.stdout
+        )
+        assert cluster.deployment("kube-web")["metadata"]["name"] == "kube-web"
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=60)
