@@ -152,7 +152,9 @@ class KubernetesTarget:
         try:
             if self._api is None:
                 self._api = await asyncio.to_thread(self._open_client)
-                await asyncio.to_thread(self._check_namespace)
+                if self._deploy is None or self._deployed:
+                    # A deploy checks it without the typed client (``deploy``).
+                    await asyncio.to_thread(self._check_namespace)
         except BaseException:
             if building is not None:
                 building.cancel()
@@ -192,7 +194,7 @@ class KubernetesTarget:
         manifests = load_manifests(self._folder, self._deploy)
         if self._api is None:
             self._api = self._open_client()
-            self._check_namespace()
+        self._check_namespace(untyped=True)
         if self._image is not None:
             built = self._built or self._build_image()
             reference = built.reference
@@ -349,9 +351,19 @@ class KubernetesTarget:
         finally:
             api.close()
 
-    def _check_namespace(self) -> None:
+    def _check_namespace(self, *, untyped: bool = False) -> None:
+        """``untyped``: through the dynamic client, which needs none of the typed client's
+        models (seconds to load): a deploy goes first and the models load meanwhile."""
         try:
-            self._core().read_namespace(self._namespace, _request_timeout=REQUEST_TIMEOUT)
+            if untyped:
+                from kubernetes import dynamic
+
+                untyped_module: Any = dynamic
+                namespaces = untyped_module.DynamicClient(self._api)
+                kind = namespaces.resources.get(api_version="v1", kind="Namespace")
+                namespaces.get(kind, name=self._namespace, _request_timeout=REQUEST_TIMEOUT)
+            else:
+                self._core().read_namespace(self._namespace, _request_timeout=REQUEST_TIMEOUT)
         except ApiException as error:
             if error.status == 403:
                 return  # many developers may not read namespaces; the pod lookup tells more
