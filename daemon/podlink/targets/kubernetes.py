@@ -7,6 +7,11 @@ deletion, container restarts and replacement by a new Ready pod into target even
 session reconnects on them, and ``connect`` picks whichever pod matches then. Blocking client
 calls run in worker threads.
 
+With ``deploy:`` the target applies the workspace's manifests first (``kubernetes_deploy``),
+and with ``build.image`` it builds the image and delivers it to the cluster before that
+(``kubernetes_build``, ``kubernetes_delivery``); what it made is listed for ``podlink purge``
+(``kubernetes_ledger``).
+
 With ``devMode`` the target first patches the Deployment (``kubernetes_devmode``), then
 follows the pods of the Deployment's selector that run the patched template, and restores
 the Deployment on ``close``.
