@@ -317,10 +317,10 @@ class BuildRunner:
     async def run(self) -> BuildOutcome:
         """Flush, run ``build.command`` in the target, publish what its output says."""
         section = self._host.config.build
-        if section is None:
+        if section is None or not section.command:
             raise NoBuildCommand(
-                "this workspace has no build command: add a `build:` section with a "
-                "`command:` to podlink.yaml"
+                "this workspace has no build command: add a `command:` to the `build:` "
+                "section of podlink.yaml"
             )
         async with self._lock:
             started = time.monotonic()

@@ -196,6 +196,32 @@ class CommandConfig(_Section, frozen=True, kw_only=True):
     cwd: str | None = None
 
 
+class ImageBuildConfig(_Section, frozen=True, kw_only=True):
+    """An image built on this machine for a kubernetes target, then delivered to the cluster.
+
+    ``name`` is the repository (``127.0.0.1:5000/web``, ``web``); podlink tags it with a tag
+    made from the build's inputs. ``deliver``: ``registry`` pushes, ``kind``/``minikube``
+    load it into that local cluster, ``containerd`` imports it through ``containerdSocket``;
+    ``auto`` picks by the name and the kubeconfig context.
+    """
+
+    name: str
+    context: str = "."
+    dockerfile: str = "Dockerfile"
+    args: dict[str, str] = msgspec.field(default_factory=dict)
+    target: str | None = None
+    deliver: Literal["auto", "registry", "kind", "minikube", "containerd"] = "auto"
+    containerd_socket: str | None = None
+
+
+class BuildConfig(CommandConfig, frozen=True, kw_only=True):
+    """``command`` runs in the target (``podlink build``); ``image`` is built before a
+    kubernetes session deploys. At least one of them."""
+
+    command: tuple[str, ...] = ()
+    image: ImageBuildConfig | None = None
+
+
 class Config(msgspec.Struct, frozen=True, kw_only=True):
     """A checked podlink.yaml. ``Config(folder=..., path=None)`` is the all-defaults config."""
 
@@ -208,7 +234,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     run: RunConfig | None = None
     debug: DebugConfig = msgspec.field(default_factory=DebugConfig)
     test: CommandConfig | None = None
-    build: CommandConfig | None = None
+    build: BuildConfig | None = None
     deploy: DeployConfig | None = None
 
     def local_root(self, entry: SyncEntryConfig) -> Path:
@@ -246,7 +272,7 @@ class _RawConfig(_Section, frozen=True, kw_only=True):
     run: RunConfig | None = None
     debug: DebugConfig | None = None
     test: CommandConfig | None = None
-    build: CommandConfig | None = None
+    build: BuildConfig | None = None
     deploy: DeployConfig | None = None
 
 
@@ -743,12 +769,12 @@ def _check_rules(source: _Source, raw: _RawConfig, *, folder: Path, path: Path) 
         (("test",), raw.test),
         (("build",), raw.build),
     ):
-        if section is not None:
+        if section is not None and not (isinstance(section, BuildConfig) and section.image):
             _check_command(source, (*section_path, "command"), section.command)
     if raw.debug is not None:
         _check_port_number(source, ("debug", "port"), raw.debug.port)
     target = _check_target(source, raw.target)
-    return Config(
+    config = Config(
         folder=folder,
         path=path,
         version=raw.version,
@@ -761,6 +787,47 @@ def _check_rules(source: _Source, raw: _RawConfig, *, folder: Path, path: Path) 
         build=raw.build,
         deploy=_check_deploy(source, raw.deploy, folder, target),
     )
+    _check_image_build(source, raw.build, folder, config.target)
+    return config
+
+
+def _check_image_build(
+    source: _Source, build: BuildConfig | None, folder: Path, target: TargetConfig
+) -> None:
+    image = build.image if build is not None else None
+    if image is None:
+        return
+    if not isinstance(target, KubernetesTargetConfig):
+        raise source.error(
+            ("build", "image"),
+            "builds an image for a kubernetes target, but the target is not a kubernetes one",
+            hint="a docker target builds its own image with target: {docker: {build: ...}}",
+        )
+    if not image.name.strip() or ":" in image.name.rsplit("/", 1)[-1] or "@" in image.name:
+        raise source.error(
+            ("build", "image", "name"),
+            f"{image.name!r} is not an image repository without a tag",
+            hint="name the repository only, e.g. 127.0.0.1:5000/web: podlink picks the tag",
+        )
+    context = (folder / image.context).resolve()
+    if not context.is_relative_to(folder) or not context.is_dir():
+        raise source.error(
+            ("build", "image", "context"),
+            f"'{image.context}' is not a folder inside the workspace {folder}",
+            hint="name the build context relative to the workspace, e.g. .",
+        )
+    if not (context / image.dockerfile).is_file():
+        raise source.error(
+            ("build", "image", "dockerfile"),
+            f"there is no {image.dockerfile} in {context}",
+            hint="name the Dockerfile relative to the build context",
+        )
+    if image.deliver == "containerd" and not image.containerd_socket:
+        raise source.error(
+            ("build", "image", "containerdSocket"),
+            "deliver: containerd needs the socket of the cluster's containerd",
+            hint="e.g. containerdSocket: /run/containerd/containerd.sock",
+        )
 
 
 def _check_deploy(

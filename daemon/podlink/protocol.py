@@ -498,6 +498,58 @@ class ExplainPathParams(
     """The local path to explain, a `file:` URI; it need not exist."""
 
 
+class FollowLogsParams(
+    msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True
+):
+    """The params of podlink/followLogs."""
+
+    session_id: str
+    """The session whose container (docker) or pod (kubernetes) log to stream."""
+    tail: int | None = None
+    """Start with the last this many lines; everything when absent."""
+    previous: bool | None = None
+    """The pod's container before its last restart (pods only); the stream ends with that log."""
+    every_pod: bool | None = None
+    """Every pod of the session's Deployment (or selector), each line prefixed with `[pod-name] `
+    (pods only).
+    """
+
+
+class FollowLogsResult(
+    msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True
+):
+    """The result of podlink/followLogs."""
+
+    stream_id: str
+    """The stream's id, which podlink/containerLog carries and podlink/stopLogs takes."""
+
+
+class StopLogsParams(msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True):
+    """The params of podlink/stopLogs."""
+
+    stream_id: str
+    """The stream to end."""
+
+
+class ContainerLogParams(
+    msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True
+):
+    """The params of podlink/containerLog."""
+
+    stream_id: str
+    """The stream podlink/followLogs started."""
+    session_id: str
+    """The session the log belongs to."""
+    text: str
+    """The next part of the log, as the container wrote it (not split into lines)."""
+    ended: bool | None = None
+    """True on the stream's last message: the container stopped, the log was read to its end,
+    podlink/stopLogs ended it, or it failed (then `error` says why).
+    """
+    error: str | None = None
+    """Why the log could not be read, or stopped being read, with what to do."""
+
+
 class LogParams(msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True):
     """The params of podlink/log."""
 
@@ -548,8 +600,11 @@ BUILD = "podlink/build"
 RESUME_SYNC = "podlink/resumeSync"
 RESET_SYNC = "podlink/resetSync"
 EXPLAIN_PATH = "podlink/explainPath"
+FOLLOW_LOGS = "podlink/followLogs"
+STOP_LOGS = "podlink/stopLogs"
 SESSION_CHANGED = "podlink/sessionChanged"
 LOG = "podlink/log"
+CONTAINER_LOG = "podlink/containerLog"
 TEST_RESULT = "podlink/testResult"
 PUBLISH_DIAGNOSTICS = "textDocument/publishDiagnostics"
 PROGRESS = "$/progress"
@@ -677,6 +732,19 @@ REQUESTS: dict[str, RequestSpec] = {
         doc="Say whether a local path is synced into the target and, if not, which rule of which "
         "ignore file (or of the exclude list) keeps it out.",
     ),
+    FOLLOW_LOGS: RequestSpec(
+        method=FOLLOW_LOGS,
+        params=FollowLogsParams,
+        result=FollowLogsResult,
+        doc="Stream the log of the session's container or pod (as `podlink logs -f` prints it) "
+        "through podlink/containerLog until the container stops or podlink/stopLogs.",
+    ),
+    STOP_LOGS: RequestSpec(
+        method=STOP_LOGS,
+        params=StopLogsParams,
+        result=None,
+        doc="End a stream podlink/followLogs started; its last podlink/containerLog says ended.",
+    ),
 }
 
 NOTIFICATIONS: dict[str, NotificationSpec] = {
@@ -690,6 +758,11 @@ NOTIFICATIONS: dict[str, NotificationSpec] = {
         method=LOG,
         params=LogParams,
         doc="Output from a session's app, sync, build or tests, or from the daemon about it.",
+    ),
+    CONTAINER_LOG: NotificationSpec(
+        method=CONTAINER_LOG,
+        params=ContainerLogParams,
+        doc="The next part of a log stream podlink/followLogs started.",
     ),
     TEST_RESULT: NotificationSpec(
         method=TEST_RESULT,
@@ -797,6 +870,10 @@ class PodlinkHandlers(Protocol):
 
     async def explain_path(self, params: ExplainPathParams) -> PathExplanation: ...
 
+    async def follow_logs(self, params: FollowLogsParams) -> FollowLogsResult: ...
+
+    async def stop_logs(self, params: StopLogsParams) -> None: ...
+
 
 def bind(server: RequestBinder, handlers: PodlinkHandlers) -> None:
     """Register the handler of every request in REQUESTS with the server."""
@@ -816,3 +893,5 @@ def bind(server: RequestBinder, handlers: PodlinkHandlers) -> None:
     server.bind_request(REQUESTS[RESUME_SYNC], handlers.resume_sync)
     server.bind_request(REQUESTS[RESET_SYNC], handlers.reset_sync)
     server.bind_request(REQUESTS[EXPLAIN_PATH], handlers.explain_path)
+    server.bind_request(REQUESTS[FOLLOW_LOGS], handlers.follow_logs)
+    server.bind_request(REQUESTS[STOP_LOGS], handlers.stop_logs)

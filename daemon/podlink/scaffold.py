@@ -58,6 +58,8 @@ class ProjectHints(msgspec.Struct, frozen=True, kw_only=True):
     deployment_namespace: str | None = None
     pod_labels: tuple[tuple[str, str], ...] = ()
     container_name: str | None = None
+    # The image the app container runs, as the manifest names it.
+    container_image: str | None = None
     container_ports: tuple[int, ...] = ()
     container_workdir: str | None = None
     container_reason: str | None = None
@@ -277,6 +279,7 @@ def _deployment_hints(folder: Path, manifests: Iterable[Path]) -> dict[str, Any]
         "deployment_namespace": _text(_get(deployment, "metadata", "namespace")),
         "pod_labels": _pod_labels(deployment),
         "container_name": _text(_get(container, "name")),
+        "container_image": _text(_get(container, "image")),
         "container_ports": _unique(_port_numbers(s for s in port_specs if s is not None)),
         "container_workdir": _text(_get(container, "workingDir")),
         "container_reason": reason,
@@ -385,7 +388,7 @@ def render_starter_config(folder: Path) -> str:
         _run_section(hints.run_command, hints.python_entry),
         _DEBUG_SECTION,
         _test_section(hints.test_command),
-        _BUILD_SECTION,
+        _build_section(hints),
     ]
     return "\n".join(line for section in sections for line in section) + "\n"
 
@@ -570,6 +573,42 @@ def _deploy_section(hints: ProjectHints) -> list[str]:
         "  # image: {name: web, replace: registry.example/web:dev}   # swap the built image in",
         "",
     ]
+
+
+def _build_section(hints: ProjectHints) -> list[str]:
+    """An image built from the Dockerfile for the Deployment's container, when there are both."""
+    image = _repository(hints.container_image or "")
+    if hints.dockerfile is None or hints.deployment_name is None or not image:
+        return _BUILD_SECTION
+    container = f"container {hints.container_name}" if hints.container_name else "the app"
+    if ("/" in image and any(mark in image.split("/")[0] for mark in ".:")) or image.startswith(
+        "localhost/"
+    ):
+        delivery = f"pushed to {image.split('/')[0]} (with your `docker login` credentials)"
+    else:
+        delivery = "loaded into a kind or minikube cluster (name a registry host to push)"
+    return [
+        "build:                     # run by `podlink up` before it deploys",
+        "  image:",
+        f"    # Assumed: {hints.dockerfile.as_posix()} builds the image that {container} of",
+        f"    # Deployment {hints.deployment_name} runs ({hints.container_image}). podlink tags it",
+        "    # by the build's content and the manifests run that tag.",
+        f"    name: {_scalar(image)}",
+        "    context: .",
+        f"    dockerfile: {_scalar(hints.dockerfile.as_posix())}",
+        '    # args: {PYTHON_VERSION: "3.12"}   # build arguments; target: dev for a stage',
+        f"    # deliver: auto           # here: {delivery}",
+        '  # command: ["python3", "-m", "compileall", "-q", "."]   # run in the target',
+        "",
+    ]
+
+
+def _repository(image: str) -> str:
+    """``registry:5000/web`` of ``registry:5000/web:1.0`` or ``web@sha256:...``."""
+    repository = image.split("@", 1)[0]
+    if repository.rfind(":") > repository.rfind("/"):
+        repository = repository[: repository.rfind(":")]
+    return repository
 
 
 def _sync_section(remote: str) -> list[str]:

@@ -37,7 +37,12 @@ from tests.targets import (
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "hello"
-PODLINK_NOTIFICATIONS = ("podlink/sessionChanged", "podlink/log", "podlink/testResult")
+PODLINK_NOTIFICATIONS = (
+    "podlink/sessionChanged",
+    "podlink/log",
+    "podlink/testResult",
+    "podlink/containerLog",
+)
 
 
 @attrs.define

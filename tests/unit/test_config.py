@@ -14,6 +14,7 @@ import pytest
 
 from podlink.config import (
     CONFIG_FILE_NAME,
+    BuildConfig,
     CommandConfig,
     Config,
     ConfigError,
@@ -23,6 +24,7 @@ from podlink.config import (
     DevModeConfig,
     DockerBuildConfig,
     DockerTargetConfig,
+    ImageBuildConfig,
     KubernetesTargetConfig,
     LocalTargetConfig,
     PodSelectorConfig,
@@ -101,7 +103,7 @@ def test_design_example_parses_every_section(tmp_path: Path) -> None:
     )
     assert config.debug == DebugConfig(port=5678, just_my_code=True)
     assert config.test == CommandConfig(command=("python", "-m", "pytest"))
-    assert config.build == CommandConfig(command=("python", "-m", "compileall", "-q", "."))
+    assert config.build == BuildConfig(command=("python", "-m", "compileall", "-q", "."))
 
 
 def test_kubernetes_target_with_every_key(tmp_path: Path) -> None:
@@ -178,7 +180,7 @@ def test_a_command_string_is_split_like_a_shell_would(tmp_path: Path) -> None:
     assert config.run is not None
     assert config.run.command == ("python", "-m", "app", "--name", "my app")
     assert config.test == CommandConfig(command=("python", "-m", "pytest", "-q"))
-    assert config.build == CommandConfig(command=("make",))
+    assert config.build == BuildConfig(command=("make",))
     assert isinstance(config.target, KubernetesTargetConfig)
     assert config.target.dev_mode is not None
     assert config.target.dev_mode.command == ("sleep", "1d")
@@ -844,3 +846,94 @@ def test_deploy_needs_a_kubernetes_target(tmp_path: Path) -> None:
 
     assert (caught.value.line, caught.value.key) == (3, "deploy")
     assert "not a kubernetes one" in str(caught.value)
+
+
+# ---------------------------------------------------------------------------------------
+# build.image:
+
+
+def test_build_image_names_the_repository_and_how_to_build_it(tmp_path: Path) -> None:
+    (tmp_path / "docker").mkdir()
+    (tmp_path / "docker" / "Dockerfile.dev").write_text("FROM python\n")
+    config = parse(
+        KUBE_TARGET
+        + "build:\n  image:\n    name: 127.0.0.1:5000/web\n    context: docker\n"
+        + "    dockerfile: Dockerfile.dev\n    args: {BASE: python}\n    target: dev\n",
+        tmp_path,
+    )
+
+    assert config.build == BuildConfig(
+        image=ImageBuildConfig(
+            name="127.0.0.1:5000/web",
+            context="docker",
+            dockerfile="Dockerfile.dev",
+            args={"BASE": "python"},
+            target="dev",
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("target", "image", "line", "key", "fragment"),
+    [
+        pytest.param(
+            KUBE_TARGET, "{name: 'web:1.0'}", 6, "build.image.name", "without a tag", id="tag"
+        ),
+        pytest.param(
+            KUBE_TARGET,
+            "{name: web, dockerfile: Missing}",
+            6,
+            "build.image.dockerfile",
+            "there is no Missing",
+            id="no-dockerfile",
+        ),
+        pytest.param(
+            KUBE_TARGET,
+            "{name: web, context: ../up}",
+            6,
+            "build.image.context",
+            "not a folder inside the workspace",
+            id="context-outside",
+        ),
+        pytest.param(
+            KUBE_TARGET,
+            "{name: web, deliver: containerd}",
+            6,
+            "build.image.containerdSocket",
+            "needs the socket",
+            id="containerd-without-socket",
+        ),
+        pytest.param(
+            KUBE_TARGET,
+            "{name: web, deliver: ftp}",
+            6,
+            "build.image.deliver",
+            "",
+            id="unknown-way",
+        ),
+        pytest.param(
+            "version: 1\ntarget: {docker: {image: python}}\n",
+            "{name: web}",
+            4,
+            "build.image",
+            "not a kubernetes one",
+            id="docker-target",
+        ),
+    ],
+)
+def test_a_bad_build_image_names_line_and_key(
+    tmp_path: Path, target: str, image: str, line: int, key: str, fragment: str
+) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM python\n")
+    with pytest.raises(ConfigError) as caught:
+        parse(target + f"build:\n  image: {image}\n", tmp_path)
+
+    assert (caught.value.line, caught.value.key) == (line, key), str(caught.value)
+    assert fragment in str(caught.value)
+
+
+def test_a_build_section_needs_a_command_or_an_image(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse(KUBE_TARGET + "build: {env: {A: b}}\n", tmp_path)
+
+    assert caught.value.key == "build.command", str(caught.value)

@@ -324,6 +324,32 @@ def test_kubernetes_starter_selects_the_deployments_pods_in_dev_mode(project: Pa
     assert config.deploy.manifests == ("deploy/k8s/web.yaml",)
 
 
+def test_kubernetes_starter_builds_the_dockerfile_into_the_image_the_deployment_runs(
+    project: Path,
+) -> None:
+    kubernetes_project(project)
+    write(project, "Dockerfile", "FROM python:3.12-slim\nWORKDIR /srv/web\n")
+
+    text = render_starter_config(project)
+    write_starter_config(project)
+    config = load_config(project)
+
+    assert config.build is not None and config.build.image is not None
+    assert config.build.image.name == "web"  # web:dev without its tag
+    assert config.build.image.dockerfile == "Dockerfile"
+    assert config.build.command == ()
+    # Says what it assumed, and how the image reaches the cluster.
+    assert "Assumed: Dockerfile builds the image that container server of" in text
+    assert "loaded into a kind or minikube cluster" in text
+
+
+def test_a_kubernetes_starter_without_a_dockerfile_builds_nothing(project: Path) -> None:
+    kubernetes_project(project)
+    write_starter_config(project)
+
+    assert load_config(project).build is None
+
+
 def test_only_a_kubernetes_starter_deploys(project: Path) -> None:
     dockerfile_project(project)
     write_starter_config(project)

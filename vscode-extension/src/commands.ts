@@ -2,6 +2,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as vscode from "vscode";
+import { hasContainerLog, type ContainerLogs } from "./containerLogs";
 import type { Daemon } from "./daemon";
 import type { Debugging } from "./debugging";
 import { describeError } from "./errors";
@@ -17,6 +18,7 @@ interface Parts {
   sessions: Sessions;
   testing: Testing;
   debugging: Debugging;
+  containerLogs: ContainerLogs;
   log: vscode.LogOutputChannel;
 }
 
@@ -25,7 +27,7 @@ function isTreeNode(value: unknown): value is TreeNodeModel {
 }
 
 export function registerCommands(context: vscode.ExtensionContext, parts: Parts): void {
-  const { daemon, sessions, testing, debugging, log } = parts;
+  const { daemon, sessions, testing, debugging, containerLogs, log } = parts;
 
   /** The session a command is about: the tree node it was invoked on, else the user's pick. */
   const sessionFrom = async (argument: unknown, placeHolder: string): Promise<Session | undefined> => {
@@ -149,7 +151,14 @@ export function registerCommands(context: vscode.ExtensionContext, parts: Parts)
     await podlinkTerminal(`podlink shell: ${path.basename(folder.fsPath)}`, ["shell"], folder);
   });
 
-  register("podlink.showLogs", () => log.show(true));
+  // podlink's own log, and for a session on a container or pod (the one the command was
+  // invoked on, else the only one) that container's log as it streams.
+  register("podlink.showLogs", async (argument) => {
+    log.show(true);
+    const live = sessions.store.all().filter((session) => session.state !== "stopped" && hasContainerLog(session));
+    const session = isTreeNode(argument) ? sessions.store.get(argument.sessionId) : live.length === 1 ? live[0] : undefined;
+    if (session && hasContainerLog(session)) await containerLogs.show(session);
+  });
 
   register("podlink.addPort", async (argument) => {
     const session = await sessionFrom(argument, "Forward a port of which session?");

@@ -1,6 +1,7 @@
 /** Wires the parts together: one daemon, its sessions, and the views, tests and debugging on them. */
 import * as vscode from "vscode";
 import { registerCommands } from "./commands";
+import { ContainerLogs } from "./containerLogs";
 import { Daemon } from "./daemon";
 import { Debugging } from "./debugging";
 import { Sessions } from "./sessions";
@@ -36,12 +37,14 @@ export function activate(context: vscode.ExtensionContext): void {
   const debugging = new Debugging(daemon, sessions, log, settings);
   const testing = new Testing(daemon, sessions, log, settings, (session) => debugging.debug(session));
   const tree = new SessionsTree(sessions);
+  const containerLogs = new ContainerLogs(daemon, log);
   context.subscriptions.push(
     daemon,
     sessions,
     debugging,
     testing,
     tree,
+    containerLogs,
     new StatusBar(daemon, sessions),
     vscode.window.createTreeView("podlink.sessions", { treeDataProvider: tree, showCollapseAll: true }),
     vscode.workspace.onDidChangeConfiguration((event) => {
@@ -52,7 +55,7 @@ export function activate(context: vscode.ExtensionContext): void {
     }),
     vscode.workspace.onDidChangeWorkspaceFolders(() => void sessions.autoStart()),
   );
-  registerCommands(context, { daemon, sessions, testing, debugging, log });
+  registerCommands(context, { daemon, sessions, testing, debugging, containerLogs, log });
   // Menus that only make sense once podlink runs in this window ("Is This Synced?").
   void vscode.commands.executeCommand("setContext", "podlink.active", true);
   void sessions.autoStart();

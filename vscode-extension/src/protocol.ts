@@ -434,6 +434,50 @@ export interface ExplainPathParams {
   uri: DocumentUri;
 }
 
+/** The params of podlink/followLogs. */
+export interface FollowLogsParams {
+  /** The session whose container (docker) or pod (kubernetes) log to stream. */
+  sessionId: string;
+  /** Start with the last this many lines; everything when absent. */
+  tail?: number;
+  /** The pod's container before its last restart (pods only); the stream ends with that log. */
+  previous?: boolean;
+  /**
+   * Every pod of the session's Deployment (or selector), each line prefixed with `[pod-name] `
+   * (pods only).
+   */
+  everyPod?: boolean;
+}
+
+/** The result of podlink/followLogs. */
+export interface FollowLogsResult {
+  /** The stream's id, which podlink/containerLog carries and podlink/stopLogs takes. */
+  streamId: string;
+}
+
+/** The params of podlink/stopLogs. */
+export interface StopLogsParams {
+  /** The stream to end. */
+  streamId: string;
+}
+
+/** The params of podlink/containerLog. */
+export interface ContainerLogParams {
+  /** The stream podlink/followLogs started. */
+  streamId: string;
+  /** The session the log belongs to. */
+  sessionId: string;
+  /** The next part of the log, as the container wrote it (not split into lines). */
+  text: string;
+  /**
+   * True on the stream's last message: the container stopped, the log was read to its end,
+   * podlink/stopLogs ended it, or it failed (then `error` says why).
+   */
+  ended?: boolean;
+  /** Why the log could not be read, or stopped being read, with what to do. */
+  error?: string;
+}
+
 /** The params of podlink/log. */
 export interface LogParams {
   /** The session the output belongs to. */
@@ -482,8 +526,11 @@ export const Methods = {
   resumeSync: "podlink/resumeSync",
   resetSync: "podlink/resetSync",
   explainPath: "podlink/explainPath",
+  followLogs: "podlink/followLogs",
+  stopLogs: "podlink/stopLogs",
   sessionChanged: "podlink/sessionChanged",
   log: "podlink/log",
+  containerLog: "podlink/containerLog",
   testResult: "podlink/testResult",
   publishDiagnostics: "textDocument/publishDiagnostics",
   progress: "$/progress",
@@ -531,6 +578,13 @@ export interface RequestMap {
    * (or of the exclude list) keeps it out.
    */
   "podlink/explainPath": { params: ExplainPathParams; result: PathExplanation };
+  /**
+   * Stream the log of the session's container or pod (as `podlink logs -f` prints it) through
+   * podlink/containerLog until the container stops or podlink/stopLogs.
+   */
+  "podlink/followLogs": { params: FollowLogsParams; result: FollowLogsResult };
+  /** End a stream podlink/followLogs started; its last podlink/containerLog says ended. */
+  "podlink/stopLogs": { params: StopLogsParams; result: null };
 }
 
 /** The params type of each podlink notification; LSP defines the standard ones. */
@@ -539,6 +593,8 @@ export interface NotificationMap {
   "podlink/sessionChanged": Session;
   /** Output from a session's app, sync, build or tests, or from the daemon about it. */
   "podlink/log": LogParams;
+  /** The next part of a log stream podlink/followLogs started. */
+  "podlink/containerLog": ContainerLogParams;
   /** One test of a run has ended. */
   "podlink/testResult": TestResultParams;
 }

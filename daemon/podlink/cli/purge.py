@@ -143,7 +143,21 @@ async def _find_leftovers(
         remotes = [entry.remote for entry in config.sync]
         plan.in_target = await asyncio.to_thread(target.find_leftovers, remotes)
         plan.notes.extend(plan.in_target.notes)
+        user = None if everything else _running_session_for(config.folder)
+        if user is not None:
+            plan.kept.extend(plan.in_target.keep_in_use(user))
     return plan
+
+
+def _running_session_for(folder: Path) -> str | None:
+    """The running session of ``folder`` on this machine, named for messages, if any."""
+    for record in live_session_records():
+        session = record.get("session") or {}
+        if session.get("state") == "stopped":
+            continue
+        if _folder_of(str(session.get("folder", ""))).resolve() == folder.resolve():
+            return f"the running session for {folder} (pid {record.get('pid')})"
+    return None
 
 
 def _keep_what_sessions_use(plan: _PurgePlan) -> None:

@@ -15,6 +15,7 @@ from pygls.uris import to_fs_path
 from podlink import protocol as wire
 from podlink.config import MAX_PORT
 from podlink.errors import InvalidParams
+from podlink.server.logs import LogStreams
 from podlink.server.progress import work_done_progress
 from podlink.testing.report import ReportedTest
 
@@ -43,6 +44,7 @@ class PodlinkRequests:
     def __init__(self, server: PodlinkServer) -> None:
         self._server = server
         self._registry = server.registry
+        self._logs = LogStreams(server)
 
     # -- sessions ------------------------------------------------------------------------
 
@@ -138,3 +140,11 @@ class PodlinkRequests:
             duration_ms=outcome.duration_ms,
             diagnostics=outcome.diagnostic_count,
         )
+
+    # -- container logs ------------------------------------------------------------------
+
+    async def follow_logs(self, params: wire.FollowLogsParams) -> wire.FollowLogsResult:
+        return await self._logs.follow(params)
+
+    async def stop_logs(self, params: wire.StopLogsParams) -> None:
+        await self._logs.stop(params)

@@ -112,6 +112,11 @@ class Leftovers:
         """Whether some of it is put back as it was rather than removed."""
         return False
 
+    def keep_in_use(self, user: str) -> list[str]:
+        """Drop what a running session (``user``, named for messages) uses from what will be
+        removed; one "kept …" line for each thing dropped."""
+        return []
+
     def remove(self, say: Callable[[str], None]) -> LeftoversRemoved:
         """Remove (or restore) what was found, saying one line for each one done."""
         return LeftoversRemoved()

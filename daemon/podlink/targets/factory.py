@@ -22,7 +22,13 @@ def make_target(config: Config, on_log: Callable[[str], None]) -> Target:
     if isinstance(target, KubernetesTargetConfig):
         from podlink.targets.kubernetes.target import KubernetesTarget
 
-        return KubernetesTarget(target, folder=config.folder, deploy=config.deploy, on_log=on_log)
+        return KubernetesTarget(
+            target,
+            folder=config.folder,
+            deploy=config.deploy,
+            on_log=on_log,
+            image=config.build.image if config.build is not None else None,
+        )
     raise TargetUnavailable(
         f"the {config.target_kind} target is not available in this version of podlink; "
         "use a local or docker target in podlink.yaml for now"

@@ -1,9 +1,11 @@
 """Housekeeping in a Kubernetes namespace for ``podlink purge``.
 
 What podlink can leave behind in a cluster is a Deployment that dev mode patched and a
-session that died never restored. The patch carries the original spec in an annotation
-(``devmode``), so it can be put back from here, by anyone who may patch it. Every
-call blocks: run it in a worker thread.
+session that died never restored, and what ``podlink up`` made for the workspace: the
+objects it applied, the image tags it pushed or imported and the images it built, which the
+workspace's ledger lists (``ledger``, removed by ``purge``). A dev mode patch carries the
+original spec in an annotation (``devmode``), so it can be put back from here, by anyone who
+may patch it. Every call blocks: run it in a worker thread.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from podlink.targets.kubernetes.devmode import (
     patched_deployments,
     restore_deployment,
 )
+from podlink.targets.kubernetes.ledger import Ledger, read_ledger
+from podlink.targets.kubernetes.purge import ledger_lines, remove_ledger
 from podlink.targets.kubernetes.target import KubernetesTarget
 
 
@@ -68,26 +72,46 @@ class Namespace:
 
 
 @dataclass
-class DevModeLeftovers(Leftovers):
-    """Deployments dev mode left patched in a kubernetes target's namespace."""
+class KubernetesLeftovers(Leftovers):
+    """Deployments dev mode left patched in a kubernetes target's namespace, and what the
+    workspace's ledger says ``podlink up`` applied, pushed, imported and built."""
 
     namespace: Namespace | None = None
     deployments: list[PatchedDeployment] = field(default_factory=list)
+    ledger: Ledger | None = None
+    folder: Path | None = None
 
     @classmethod
-    def find(cls, config: KubernetesTargetConfig, folder: Path) -> DevModeLeftovers:
+    def find(cls, config: KubernetesTargetConfig, folder: Path) -> KubernetesLeftovers:
         found = cls(notes=["temporary files in a kubernetes target are not looked for"])
-        if config.dev_mode is None:
+        found.folder = folder
+        made = read_ledger(folder)
+        if not made.empty:
+            found.ledger = made
+        if config.dev_mode is None and not (made.objects):
             return found
         try:
             found.namespace = Namespace(config, folder)
-            found.deployments = found.namespace.patched_deployments()
+            if config.dev_mode is not None:
+                found.deployments = found.namespace.patched_deployments()
         except TargetUnavailable as error:
             found.notes.append(f"{error}; Deployments left in dev mode were not looked for")
+            if made.objects:
+                found.notes.append("the objects podlink applied were not removed")
+                made.objects = []
         return found
 
     def lines(self) -> list[str]:
-        return [f"restore {deployment}" for deployment in self.deployments]
+        made = ledger_lines(self.ledger) if self.ledger is not None else []
+        return [*(f"restore {deployment}" for deployment in self.deployments), *made]
+
+    def keep_in_use(self, user: str) -> list[str]:
+        if self.ledger is None:
+            return []
+        made = self.ledger
+        kept = [*made.objects, *made.pushed, *made.imported, *made.built]
+        self.ledger = None
+        return [f"kept {entry}: {user} uses it; --all removes it too" for entry in kept]
 
     @property
     def restores(self) -> bool:
@@ -105,6 +129,9 @@ class DevModeLeftovers(Leftovers):
                 continue
             say(f"restored deployment {deployment.name} in namespace {deployment.namespace}")
             removed.restored += 1
+        if self.ledger is not None and self.folder is not None:
+            api = self.namespace.api if self.namespace is not None else None
+            removed.failures += remove_ledger(self.folder, self.ledger, api, say)
         return removed
 
     def close(self) -> None:

@@ -29,13 +29,15 @@ from kubernetes.dynamic.exceptions import DynamicApiError, ResourceNotFoundError
 
 from podlink.config import ConfigError, DeployConfig, DeployImageConfig
 from podlink.targets.base import TargetUnavailable
+from podlink.targets.kubernetes.ledger import AppliedObject
 
 # The dynamic client is untyped.
 _dynamic_module: Any = dynamic
 
 FIELD_MANAGER = "podlink"
 ROLLOUT_SECONDS = 300.0
-POLL_SECONDS = 0.5
+# A rollout is watched closely: the loop waits on it before anything else can start.
+POLL_SECONDS = 0.1
 REQUEST_TIMEOUT = (10, 60)
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 
@@ -86,7 +88,7 @@ def load_manifests(folder: Path, deploy: DeployConfig) -> list[Manifest]:
         manifests.extend(replace(each, shown=shown) for each in _parse_file(path))
     if deploy.image is not None:
         for manifest in manifests:
-            _replace_image(manifest.body, deploy.image)
+            replace_image(manifest.body, deploy.image)
     return manifests
 
 
@@ -136,7 +138,7 @@ def _check_object(path: Path, line: int, body: object) -> Manifest:
     return Manifest(path, line, body)
 
 
-def _replace_image(body: dict[str, Any], image: DeployImageConfig) -> None:
+def replace_image(body: dict[str, Any], image: DeployImageConfig) -> None:
     for spec in _pod_specs(body):
         for key in ("containers", "initContainers"):
             for container in spec.get(key) or []:
@@ -179,8 +181,11 @@ class Deployer:
         *,
         where: str,
         rollout_seconds: float = ROLLOUT_SECONDS,
+        on_created: Callable[[AppliedObject], None] | None = None,
     ) -> None:
+        """``on_created`` hears of each object the apply created (not one it changed)."""
         self._api = api
+        self._on_created = on_created
         self._namespace = namespace
         self._on_log = on_log
         self._where = where
@@ -199,6 +204,7 @@ class Deployer:
         namespace = ""
         if resource.namespaced:
             namespace = manifest.body["metadata"].get("namespace") or self._namespace
+        existed = self._on_created is None or self._exists(manifest, resource, namespace)
         try:
             result = self._client().server_side_apply(
                 resource,
@@ -215,13 +221,38 @@ class Deployer:
             raise TargetUnavailable(
                 f"applying {manifest.label}: cannot reach the API server ({self._where}): {error}"
             ) from error
-        generation = (result.to_dict().get("metadata") or {}).get("generation")
+        metadata = result.to_dict().get("metadata") or {}
+        generation = metadata.get("generation")
+        if not existed and self._on_created is not None:
+            self._on_created(
+                AppliedObject(
+                    manifest.body["apiVersion"],
+                    manifest.kind,
+                    namespace,
+                    manifest.name,
+                    str(metadata.get("uid", "")),
+                )
+            )
         where = f" in namespace {namespace}" if namespace else ""
         self._on_log(
             f"applied {manifest.kind.lower()}/{manifest.name}{where}"
             + (f" (generation {generation})" if generation else "")
         )
         return namespace
+
+    def _exists(self, manifest: Manifest, resource: Any, namespace: str) -> bool:
+        try:
+            self._client().get(
+                resource,
+                name=manifest.name,
+                namespace=namespace or None,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except DynamicApiError as error:
+            # Not allowed to look (403): not counted as created, so purge never deletes it;
+            # the apply itself reports what it is refused.
+            return int(getattr(error, "status", 0) or 0) != 404
+        return True
 
     def _client(self) -> Any:
         if self._dynamic is None:

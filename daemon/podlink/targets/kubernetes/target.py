@@ -7,6 +7,10 @@ the pod turns deletion, container restarts and replacement by a new Ready pod in
 events (``follow``); the session reconnects on them, and ``connect`` picks whichever pod
 matches then. Blocking client calls run in worker threads.
 
+With ``deploy:`` the target applies the workspace's manifests first (``deploy``), and with
+``build.image`` it builds the image and delivers it to the cluster before that
+(``image_steps``); what it made is listed for ``podlink purge`` (``ledger``).
+
 With ``devMode`` the target first patches the Deployment (``devmode``), then follows the
 pods of the Deployment's selector that run the patched template, and restores the
 Deployment on ``close``.
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
@@ -26,7 +31,12 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.stream import portforward
 
-from podlink.config import DeployConfig, KubernetesTargetConfig
+from podlink.config import (
+    DeployConfig,
+    DeployImageConfig,
+    ImageBuildConfig,
+    KubernetesTargetConfig,
+)
 from podlink.targets.base import (
     TargetDescription,
     TargetEvent,
@@ -34,14 +44,17 @@ from podlink.targets.base import (
     TargetUnavailable,
 )
 from podlink.targets.capabilities import Leftovers, LogRequest
+from podlink.targets.kubernetes.build import BuiltImage
 from podlink.targets.kubernetes.cluster import (
     REQUEST_TIMEOUT,
     cluster_settings,
     explain_failure,
+    load_client_models_soon,
     status_of,
 )
 from podlink.targets.kubernetes.devmode import DevMode, session_owner
 from podlink.targets.kubernetes.follow import PodFollower, watch_pods
+from podlink.targets.kubernetes.image_steps import ImageSteps
 from podlink.targets.kubernetes.logs import (
     PodLog,
     explain_log_failure,
@@ -81,15 +94,21 @@ class KubernetesTarget:
         folder: Path | None = None,
         deploy: DeployConfig | None = None,
         on_log: Callable[[str], None] | None = None,
+        image: ImageBuildConfig | None = None,
     ) -> None:
         """``folder``: the workspace, which with this machine names the session that holds
         a devMode Deployment (the working directory when not given), and where ``deploy``'s
-        manifests are. ``on_log`` receives the deploy's progress lines."""
+        manifests are. ``on_log`` receives the deploy's progress lines. ``image`` is built
+        and delivered before the deploy, which then runs it."""
+        load_client_models_soon()
         self._config = config
         self._folder = folder or Path.cwd()
         self._deploy = deploy
         self._deployed = False
         self._on_log = on_log or log.info
+        self._image: ImageSteps | None = None
+        if image is not None:
+            self._image = ImageSteps(self._folder, image, self._on_log)
         self._kubeconfig = kubeconfig
         self._owner = session_owner(folder or Path.cwd())
         self._dev_mode: DevMode | None = None
@@ -115,9 +134,22 @@ class KubernetesTarget:
 
     async def connect(self) -> None:
         self._loop = asyncio.get_running_loop()
-        if self._api is None:
-            self._api = await asyncio.to_thread(self._open_client)
-            await asyncio.to_thread(self._check_namespace)
+        building: asyncio.Future[BuiltImage] | None = None
+        if self._image is not None and self._deploy is not None and not self._deployed:
+            # The build needs nothing from the cluster: it runs while the client connects.
+            building = asyncio.ensure_future(asyncio.to_thread(self._image.build))
+        try:
+            if self._api is None:
+                self._api = await asyncio.to_thread(self._open_client)
+                if self._deploy is None or self._deployed:
+                    # A deploy checks it without the typed client (``deploy``).
+                    await asyncio.to_thread(self._check_namespace)
+        except BaseException:
+            if building is not None:
+                building.cancel()
+            raise
+        if building is not None:
+            await building
         if self._deploy is not None and not self._deployed:
             # Once per session: a reconnect finds what was applied already in place.
             await asyncio.to_thread(self.deploy)
@@ -138,25 +170,37 @@ class KubernetesTarget:
 
         Blocking. Raises ConfigError for a manifest that does not parse (before the cluster
         is contacted), TargetUnavailable for what the cluster refuses."""
-        from podlink.targets.kubernetes.deploy import Deployer, load_manifests
+        from podlink.targets.kubernetes import ledger
+        from podlink.targets.kubernetes.deploy import Deployer, load_manifests, replace_image
 
         if self._deploy is None:
             return
         manifests = load_manifests(self._folder, self._deploy)
         if self._api is None:
             self._api = self._open_client()
-            self._check_namespace()
+        self._check_namespace(untyped=True)
+        if self._image is not None:
+            reference = self._image.reference_in_cluster(self._context)
+            substitution = DeployImageConfig(name=self._image.image.name, replace=reference)
+            for manifest in manifests:
+                replace_image(manifest.body, substitution)
         self._on_log(f"deploying {len(manifests)} objects to namespace {self._namespace}")
-        deployer = Deployer(self._api, self._namespace, self._on_log, where=self._where())
+        deployer = Deployer(
+            self._api,
+            self._namespace,
+            self._on_log,
+            where=self._where(),
+            on_created=functools.partial(ledger.record, self._folder),
+        )
         deployer.deploy(manifests)
         self._deployed = True
 
     def find_leftovers(self, remotes: Sequence[str]) -> Leftovers:
-        """Deployments dev mode left patched in the namespace (``LeavesLeftovers``); the
-        agent's temporary files in a pod are not looked for."""
-        from podlink.targets.kubernetes.admin import DevModeLeftovers
+        """Deployments dev mode left patched in the namespace and what the workspace's ledger
+        lists (``LeavesLeftovers``); the agent's temporary files in a pod are not looked for."""
+        from podlink.targets.kubernetes.admin import KubernetesLeftovers
 
-        return DevModeLeftovers.find(self._config, self._folder)
+        return KubernetesLeftovers.find(self._config, self._folder)
 
     def open_api(self) -> tuple[Any, str]:
         """A client for the configured cluster and the namespace the configuration resolves
@@ -236,9 +280,19 @@ class KubernetesTarget:
         finally:
             api.close()
 
-    def _check_namespace(self) -> None:
+    def _check_namespace(self, *, untyped: bool = False) -> None:
+        """``untyped``: through the dynamic client, which needs none of the typed client's
+        models (seconds to load): a deploy goes first and the models load meanwhile."""
         try:
-            self._core().read_namespace(self._namespace, _request_timeout=REQUEST_TIMEOUT)
+            if untyped:
+                from kubernetes import dynamic
+
+                untyped_module: Any = dynamic
+                namespaces = untyped_module.DynamicClient(self._api)
+                kind = namespaces.resources.get(api_version="v1", kind="Namespace")
+                namespaces.get(kind, name=self._namespace, _request_timeout=REQUEST_TIMEOUT)
+            else:
+                self._core().read_namespace(self._namespace, _request_timeout=REQUEST_TIMEOUT)
         except ApiException as error:
             if error.status == 403:
                 return  # many developers may not read namespaces; the pod lookup tells more
