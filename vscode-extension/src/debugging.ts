@@ -21,6 +21,8 @@ export class Debugging
   implements vscode.DebugConfigurationProvider, vscode.DebugAdapterDescriptorFactory, vscode.Disposable
 {
   private readonly tracker = new ReattachTracker();
+  /** Sessions whose app restarted: their next debug session says why it is a new one. */
+  private readonly reattaching = new Set<string>();
   private readonly disposables: { dispose(): unknown }[] = [];
 
   constructor(
@@ -34,7 +36,11 @@ export class Debugging
       vscode.debug.registerDebugAdapterDescriptorFactory(DEBUG_TYPE, this),
       vscode.debug.onDidStartDebugSession((debugSession) => {
         const id = markerOf(debugSession.configuration);
-        if (id) this.tracker.debugStarted(id);
+        if (!id) return;
+        this.tracker.debugStarted(id);
+        if (this.reattaching.delete(id)) {
+          vscode.debug.activeDebugConsole.appendLine("podlink: the app restarted; the debugger attached to it again");
+        }
       }),
       vscode.debug.onDidTerminateDebugSession((debugSession) => {
         const id = markerOf(debugSession.configuration);
@@ -121,8 +127,11 @@ export class Debugging
     const session = this.sessions.store.get(sessionId);
     if (!session || session.state === "stopped" || !this.settings()["debug.reattachAfterRestart"]) return;
     this.log.info(`the app of ${session.folder} restarted: attaching the debugger again`);
-    vscode.window.setStatusBarMessage(`podlink: the app of ${folderName(session.folder)} restarted; debugger attached again`, 10_000);
-    void this.debug(session);
+    vscode.window.setStatusBarMessage(`podlink: the app of ${folderName(session.folder)} restarted; debugger attached again`, 30_000);
+    this.reattaching.add(sessionId);
+    void this.debug(session).then((started) => {
+      if (!started) this.reattaching.delete(sessionId);
+    });
   }
 }
 
