@@ -462,22 +462,32 @@ class Debugger:
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
     ) -> tuple[int, bytes, bytes]:
-        """Run a short command in the target: exit code, stdout, stderr. Stopped if cancelled."""
-        execution = await self._target.exec(argv, env=env, cwd=cwd)
-        try:
-            async with asyncio.timeout(PROBE_TIMEOUT_SECONDS + READY_TIMEOUT_SECONDS):
-                output, errors = await asyncio.gather(
-                    execution.stdout.read(), _read_all(execution.stderr)
-                )
-                return await execution.wait(), output, errors
-        except TimeoutError:
-            with contextlib.suppress(TargetUnavailable, OSError):
-                await execution.terminate(1.0)
-            raise TargetUnavailable(f"{argv[0]!r} did not finish in the target") from None
-        except BaseException:
-            with contextlib.suppress(TargetUnavailable, OSError):
-                await asyncio.shield(execution.terminate(1.0))
-            raise
+        return await run_in_target(self._target, argv, env=env, cwd=cwd)
+
+
+async def run_in_target(
+    target: Target,
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+) -> tuple[int, bytes, bytes]:
+    """Run a short command in the target: exit code, stdout, stderr. Stopped if cancelled."""
+    execution = await target.exec(argv, env=env, cwd=cwd)
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT_SECONDS + READY_TIMEOUT_SECONDS):
+            output, errors = await asyncio.gather(
+                execution.stdout.read(), _read_all(execution.stderr)
+            )
+            return await execution.wait(), output, errors
+    except TimeoutError:
+        with contextlib.suppress(TargetUnavailable, OSError):
+            await execution.terminate(1.0)
+        raise TargetUnavailable(f"{argv[0]!r} did not finish in the target") from None
+    except BaseException:
+        with contextlib.suppress(TargetUnavailable, OSError):
+            await asyncio.shield(execution.terminate(1.0))
+        raise
 
 
 async def _read_all(stream: asyncio.StreamReader | None) -> bytes:

@@ -27,6 +27,7 @@ from podlink.app import AppRunner
 from podlink.build import BuildRunner
 from podlink.config import Config, ConfigError, SyncEntryConfig, load_config
 from podlink.debug import Debugger, DebugNotPossible
+from podlink.debug_attach import RunningProcessDebugger
 from podlink.diagnostics import Diagnostic, DiagnosticSource
 from podlink.ignored import explain_path, rules_for_entry
 from podlink.ports import PortForwards
@@ -124,6 +125,7 @@ class Session:
             on_log=lambda text: self._log("daemon", text),
         )
         self._debugger: Debugger | None = None
+        self._attacher: RunningProcessDebugger | None = None
         self._restart_owed = False
         self._reconfiguring = asyncio.Lock()
         self._following: asyncio.Task[None] | None = None
@@ -318,6 +320,7 @@ class Session:
         watchers, self._watchers = self._watchers, []
         await asyncio.gather(*(watcher.stop() for watcher in watchers))
         await self.ports.close()
+        self._attacher = None
         debugger, self._debugger = self._debugger, None
         app, self.app = self.app, None
         if app is not None:
@@ -696,11 +699,18 @@ class Session:
         if self.target is None or self.state in ("degraded", "stopped"):
             raise TargetUnavailable(self.error or "the session is not connected to its target")
 
-    async def start_debug(self) -> dict[str, Any]:
-        """Run the app under debugpy from now on; the editor's attach configuration.
+    async def start_debug(self, attach_port: int | None = None) -> dict[str, Any]:
+        """Run the app under debugpy from now on; the editor's attach configuration. With
+        ``attach_port`` (or debug.attach.port), attach to a process that already serves
+        debugpy on that port in the target instead, and restart nothing.
 
         Raises DebugNotPossible (the configuration) or TargetUnavailable (the target).
         """
+        configured = self.config.debug.attach
+        if attach_port is None and configured is not None:
+            attach_port = configured.port
+        if attach_port is not None:
+            return await self._attach_debugger(attach_port)
         if self.app is None:
             raise DebugNotPossible("this session runs no app: add a `run:` section to podlink.yaml")
         if self.target is None or self.state != "ready":
@@ -716,6 +726,19 @@ class Session:
                 log=lambda text: self._log("daemon", text),
             )
         return await self._debugger.start()
+
+    async def _attach_debugger(self, remote_port: int) -> dict[str, Any]:
+        if self.target is None or self.state != "ready":
+            raise TargetUnavailable(self.error or f"the session is {self.state}, not ready")
+        if self._attacher is None:
+            self._attacher = RunningProcessDebugger(
+                config=self.config,
+                target=self.target,
+                forwards=self.ports,
+                shares_loopback=self._shares_loopback(),
+                log=lambda text: self._log("daemon", text),
+            )
+        return await self._attacher.attach(remote_port)
 
     # -- state out -------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from podlink.config import (
     CommandConfig,
     Config,
     ConfigError,
+    DebugAttachConfig,
     DebugConfig,
     DeployConfig,
     DeployImageConfig,
@@ -548,6 +549,16 @@ BAD_FILES = [
     pytest.param(
         "version: 1\ndebug: {port: 65536}\n", 2, "debug.port", "out of range", id="debug-port-big"
     ),
+    pytest.param(
+        "debug:\n  attach: {port: 70000}\n",
+        2,
+        "debug.attach.port",
+        "port 70000 is out of range",
+        id="debug-attach-port-big",
+    ),
+    pytest.param(
+        "debug:\n  attach: {pid: 7}\n", 2, "debug.attach.pid", "unknown key", id="attach-by-pid"
+    ),
 ]
 
 
@@ -839,3 +850,10 @@ def test_deploy_needs_a_kubernetes_target(tmp_path: Path) -> None:
 
     assert (caught.value.line, caught.value.key) == (3, "deploy")
     assert "not a kubernetes one" in str(caught.value)
+
+
+def test_debug_attach_names_the_port_of_a_running_debug_server(tmp_path: Path) -> None:
+    config = parse_config(
+        "debug:\n  attach: {port: 5679}\n", path=tmp_path / CONFIG_FILE_NAME, folder=tmp_path
+    )
+    assert config.debug == DebugConfig(attach=DebugAttachConfig(port=5679))

@@ -41,7 +41,7 @@ def register(server: PodlinkServer) -> None:
     async def start_debug(params: wire.StartDebugParams) -> wire.StartDebugResult:
         session = registry.get(params.session_id)
         try:
-            configuration = await session.start_debug()
+            configuration = await session.start_debug(params.port)
         except DebugNotPossible as error:
             raise protocol_error(wire.ErrorCode.INVALID_PARAMS, str(error)) from error
         return wire.StartDebugResult(configuration=configuration)
