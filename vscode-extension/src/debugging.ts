@@ -16,6 +16,8 @@ import type { PodlinkSettings } from "./settings";
 export const DEBUG_TYPE = "podlink";
 /** Carried in the debugpy configuration so a debug session can be traced to its podlink session. */
 const SESSION_MARKER = "podlinkSessionId";
+/** In a podlink configuration: the port in the target where a running process serves debugpy. */
+const TARGET_PORT = "targetPort";
 
 export class Debugging
   implements vscode.DebugConfigurationProvider, vscode.DebugAdapterDescriptorFactory, vscode.Disposable
@@ -23,6 +25,8 @@ export class Debugging
   private readonly tracker = new ReattachTracker();
   /** Sessions whose app restarted: their next debug session says why it is a new one. */
   private readonly reattaching = new Set<string>();
+  /** The port of the process a session's debugging attached to, when not the app podlink runs. */
+  private readonly attachPorts = new Map<string, number>();
   private readonly disposables: { dispose(): unknown }[] = [];
 
   constructor(
@@ -38,6 +42,9 @@ export class Debugging
         const id = markerOf(debugSession.configuration);
         if (!id) return;
         this.tracker.debugStarted(id);
+        const port = attachPortOf(debugSession.configuration);
+        if (port === undefined) this.attachPorts.delete(id);
+        else this.attachPorts.set(id, port);
         if (this.reattaching.delete(id)) {
           vscode.debug.activeDebugConsole.appendLine("podlink: the app restarted; the debugger attached to it again");
         }
@@ -56,11 +63,13 @@ export class Debugging
 
   /** Starts debugging a session's app; false when it could not. */
   async debug(session: Session): Promise<boolean> {
+    const port = this.attachPorts.get(session.id);
     return vscode.debug.startDebugging(this.sessions.workspaceFolderOf(session), {
       type: DEBUG_TYPE,
       request: "attach",
       name: `podlink: ${folderName(session.folder)}`,
       [SESSION_MARKER]: session.id,
+      ...(port === undefined ? {} : { [TARGET_PORT]: port }),
     });
   }
 
@@ -74,7 +83,12 @@ export class Debugging
       return undefined;
     }
     try {
-      const { configuration: attach } = await this.daemon.request("podlink/startDebug", { sessionId: session.id }, token);
+      const port = attachPortOf(configuration);
+      const { configuration: attach } = await this.daemon.request(
+        "podlink/startDebug",
+        port === undefined ? { sessionId: session.id } : { sessionId: session.id, port },
+        token,
+      );
       this.log.info(`debugging ${session.folder}: attaching to ${JSON.stringify(attach["connect"])}`);
       // The name the user chose stays; the rest is the daemon's. The type stays podlink's,
       // so VS Code asks this extension for the adapter rather than another debugger's.
@@ -84,6 +98,9 @@ export class Debugging
         request: "attach",
         name: configuration.name || (typeof attach["name"] === "string" ? attach["name"] : "podlink"),
         [SESSION_MARKER]: session.id,
+        // Kept so that attaching again after a restart goes to the same process. Not `port`:
+        // debugpy refuses an attach that has both `port` and `connect`.
+        ...(port === undefined ? {} : { [TARGET_PORT]: port }),
       };
     } catch (error) {
       void vscode.window.showErrorMessage(`podlink cannot debug the app: ${describeError(error).message}`);
@@ -153,4 +170,10 @@ function connectOf(configuration: vscode.DebugConfiguration): { host: string; po
     `this podlink debug configuration has no debug server to connect to (connect: ${JSON.stringify(connect)}); ` +
       'start debugging with "podlink: Debug" so podlink starts the app under debugpy first',
   );
+}
+
+/** `targetPort` of a podlink configuration: attach to the debugpy already listening there. */
+function attachPortOf(configuration: vscode.DebugConfiguration): number | undefined {
+  const value: unknown = (configuration as Record<string, unknown>)[TARGET_PORT];
+  return typeof value === "number" && Number.isInteger(value) && value > 0 && value < 65536 ? value : undefined;
 }

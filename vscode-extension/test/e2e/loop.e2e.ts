@@ -204,9 +204,11 @@ describe("podlink in real VS Code", { timeout: 20 * 60_000 }, () => {
     const page = workbench.page;
     await workbench.runCommand("podlink: Debug");
     await page.locator(".debug-toolbar").waitFor({ state: "visible", timeout: SESSION_READY_MS });
+    // Attached and running: the toolbar offers to pause.
+    await page.locator(".debug-toolbar .codicon-debug-pause").waitFor({ state: "visible" });
     await workbench.runCommand("View: Show Run and Debug");
-    // Attached: debugpy reports the app's threads, running.
-    await page.locator(".debug-call-stack .monaco-list-row", { hasText: "MainThread" }).first().waitFor({ state: "visible" });
+    // The exception filters debugpy announced in its answer to initialize: VS Code talks to it.
+    await page.locator(".debug-breakpoints .monaco-list-row", { hasText: "User Uncaught Exceptions" }).waitFor({ state: "visible" });
     await workbench.screenshot("debug-attached");
   });
 });
