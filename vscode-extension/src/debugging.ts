@@ -61,15 +61,15 @@ export class Debugging
     for (const disposable of this.disposables) disposable.dispose();
   }
 
-  /** Starts debugging a session's app; false when it could not. */
-  async debug(session: Session): Promise<boolean> {
-    const port = this.attachPorts.get(session.id);
+  /** Starts debugging a session's app (or the process serving debugpy on `targetPort` in
+   * the target); false when it could not. */
+  async debug(session: Session, targetPort?: number): Promise<boolean> {
     return vscode.debug.startDebugging(this.sessions.workspaceFolderOf(session), {
       type: DEBUG_TYPE,
       request: "attach",
       name: `podlink: ${folderName(session.folder)}`,
       [SESSION_MARKER]: session.id,
-      ...(port === undefined ? {} : { [TARGET_PORT]: port }),
+      ...(targetPort === undefined ? {} : { [TARGET_PORT]: targetPort }),
     });
   }
 
@@ -146,7 +146,7 @@ export class Debugging
     this.log.info(`the app of ${session.folder} restarted: attaching the debugger again`);
     vscode.window.setStatusBarMessage(`podlink: the app of ${folderName(session.folder)} restarted; debugger attached again`, 30_000);
     this.reattaching.add(sessionId);
-    void this.debug(session).then((started) => {
+    void this.debug(session, this.attachPorts.get(sessionId)).then((started) => {
       if (!started) this.reattaching.delete(sessionId);
     });
   }
