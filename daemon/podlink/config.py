@@ -185,9 +185,17 @@ class RunConfig(_Section, frozen=True, kw_only=True):
     cwd: str | None = None
 
 
+class DebugAttachConfig(_Section, frozen=True, kw_only=True):
+    """A process in the target that already serves debugpy on ``port`` (started by the image
+    with ``python -m debugpy --listen 127.0.0.1:PORT ...``): attach to it, restart nothing."""
+
+    port: int
+
+
 class DebugConfig(_Section, frozen=True, kw_only=True):
     port: int = 5678
     just_my_code: bool = True
+    attach: DebugAttachConfig | None = None
 
 
 class CommandConfig(_Section, frozen=True, kw_only=True):
@@ -773,6 +781,8 @@ def _check_rules(source: _Source, raw: _RawConfig, *, folder: Path, path: Path) 
             _check_command(source, (*section_path, "command"), section.command)
     if raw.debug is not None:
         _check_port_number(source, ("debug", "port"), raw.debug.port)
+        if raw.debug.attach is not None:
+            _check_port_number(source, ("debug", "attach", "port"), raw.debug.attach.port)
     target = _check_target(source, raw.target)
     config = Config(
         folder=folder,

@@ -372,6 +372,11 @@ class StartDebugParams(
 
     session_id: str
     """The session whose app to debug."""
+    port: int | None = None
+    """Attach to a process in the target whose debugpy already listens on this port (`python -m
+    debugpy --listen 127.0.0.1:PORT ...`) instead of running the app under debugpy; nothing is
+    restarted. When absent, `debug.attach.port` of podlink.yaml, if set.
+    """
 
 
 class StartDebugResult(

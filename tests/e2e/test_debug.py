@@ -194,3 +194,31 @@ async def test_debugging_survives_a_configuration_change(
     await app_listening(daemon, since=after_ready)
     reply = await break_in_greet(configuration, workspace / "app" / "greeting.py", app_forward)
     assert reply == '{"message": "Hello, Ada!"}'
+
+
+async def test_debugging_again_while_the_app_runs_under_debugpy_does_not_restart_it(
+    daemon: Daemon, workspace: Path, probe: TargetProbe
+) -> None:
+    session, _, app_forward = await start_forwarded(daemon, workspace)
+    mark = daemon.mark()
+    first = await start_debug(daemon, session["id"])
+    await app_listening(daemon, since=mark)
+
+    # What an editor does when it attaches again, after its debug session ended.
+    mark = daemon.mark()
+    again = await start_debug(daemon, session["id"])
+    assert again == first
+    started = [
+        p["text"]
+        for method, p in daemon.notifications[mark:]
+        if method == "podlink/log" and p["source"] == "app" and p["text"].startswith("$ ")
+    ]
+    assert started == []
+    states = [
+        p["app"]["state"]
+        for method, p in daemon.notifications[mark:]
+        if method == "podlink/sessionChanged" and p.get("app")
+    ]
+    assert all(state == "running" for state in states), states
+    reply = await break_in_greet(again, workspace / "app" / "greeting.py", app_forward)
+    assert reply == '{"message": "Hello, Ada!"}'

@@ -18,6 +18,7 @@ from podlink.config import (
     CommandConfig,
     Config,
     ConfigError,
+    DebugAttachConfig,
     DebugConfig,
     DeployConfig,
     DeployImageConfig,
@@ -555,6 +556,16 @@ BAD_FILES = [
     pytest.param(
         "version: 1\ndebug: {port: 65536}\n", 2, "debug.port", "out of range", id="debug-port-big"
     ),
+    pytest.param(
+        "debug:\n  attach: {port: 70000}\n",
+        2,
+        "debug.attach.port",
+        "port 70000 is out of range",
+        id="debug-attach-port-big",
+    ),
+    pytest.param(
+        "debug:\n  attach: {pid: 7}\n", 2, "debug.attach.pid", "unknown key", id="attach-by-pid"
+    ),
 ]
 
 
@@ -937,3 +948,10 @@ def test_a_build_section_needs_a_command_or_an_image(tmp_path: Path) -> None:
         parse(KUBE_TARGET + "build: {env: {A: b}}\n", tmp_path)
 
     assert caught.value.key == "build.command", str(caught.value)
+
+
+def test_debug_attach_names_the_port_of_a_running_debug_server(tmp_path: Path) -> None:
+    config = parse_config(
+        "debug:\n  attach: {port: 5679}\n", path=tmp_path / CONFIG_FILE_NAME, folder=tmp_path
+    )
+    assert config.debug == DebugConfig(attach=DebugAttachConfig(port=5679))

@@ -1,6 +1,8 @@
 /**
- * The `podlink` debug type: its resolver asks the daemon for a ready `debugpy` attach
- * configuration and hands that to VS Code. Re-attaches after the app restarts.
+ * The `podlink` debug type, with its own debug adapter: the resolver asks the daemon to run
+ * the app under debugpy in the target and gets back where podlink forwards debugpy's port;
+ * the adapter descriptor points VS Code straight at that port, where debugpy already speaks
+ * DAP. No other extension is needed. Re-attaches after the app restarts.
  */
 import * as vscode from "vscode";
 import type { Daemon } from "./daemon";
@@ -14,10 +16,17 @@ import type { PodlinkSettings } from "./settings";
 export const DEBUG_TYPE = "podlink";
 /** Carried in the debugpy configuration so a debug session can be traced to its podlink session. */
 const SESSION_MARKER = "podlinkSessionId";
-const DEBUGPY_EXTENSION_ID = "ms-python.debugpy";
+/** In a podlink configuration: the port in the target where a running process serves debugpy. */
+const TARGET_PORT = "targetPort";
 
-export class Debugging implements vscode.DebugConfigurationProvider, vscode.Disposable {
+export class Debugging
+  implements vscode.DebugConfigurationProvider, vscode.DebugAdapterDescriptorFactory, vscode.Disposable
+{
   private readonly tracker = new ReattachTracker();
+  /** Sessions whose app restarted: their next debug session says why it is a new one. */
+  private readonly reattaching = new Set<string>();
+  /** The port of the process a session's debugging attached to, when not the app podlink runs. */
+  private readonly attachPorts = new Map<string, number>();
   private readonly disposables: { dispose(): unknown }[] = [];
 
   constructor(
@@ -28,13 +37,21 @@ export class Debugging implements vscode.DebugConfigurationProvider, vscode.Disp
   ) {
     this.disposables.push(
       vscode.debug.registerDebugConfigurationProvider(DEBUG_TYPE, this),
+      vscode.debug.registerDebugAdapterDescriptorFactory(DEBUG_TYPE, this),
       vscode.debug.onDidStartDebugSession((debugSession) => {
         const id = markerOf(debugSession.configuration);
-        if (id) this.tracker.debugStarted(id);
+        if (!id) return;
+        this.tracker.debugStarted(id);
+        const port = attachPortOf(debugSession.configuration);
+        if (port === undefined) this.attachPorts.delete(id);
+        else this.attachPorts.set(id, port);
+        if (this.reattaching.delete(id)) {
+          vscode.debug.activeDebugConsole.appendLine("podlink: the app restarted; the debugger attached to it again");
+        }
       }),
       vscode.debug.onDidTerminateDebugSession((debugSession) => {
         const id = markerOf(debugSession.configuration);
-        if (id) this.tracker.debugEnded(id, Date.now());
+        if (id && this.tracker.debugEnded(id, Date.now())) this.reattach(id);
       }),
       sessions.store.onDidChange(() => this.appsChanged()),
     );
@@ -44,13 +61,15 @@ export class Debugging implements vscode.DebugConfigurationProvider, vscode.Disp
     for (const disposable of this.disposables) disposable.dispose();
   }
 
-  /** Starts debugging a session's app; false when it could not. */
-  async debug(session: Session): Promise<boolean> {
+  /** Starts debugging a session's app (or the process serving debugpy on `targetPort` in
+   * the target); false when it could not. */
+  async debug(session: Session, targetPort?: number): Promise<boolean> {
     return vscode.debug.startDebugging(this.sessions.workspaceFolderOf(session), {
       type: DEBUG_TYPE,
       request: "attach",
       name: `podlink: ${folderName(session.folder)}`,
       [SESSION_MARKER]: session.id,
+      ...(targetPort === undefined ? {} : { [TARGET_PORT]: targetPort }),
     });
   }
 
@@ -59,31 +78,41 @@ export class Debugging implements vscode.DebugConfigurationProvider, vscode.Disp
     configuration: vscode.DebugConfiguration,
     token?: vscode.CancellationToken,
   ): Promise<vscode.DebugConfiguration | undefined> {
-    if (!vscode.extensions.getExtension(DEBUGPY_EXTENSION_ID)) {
-      void vscode.window.showErrorMessage(
-        "Debugging with podlink needs the Python Debugger extension (ms-python.debugpy), which is not installed.",
-      );
-      return undefined;
-    }
     const session = await this.sessionFor(folder, configuration);
     if (!session) {
       return undefined;
     }
     try {
-      const { configuration: attach } = await this.daemon.request("podlink/startDebug", { sessionId: session.id }, token);
+      const port = attachPortOf(configuration);
+      const { configuration: attach } = await this.daemon.request(
+        "podlink/startDebug",
+        port === undefined ? { sessionId: session.id } : { sessionId: session.id, port },
+        token,
+      );
       this.log.info(`debugging ${session.folder}: attaching to ${JSON.stringify(attach["connect"])}`);
-      // The name the user chose stays; the rest is the daemon's.
+      // The name the user chose stays; the rest is the daemon's. The type stays podlink's,
+      // so VS Code asks this extension for the adapter rather than another debugger's.
       return {
         ...attach,
-        type: typeof attach["type"] === "string" ? attach["type"] : "debugpy",
-        request: typeof attach["request"] === "string" ? attach["request"] : "attach",
+        type: DEBUG_TYPE,
+        request: "attach",
         name: configuration.name || (typeof attach["name"] === "string" ? attach["name"] : "podlink"),
         [SESSION_MARKER]: session.id,
+        // Kept so that attaching again after a restart goes to the same process. Not `port`:
+        // debugpy refuses an attach that has both `port` and `connect`.
+        ...(port === undefined ? {} : { [TARGET_PORT]: port }),
       };
     } catch (error) {
       void vscode.window.showErrorMessage(`podlink cannot debug the app: ${describeError(error).message}`);
       return undefined;
     }
+  }
+
+  /** debugpy started with `--listen` serves DAP itself: VS Code talks to it through the forward. */
+  createDebugAdapterDescriptor(debugSession: vscode.DebugSession): vscode.DebugAdapterDescriptor {
+    const { host, port } = connectOf(debugSession.configuration);
+    this.log.info(`debug adapter: debugpy at ${host}:${String(port)}`);
+    return new vscode.DebugAdapterServer(port, host);
   }
 
   private async sessionFor(
@@ -106,12 +135,20 @@ export class Debugging implements vscode.DebugConfigurationProvider, vscode.Disp
   private appsChanged(): void {
     const now = Date.now();
     for (const session of this.sessions.store.live()) {
-      const attach = this.tracker.appChanged(session.id, session.app?.state, now);
-      if (attach && this.settings()["debug.reattachAfterRestart"]) {
-        this.log.info(`the app of ${session.folder} restarted: attaching the debugger again`);
-        void this.debug(session);
-      }
+      if (this.tracker.appChanged(session.id, session.app?.state, now)) this.reattach(session.id);
     }
+  }
+
+  /** The app restarted while it was being debugged: attach again, and say so. */
+  private reattach(sessionId: string): void {
+    const session = this.sessions.store.get(sessionId);
+    if (!session || session.state === "stopped" || !this.settings()["debug.reattachAfterRestart"]) return;
+    this.log.info(`the app of ${session.folder} restarted: attaching the debugger again`);
+    vscode.window.setStatusBarMessage(`podlink: the app of ${folderName(session.folder)} restarted; debugger attached again`, 30_000);
+    this.reattaching.add(sessionId);
+    void this.debug(session, this.attachPorts.get(sessionId)).then((started) => {
+      if (!started) this.reattaching.delete(sessionId);
+    });
   }
 }
 
@@ -119,4 +156,24 @@ function markerOf(configuration: vscode.DebugConfiguration): string | undefined 
   // A DebugConfiguration is an open record: read the marker as unknown before trusting it.
   const value: unknown = (configuration as Record<string, unknown>)[SESSION_MARKER];
   return typeof value === "string" ? value : undefined;
+}
+
+function connectOf(configuration: vscode.DebugConfiguration): { host: string; port: number } {
+  const connect: unknown = (configuration as Record<string, unknown>)["connect"];
+  if (typeof connect === "object" && connect !== null) {
+    const { host, port } = connect as Record<string, unknown>;
+    if (typeof port === "number" && Number.isInteger(port) && port > 0) {
+      return { host: typeof host === "string" ? host : "127.0.0.1", port };
+    }
+  }
+  throw new Error(
+    `this podlink debug configuration has no debug server to connect to (connect: ${JSON.stringify(connect)}); ` +
+      'start debugging with "podlink: Debug" so podlink starts the app under debugpy first',
+  );
+}
+
+/** `targetPort` of a podlink configuration: attach to the debugpy already listening there. */
+function attachPortOf(configuration: vscode.DebugConfiguration): number | undefined {
+  const value: unknown = (configuration as Record<string, unknown>)[TARGET_PORT];
+  return typeof value === "number" && Number.isInteger(value) && value > 0 && value < 65536 ? value : undefined;
 }

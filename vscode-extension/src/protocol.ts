@@ -329,6 +329,12 @@ export interface StopAppParams {
 export interface StartDebugParams {
   /** The session whose app to debug. */
   sessionId: string;
+  /**
+   * Attach to a process in the target whose debugpy already listens on this port (`python -m
+   * debugpy --listen 127.0.0.1:PORT ...`) instead of running the app under debugpy; nothing is
+   * restarted. When absent, `debug.attach.port` of podlink.yaml, if set.
+   */
+  port?: number;
 }
 
 /** The result of podlink/startDebug. */

@@ -15,6 +15,12 @@ interface Tracked {
   lastAppState: AppState | undefined;
   /** The app left "running" while a debug session was attached. */
   restartSeen: boolean;
+  /**
+   * The app runs again, restarted while the debug session was still attached: when that
+   * session ends (its connection to the old process closes late), attach to the new one.
+   * When the restart was seen, or undefined.
+   */
+  restartedUnderDebugAt: number | undefined;
 }
 
 export class ReattachTracker {
@@ -25,7 +31,13 @@ export class ReattachTracker {
   private tracked(sessionId: string): Tracked {
     let entry = this.sessions.get(sessionId);
     if (!entry) {
-      entry = { activeDebugSessions: 0, endedAt: undefined, lastAppState: undefined, restartSeen: false };
+      entry = {
+        activeDebugSessions: 0,
+        endedAt: undefined,
+        lastAppState: undefined,
+        restartSeen: false,
+        restartedUnderDebugAt: undefined,
+      };
       this.sessions.set(sessionId, entry);
     }
     return entry;
@@ -36,14 +48,19 @@ export class ReattachTracker {
     entry.activeDebugSessions += 1;
     entry.endedAt = undefined;
     entry.restartSeen = false;
+    entry.restartedUnderDebugAt = undefined;
   }
 
-  debugEnded(sessionId: string, now: number): void {
+  /** True when the debug session that ended was left over from before a restart of the app,
+   * which runs again: the debugger should attach to it now. */
+  debugEnded(sessionId: string, now: number): boolean {
     const entry = this.tracked(sessionId);
     entry.activeDebugSessions = Math.max(0, entry.activeDebugSessions - 1);
-    if (entry.activeDebugSessions === 0) {
-      entry.endedAt = now;
-    }
+    if (entry.activeDebugSessions > 0) return false;
+    entry.endedAt = now;
+    const restartedAt = entry.restartedUnderDebugAt;
+    entry.restartedUnderDebugAt = undefined;
+    return restartedAt !== undefined && entry.lastAppState === "running" && now - restartedAt <= this.graceMs;
   }
 
   /** True when the app is running again and the debugger should attach to it. */
@@ -64,7 +81,9 @@ export class ReattachTracker {
     }
     entry.restartSeen = false;
     if (entry.activeDebugSessions > 0) {
-      return false; // still attached: debugpy kept the session across the restart
+      // Still attached, to the old process or across the restart: decide when it ends.
+      entry.restartedUnderDebugAt = now;
+      return false;
     }
     return entry.endedAt !== undefined && now - entry.endedAt <= this.graceMs;
   }

@@ -107,7 +107,7 @@ class PodlinkRequests:
 
     async def start_debug(self, params: wire.StartDebugParams) -> wire.StartDebugResult:
         session = self._registry.get(params.session_id)
-        configuration = await session.start_debug()
+        configuration = await session.start_debug(params.port)
         return wire.StartDebugResult(configuration=configuration)
 
     # -- tests and builds ----------------------------------------------------------------

@@ -21,6 +21,7 @@ from podlink.diagnostics import Diagnostic, DiagnosticSource
 from podlink.ignored import explain_path
 from podlink.session.app import AppRunner
 from podlink.session.debug import Debugger, DebugNotPossible
+from podlink.session.debug_attach import RunningProcessDebugger
 from podlink.session.diagnostics import SessionDiagnostics
 from podlink.session.lifecycle import Lifecycle
 from podlink.session.listener import GuardedListener, ProgressCallback, SessionListener
@@ -59,6 +60,7 @@ class Session:
             on_log=lambda text: self.log("daemon", text),
         )
         self.debugger: Debugger | None = None
+        self.attacher: RunningProcessDebugger | None = None
         self.diagnostics = SessionDiagnostics(self.listener)
         self.sync = SessionSync(self)
         self.recovery = Recovery(self)
@@ -172,11 +174,18 @@ class Session:
         if self.target is None or self.state in ("degraded", "stopped"):
             raise TargetUnavailable(self.error or "the session is not connected to its target")
 
-    async def start_debug(self) -> dict[str, Any]:
-        """Run the app under debugpy from now on; the editor's attach configuration.
+    async def start_debug(self, attach_port: int | None = None) -> dict[str, Any]:
+        """Run the app under debugpy from now on; the editor's attach configuration. With
+        ``attach_port`` (or debug.attach.port), attach to a process that already serves
+        debugpy on that port in the target instead, and restart nothing.
 
         Raises DebugNotPossible (the configuration) or TargetUnavailable (the target).
         """
+        configured = self.config.debug.attach
+        if attach_port is None and configured is not None:
+            attach_port = configured.port
+        if attach_port is not None:
+            return await self._attach_debugger(attach_port)
         if self.app is None:
             raise DebugNotPossible("this session runs no app: add a `run:` section to podlink.yaml")
         if self.target is None or self.state != "ready":
@@ -192,6 +201,19 @@ class Session:
                 log=lambda text: self.log("daemon", text),
             )
         return await self.debugger.start()
+
+    async def _attach_debugger(self, remote_port: int) -> dict[str, Any]:
+        if self.target is None or self.state != "ready":
+            raise TargetUnavailable(self.error or f"the session is {self.state}, not ready")
+        if self.attacher is None:
+            self.attacher = RunningProcessDebugger(
+                config=self.config,
+                target=self.target,
+                forwards=self.ports,
+                shares_loopback=self._shares_loopback(),
+                log=lambda text: self.log("daemon", text),
+            )
+        return await self.attacher.attach(remote_port)
 
     # -- state out -------------------------------------------------------------------------
 

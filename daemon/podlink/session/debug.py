@@ -5,9 +5,12 @@ debugpy when the target has none), restarts the app as ``python -m debugpy --lis
 127.0.0.1:PORT ...`` and forwards that port to a free local one. The answer is a ready VS
 Code attach configuration whose ``pathMappings`` come from the sync entries.
 
-Debugging stays on for the rest of the session: every later start of the app (a sync, a
-manual restart, a reconnect) runs under debugpy again, on the same ports, and the session
-logs when the debug server is ready for the editor to attach again.
+A second ``podlink/startDebug`` while the app already runs under debugpy (an editor
+attaching again after a restart) answers once the debug server is ready, without
+restarting the app once more. Debugging stays on for the rest of the session: every later
+start of the app (a sync, a manual restart, a reconnect) runs under debugpy again, on the
+same ports, and the session logs when the debug server is ready for the editor to attach
+again.
 
 The copy leaves out compiled files: their speed-ups may not match the target's Python, and
 pydevd runs in pure Python without them (``PYDEVD_USE_CYTHON=NO``). Nothing is installed
@@ -258,6 +261,9 @@ class Debugger:
 
         Raises DebugNotPossible (configuration) or TargetUnavailable (the target).
         """
+        serving = await self._already_serving()
+        if serving is not None:
+            return serving
         remote_port = self._remote_port or self._pick_remote_port()
         debug_command(self._app.command, remote_port)  # refuse a non-Python app before anything
         await self._prepare()
@@ -276,6 +282,29 @@ class Debugger:
                 "the app did not start a debug server"
                 + (f"; its last output:\n{tail}" if tail else "")
             )
+        return attach_configuration(self._config, self._target.target_path, self.forward.local_port)
+
+    async def _already_serving(self) -> dict[str, Any] | None:
+        """The attach configuration when the app already runs under debugpy: an editor that
+        attaches again (after a restart, say) must not restart the app once more."""
+        ready = self._ready
+        if (
+            self._app.wrapper is not self
+            or self._app.state != "running"
+            or ready is None
+            or ready.cancelled()
+            or self.forward is None
+            or self.forward.closed
+        ):
+            return None
+        try:
+            served = await asyncio.shield(ready)
+        except asyncio.CancelledError:
+            if ready.cancelled():  # the app restarted meanwhile: start it under debugpy anew
+                return None
+            raise
+        if not served or self._app.state != "running":
+            return None
         return attach_configuration(self._config, self._target.target_path, self.forward.local_port)
 
     async def close(self) -> None:
@@ -433,22 +462,32 @@ class Debugger:
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
     ) -> tuple[int, bytes, bytes]:
-        """Run a short command in the target: exit code, stdout, stderr. Stopped if cancelled."""
-        execution = await self._target.exec(argv, env=env, cwd=cwd)
-        try:
-            async with asyncio.timeout(PROBE_TIMEOUT_SECONDS + READY_TIMEOUT_SECONDS):
-                output, errors = await asyncio.gather(
-                    execution.stdout.read(), _read_all(execution.stderr)
-                )
-                return await execution.wait(), output, errors
-        except TimeoutError:
-            with contextlib.suppress(TargetUnavailable, OSError):
-                await execution.terminate(1.0)
-            raise TargetUnavailable(f"{argv[0]!r} did not finish in the target") from None
-        except BaseException:
-            with contextlib.suppress(TargetUnavailable, OSError):
-                await asyncio.shield(execution.terminate(1.0))
-            raise
+        return await run_in_target(self._target, argv, env=env, cwd=cwd)
+
+
+async def run_in_target(
+    target: Target,
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+) -> tuple[int, bytes, bytes]:
+    """Run a short command in the target: exit code, stdout, stderr. Stopped if cancelled."""
+    execution = await target.exec(argv, env=env, cwd=cwd)
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT_SECONDS + READY_TIMEOUT_SECONDS):
+            output, errors = await asyncio.gather(
+                execution.stdout.read(), _read_all(execution.stderr)
+            )
+            return await execution.wait(), output, errors
+    except TimeoutError:
+        with contextlib.suppress(TargetUnavailable, OSError):
+            await execution.terminate(1.0)
+        raise TargetUnavailable(f"{argv[0]!r} did not finish in the target") from None
+    except BaseException:
+        with contextlib.suppress(TargetUnavailable, OSError):
+            await asyncio.shield(execution.terminate(1.0))
+        raise
 
 
 async def _read_all(stream: asyncio.StreamReader | None) -> bytes:

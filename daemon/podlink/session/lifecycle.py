@@ -155,6 +155,7 @@ class Lifecycle:
         watchers, session.watchers = session.watchers, []
         await asyncio.gather(*(watcher.stop() for watcher in watchers))
         await session.ports.close()
+        session.attacher = None
         debugger, session.debugger = session.debugger, None
         app, session.app = session.app, None
         if app is not None:

@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as net from "node:net";
 import * as path from "node:path";
+import { it } from "node:test";
 import { chromium, type Browser, type Locator, type Page } from "playwright-core";
 
 export const extensionRoot = path.resolve(__dirname, "..", "..");
@@ -239,6 +240,68 @@ export class Workbench {
 
   statusBarItem(labelStart: string): Locator {
     return this.page.locator(`#workbench\\.parts\\.statusbar [aria-label^="${labelStart}"]`).first();
+  }
+}
+
+/** The user settings every scenario starts from: nothing pops up that a person did not ask for. */
+export const QUIET_USER_SETTINGS: Record<string, unknown> = {
+  "workbench.startupEditor": "none",
+  "workbench.tips.enabled": false,
+  "workbench.enableExperiments": false,
+  "workbench.welcomePage.walkthroughs.openOnInstall": false,
+  "security.workspace.trust.enabled": false,
+  "extensions.autoCheckUpdates": false,
+  "extensions.autoUpdate": false,
+  "extensions.ignoreRecommendations": true,
+  "update.mode": "none",
+  "telemetry.telemetryLevel": "off",
+  "testing.automaticallyOpenPeekView": "never",
+  "testing.automaticallyOpenTestResults": "neverOpen",
+  "files.autoSave": "off",
+  "chat.disableAIFeatures": true,
+};
+
+/**
+ * A scenario's steps build on each other: after a failure the rest are skipped rather than
+ * left to time out. A failing step says what the extension logged, which is where the reason
+ * usually is, and leaves a screenshot.
+ */
+export class Steps {
+  private failed = false;
+  workbench: Workbench | undefined;
+
+  /** `root` is the code-server folder of the scenario (its user data holds the logs). */
+  constructor(private readonly root: string) {}
+
+  step(name: string, body: () => Promise<void>): void {
+    it(name, async (context) => {
+      if (this.failed) {
+        context.skip("an earlier step failed");
+        return;
+      }
+      try {
+        await body();
+      } catch (error) {
+        this.failed = true;
+        await this.workbench?.screenshot("failed").catch(() => undefined);
+        const log = this.extensionLog();
+        const tail = log ? fs.readFileSync(log, "utf8").split("\n").slice(-40).join("\n") : "(no extension log found)";
+        const message = error instanceof Error ? error.message : String(error);
+        throw new Error(`${message}\n--- the extension's log (${log ?? "missing"}), last lines:\n${tail}`, { cause: error });
+      }
+    });
+  }
+
+  /** The podlink extension's log file of the latest window, if there is one yet. */
+  extensionLog(): string | undefined {
+    const logs = path.join(this.root, "user-data", "logs");
+    if (!fs.existsSync(logs)) return undefined;
+    const found = fs
+      .readdirSync(logs, { recursive: true, encoding: "utf8" })
+      .filter((file) => file.endsWith(path.join("podlink.podlink", "podlink.log")))
+      .sort();
+    const last = found.pop();
+    return last === undefined ? undefined : path.join(logs, last);
   }
 }
 

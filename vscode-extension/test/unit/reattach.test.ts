@@ -49,3 +49,36 @@ describe("re-attaching the debugger after an app restart", () => {
     assert.equal(tracker.appChanged("s", "running", 200), false);
   });
 });
+
+describe("re-attaching when the old debug session ends after the app runs again", () => {
+  it("attaches when the session ends shortly after the restarted app runs", () => {
+    const tracker = new ReattachTracker(15_000);
+    tracker.appChanged("s", "running", 0);
+    tracker.debugStarted("s");
+    tracker.appChanged("s", "restarting", 1000);
+    assert.equal(tracker.appChanged("s", "running", 2000), false);
+    assert.equal(tracker.debugEnded("s", 2300), true);
+    // Once: the attach that follows starts and ends a session of its own.
+    tracker.debugStarted("s");
+    assert.equal(tracker.debugEnded("s", 9000), false);
+  });
+
+  it("does not attach when the user stops debugging long after the restart", () => {
+    const tracker = new ReattachTracker(15_000);
+    tracker.appChanged("s", "running", 0);
+    tracker.debugStarted("s");
+    tracker.appChanged("s", "restarting", 1000);
+    tracker.appChanged("s", "running", 2000);
+    assert.equal(tracker.debugEnded("s", 60_000), false);
+  });
+
+  it("does not attach when the app is down again when the session ends", () => {
+    const tracker = new ReattachTracker(15_000);
+    tracker.appChanged("s", "running", 0);
+    tracker.debugStarted("s");
+    tracker.appChanged("s", "restarting", 1000);
+    tracker.appChanged("s", "running", 2000);
+    tracker.appChanged("s", "exited", 2100);
+    assert.equal(tracker.debugEnded("s", 2200), false);
+  });
+});
