@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from podlink import protocol as wire
+from podlink import protocol
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 # A header line longer than this is not a header; reads while looking for one take this much.
@@ -28,7 +28,7 @@ HEADER_NAME_SHAPE = re.compile(rb"[A-Za-z0-9-]+")
 class FrameError:
     """A framing problem: the error to answer with, ``id: null``."""
 
-    code: wire.ErrorCode
+    code: protocol.ErrorCode
     message: str
     data: dict[str, Any]
     id: int | str | None = None
@@ -90,10 +90,10 @@ class FrameReader:
         length = int(value)
         if length > self._limit:
             return None, FrameError(
-                wire.ErrorCode.INVALID_REQUEST,
+                protocol.ErrorCode.INVALID_REQUEST,
                 f"a message of {length} bytes is longer than the limit of {self._limit} bytes",
                 {
-                    "reason": wire.ERROR_REASONS[wire.ErrorCode.INVALID_REQUEST],
+                    "reason": protocol.ERROR_REASONS[protocol.ErrorCode.INVALID_REQUEST],
                     "detail": {"limit": self._limit, "length": length},
                 },
             )
@@ -126,9 +126,9 @@ class FrameReader:
 def parse_error(message: str, near: bytes) -> FrameError:
     shown = near[:80].decode("utf-8", errors="replace")
     return FrameError(
-        wire.ErrorCode.PARSE_ERROR,
+        protocol.ErrorCode.PARSE_ERROR,
         f"{message} (near {shown!r}); skipped to the next Content-Length header",
-        {"reason": wire.ERROR_REASONS[wire.ErrorCode.PARSE_ERROR]},
+        {"reason": protocol.ERROR_REASONS[protocol.ErrorCode.PARSE_ERROR]},
     )
 
 
@@ -138,9 +138,9 @@ def decode(body: bytes) -> dict[str, Any] | FrameError:
         data = json.loads(body)
     except ValueError as error:  # not UTF-8 or not JSON
         return FrameError(
-            wire.ErrorCode.PARSE_ERROR,
+            protocol.ErrorCode.PARSE_ERROR,
             f"the message is not JSON: {error}",
-            {"reason": wire.ERROR_REASONS[wire.ErrorCode.PARSE_ERROR]},
+            {"reason": protocol.ERROR_REASONS[protocol.ErrorCode.PARSE_ERROR]},
         )
     if not isinstance(data, dict):
         kind = "an array (batches are not supported)" if isinstance(data, list) else "not an object"
@@ -167,8 +167,8 @@ def is_id(value: Any) -> bool:
 
 def invalid_request(message: str, message_id: int | str | None) -> FrameError:
     return FrameError(
-        wire.ErrorCode.INVALID_REQUEST,
+        protocol.ErrorCode.INVALID_REQUEST,
         message,
-        {"reason": wire.ERROR_REASONS[wire.ErrorCode.INVALID_REQUEST]},
+        {"reason": protocol.ERROR_REASONS[protocol.ErrorCode.INVALID_REQUEST]},
         message_id,
     )

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import msgspec
 from pygls.uris import to_fs_path
 
-from podlink import protocol as wire
+from podlink import protocol
 from podlink.config import MAX_PORT
 from podlink.errors import InvalidParams
 from podlink.server.logs import LogStreams
@@ -39,7 +39,7 @@ def _check_port(name: str, port: int) -> None:
 
 
 class PodlinkRequests:
-    """Answers every podlink request (``wire.PodlinkHandlers``) for one server."""
+    """Answers every podlink request (``protocol.PodlinkHandlers``) for one server."""
 
     def __init__(self, server: PodlinkServer) -> None:
         self._server = server
@@ -48,29 +48,31 @@ class PodlinkRequests:
 
     # -- sessions ------------------------------------------------------------------------
 
-    async def start_session(self, params: wire.StartSessionParams) -> wire.Session:
+    async def start_session(self, params: protocol.StartSessionParams) -> protocol.Session:
         folder = folder_from_uri(params.folder)
         async with work_done_progress(self._server, "podlink: initial sync") as report:
             session = await self._registry.start(folder, params.config_file, progress=report)
         return session.to_protocol()
 
-    async def stop_session(self, params: wire.StopSessionParams) -> None:
+    async def stop_session(self, params: protocol.StopSessionParams) -> None:
         await self._registry.stop(params.session_id)
 
-    async def list_sessions(self, params: wire.ListSessionsParams) -> tuple[wire.Session, ...]:
+    async def list_sessions(
+        self, params: protocol.ListSessionsParams
+    ) -> tuple[protocol.Session, ...]:
         return tuple(session.to_protocol() for session in self._registry.list())
 
-    async def flush_sync(self, params: wire.FlushSyncParams) -> wire.SyncStatus:
+    async def flush_sync(self, params: protocol.FlushSyncParams) -> protocol.SyncStatus:
         timeout = params.timeout_ms / 1000 if params.timeout_ms is not None else None
         return await self._registry.get(params.session_id).flush(timeout)
 
-    async def resume_sync(self, params: wire.ResumeSyncParams) -> wire.SyncStatus:
+    async def resume_sync(self, params: protocol.ResumeSyncParams) -> protocol.SyncStatus:
         return await self._registry.get(params.session_id).resume_sync()
 
-    async def reset_sync(self, params: wire.ResetSyncParams) -> wire.SyncStatus:
+    async def reset_sync(self, params: protocol.ResetSyncParams) -> protocol.SyncStatus:
         return await self._registry.get(params.session_id).reset_sync()
 
-    async def explain_path(self, params: wire.ExplainPathParams) -> wire.PathExplanation:
+    async def explain_path(self, params: protocol.ExplainPathParams) -> protocol.PathExplanation:
         session = self._registry.get(params.session_id)
         path = to_fs_path(params.uri) if params.uri.startswith("file:") else None
         if not path or not Path(path).is_absolute():
@@ -79,7 +81,7 @@ class PodlinkRequests:
 
     # -- the app -------------------------------------------------------------------------
 
-    async def restart_app(self, params: wire.RestartAppParams) -> wire.AppProcess:
+    async def restart_app(self, params: protocol.RestartAppParams) -> protocol.AppProcess:
         app = await self._registry.get(params.session_id).restart_app()
         if app is None:
             raise InvalidParams(
@@ -87,55 +89,57 @@ class PodlinkRequests:
             )
         return app
 
-    async def stop_app(self, params: wire.StopAppParams) -> None:
+    async def stop_app(self, params: protocol.StopAppParams) -> None:
         await self._registry.get(params.session_id).stop_app()
 
     # -- ports and debugging -------------------------------------------------------------
 
-    async def add_port(self, params: wire.AddPortParams) -> wire.PortForward:
+    async def add_port(self, params: protocol.AddPortParams) -> protocol.PortForward:
         _check_port("remotePort", params.remote_port)
         if params.local_port is not None:
             _check_port("localPort", params.local_port)
         session = self._registry.get(params.session_id)
         return await session.add_port(params.remote_port, params.local_port)
 
-    async def remove_port(self, params: wire.RemovePortParams) -> None:
+    async def remove_port(self, params: protocol.RemovePortParams) -> None:
         if not await self._registry.get(params.session_id).remove_port(params.local_port):
             raise InvalidParams(
                 f"no forward listens on local port {params.local_port} in this session"
             )
 
-    async def start_debug(self, params: wire.StartDebugParams) -> wire.StartDebugResult:
+    async def start_debug(self, params: protocol.StartDebugParams) -> protocol.StartDebugResult:
         session = self._registry.get(params.session_id)
         configuration = await session.start_debug(params.port)
-        return wire.StartDebugResult(configuration=configuration)
+        return protocol.StartDebugResult(configuration=configuration)
 
     # -- tests and builds ----------------------------------------------------------------
 
-    async def discover_tests(self, params: wire.DiscoverTestsParams) -> wire.DiscoverTestsResult:
+    async def discover_tests(
+        self, params: protocol.DiscoverTestsParams
+    ) -> protocol.DiscoverTestsResult:
         return await self._registry.get(params.session_id).tests.discover()
 
-    async def run_tests(self, params: wire.RunTestsParams) -> wire.RunTestsResult:
+    async def run_tests(self, params: protocol.RunTestsParams) -> protocol.RunTestsResult:
         session = self._registry.get(params.session_id)
-        protocol = self._server.protocol
+        lsp_protocol = self._server.protocol
 
         def report(result: ReportedTest) -> None:
-            protocol.notify(wire.TEST_RESULT, msgspec.to_builtins(result.params))
+            lsp_protocol.notify(protocol.TEST_RESULT, msgspec.to_builtins(result.params))
 
         summary = await session.tests.run(params.ids, params.run_id, report)
         return summary.to_protocol()
 
-    async def cancel_tests(self, params: wire.CancelTestsParams) -> None:
+    async def cancel_tests(self, params: protocol.CancelTestsParams) -> None:
         # A run that already ended is not an error: the client and the run raced.
         for session in self._registry.list():
             if await session.tests.cancel(params.run_id):
                 return
 
-    async def build(self, params: wire.BuildParams) -> wire.BuildResult:
+    async def build(self, params: protocol.BuildParams) -> protocol.BuildResult:
         session = self._registry.get(params.session_id)
         async with work_done_progress(self._server, "podlink: build"):
             outcome = await session.builds.run()
-        return wire.BuildResult(
+        return protocol.BuildResult(
             exit_code=outcome.exit_code,
             duration_ms=outcome.duration_ms,
             diagnostics=outcome.diagnostic_count,
@@ -143,8 +147,8 @@ class PodlinkRequests:
 
     # -- container logs ------------------------------------------------------------------
 
-    async def follow_logs(self, params: wire.FollowLogsParams) -> wire.FollowLogsResult:
+    async def follow_logs(self, params: protocol.FollowLogsParams) -> protocol.FollowLogsResult:
         return await self._logs.follow(params)
 
-    async def stop_logs(self, params: wire.StopLogsParams) -> None:
+    async def stop_logs(self, params: protocol.StopLogsParams) -> None:
         await self._logs.stop(params)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from podlink import protocol as wire
+from podlink import protocol
 
 ERROR_LINE = re.compile(
     r"^(Traceback \(most recent call last\)|E\s{2,}|\S*(Error|Exception)\b:|FATAL|CRITICAL|ERROR\b)"
@@ -17,10 +17,10 @@ ERROR_LINE = re.compile(
 WARNING_LINE = re.compile(r"^(WARN(ING)?\b|\S*Warning:)")
 DAEMON_TROUBLE = re.compile(r"\b(cannot|could not|failed|lost|unavailable|refused)\b", re.I)
 
-SEVERITY: tuple[wire.LogLevel, ...] = ("debug", "info", "warning", "error")
+SEVERITY: tuple[protocol.LogLevel, ...] = ("debug", "info", "warning", "error")
 
 
-def line_level(source: wire.LogSource, line: str) -> wire.LogLevel:
+def line_level(source: protocol.LogSource, line: str) -> protocol.LogLevel:
     trimmed = line.lstrip()
     if ERROR_LINE.match(trimmed):
         return "error"
@@ -34,7 +34,7 @@ def line_level(source: wire.LogSource, line: str) -> wire.LogLevel:
     return "info"
 
 
-def log_level(source: wire.LogSource, text: str) -> wire.LogLevel:
+def log_level(source: protocol.LogSource, text: str) -> protocol.LogLevel:
     """The most severe level of the message's lines."""
     lines = text.rstrip("\r\n").splitlines() or [""]
     return max((line_level(source, line) for line in lines), key=SEVERITY.index)

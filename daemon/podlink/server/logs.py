@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from podlink import protocol as wire
+from podlink import protocol
 from podlink.targets.base import TargetUnavailable
 from podlink.targets.capabilities import ContainerLogs, LogRequest
 from podlink.terminal import iterate_in_thread
@@ -37,8 +37,8 @@ class LogStreams:
         self._server = server
         self._streams: dict[str, _Stream] = {}
 
-    def _send(self, params: wire.ContainerLogParams) -> None:
-        self._server.protocol.notify(wire.CONTAINER_LOG, msgspec.to_builtins(params))
+    def _send(self, params: protocol.ContainerLogParams) -> None:
+        self._server.protocol.notify(protocol.CONTAINER_LOG, msgspec.to_builtins(params))
 
     async def _pump(self, stream_id: str, session_id: str, stream: _Stream) -> None:
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
@@ -48,7 +48,7 @@ class LogStreams:
                 text = decoder.decode(chunk)
                 if text:
                     self._send(
-                        wire.ContainerLogParams(
+                        protocol.ContainerLogParams(
                             stream_id=stream_id, session_id=session_id, text=text
                         )
                     )
@@ -60,12 +60,12 @@ class LogStreams:
             self._streams.pop(stream_id, None)
             rest = decoder.decode(b"", final=True)
             self._send(
-                wire.ContainerLogParams(
+                protocol.ContainerLogParams(
                     stream_id=stream_id, session_id=session_id, text=rest, ended=True, error=error
                 )
             )
 
-    async def follow(self, params: wire.FollowLogsParams) -> wire.FollowLogsResult:
+    async def follow(self, params: protocol.FollowLogsParams) -> protocol.FollowLogsResult:
         session = self._server.registry.get(params.session_id)
         target = session.target
         if target is None or session.state == "stopped":
@@ -88,9 +88,9 @@ class LogStreams:
         # Begun on the next turn of the loop: the result, with the id, goes out first.
         loop = asyncio.get_running_loop()
         loop.call_soon(_start, stream, self._pump(stream_id, session.id, stream))
-        return wire.FollowLogsResult(stream_id=stream_id)
+        return protocol.FollowLogsResult(stream_id=stream_id)
 
-    async def stop(self, params: wire.StopLogsParams) -> None:
+    async def stop(self, params: protocol.StopLogsParams) -> None:
         stream = self._streams.get(params.stream_id)
         if stream is None:
             return  # ended already: its last message said so

@@ -21,8 +21,7 @@ from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol, default_converter
 from pygls.protocol.language_server import lsp_method
 
-from podlink import __version__
-from podlink import protocol as wire
+from podlink import __version__, protocol
 from podlink.server import framing, rpc
 from podlink.session.registry import SessionRegistry
 from podlink.signal_channel import answer_requests_on_signal
@@ -43,7 +42,7 @@ class PodlinkRequestMessage:
 class PodlinkProtocol(LanguageServerProtocol):
     # The base class caches this with lru_cache; a plain method is enough here.
     def get_message_type(self, method: str) -> type[Any] | None:  # type: ignore[override]
-        if method in wire.REQUESTS:
+        if method in protocol.REQUESTS:
             return PodlinkRequestMessage
         return super().get_message_type(method)
 
@@ -76,7 +75,9 @@ class PodlinkProtocol(LanguageServerProtocol):
         self, params: types.InitializeParams
     ) -> Generator[Any, Any, types.InitializeResult]:
         result: types.InitializeResult = yield from super().lsp_initialize(params)
-        result.capabilities.experimental = {"podlink": {"protocolVersion": wire.PROTOCOL_VERSION}}
+        result.capabilities.experimental = {
+            "podlink": {"protocolVersion": protocol.PROTOCOL_VERSION}
+        }
         return result
 
 
@@ -94,7 +95,7 @@ class PodlinkServer(LanguageServer):
         self.registry = SessionRegistry(self.notifier)
 
     def bind_request(
-        self, spec: wire.RequestSpec, handler: Callable[[Any], Awaitable[object]]
+        self, spec: protocol.RequestSpec, handler: Callable[[Any], Awaitable[object]]
     ) -> None:
         rpc.bind_request(self, spec, handler)
 
@@ -105,7 +106,7 @@ def create_server() -> PodlinkServer:
 
     server = PodlinkServer()
     lifecycle.register(server)
-    wire.bind(server, PodlinkRequests(server))
+    protocol.bind(server, PodlinkRequests(server))
     return server
 
 
@@ -114,8 +115,8 @@ def serve_stdio() -> None:
     server = create_server()
     server.notifier.install_log_forwarding()
     reader = framing.FrameReader(sys.stdin.buffer)
-    protocol: PodlinkProtocol = server.protocol  # type: ignore[assignment]
-    protocol.set_writer(StdoutWriter(sys.stdout.buffer))
+    lsp_protocol: PodlinkProtocol = server.protocol  # type: ignore[assignment]
+    lsp_protocol.set_writer(StdoutWriter(sys.stdout.buffer))
 
     async def main() -> None:
         answer_requests_on_signal(server.registry, server.notifier.show_error)
@@ -126,9 +127,9 @@ def serve_stdio() -> None:
             ) is not None:
                 if isinstance(frame, framing.FrameError):
                     log.warning("bad framing: %s", frame.message)
-                    protocol.send_error(frame)
+                    lsp_protocol.send_error(frame)
                 else:
-                    protocol.receive(frame)
+                    lsp_protocol.receive(frame)
         finally:
             await asyncio.shield(server.registry.stop_all())
 

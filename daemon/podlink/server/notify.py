@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import msgspec
 from lsprotocol import types
 
-from podlink import protocol as wire
+from podlink import protocol
 from podlink.diagnostics import Diagnostic, DiagnosticSource
 from podlink.server.log_levels import log_level
 
@@ -24,14 +24,14 @@ class ClientNotifier:
     def __init__(self, server: PodlinkServer) -> None:
         self._server = server
 
-    def session_changed(self, session: wire.Session) -> None:
-        self._server.protocol.notify(wire.SESSION_CHANGED, msgspec.to_builtins(session))
+    def session_changed(self, session: protocol.Session) -> None:
+        self._server.protocol.notify(protocol.SESSION_CHANGED, msgspec.to_builtins(session))
 
-    def log(self, session_id: str, source: wire.LogSource, text: str) -> None:
-        params = wire.LogParams(
+    def log(self, session_id: str, source: protocol.LogSource, text: str) -> None:
+        params = protocol.LogParams(
             session_id=session_id, source=source, text=text, level=log_level(source, text)
         )
-        self._server.protocol.notify(wire.LOG, msgspec.to_builtins(params))
+        self._server.protocol.notify(protocol.LOG, msgspec.to_builtins(params))
 
     def publish_diagnostics(
         self, source: DiagnosticSource, path: Path, diagnostics: list[Diagnostic]

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from pygls.exceptions import JsonRpcException
 
-from podlink import protocol as wire
+from podlink import protocol
 from podlink.errors import InvalidParams, PodlinkError
 
 if TYPE_CHECKING:
@@ -29,13 +29,13 @@ def _translate(error: Exception) -> JsonRpcException | None:
     if isinstance(error, PodlinkError):
         return protocol_error(error)
     if isinstance(error, TimeoutError):
-        timeout = PodlinkError(wire.ErrorCode.TIMEOUT, "timed out before the work was done")
+        timeout = PodlinkError(protocol.ErrorCode.TIMEOUT, "timed out before the work was done")
         return protocol_error(timeout)
     return None
 
 
 def bind_request(
-    server: PodlinkServer, spec: wire.RequestSpec, handler: Callable[[Any], Awaitable[object]]
+    server: PodlinkServer, spec: protocol.RequestSpec, handler: Callable[[Any], Awaitable[object]]
 ) -> None:
     """Serve one request: decode its params, call its handler, encode the result."""
     method = spec.method

@@ -124,7 +124,7 @@ class SessionSync:
                     session.store.dispatch(
                         SyncCounted(files=result.files_written, bytes=result.bytes_written)
                     )
-                    summary = describe(result)
+                    summary = batch_summary(result)
                     session.log(
                         "sync", f"initial sync of {entry.local} -> {entry.remote}: {summary}"
                     )
@@ -195,7 +195,7 @@ class SessionSync:
                 )
             )
             took = f" in {latency_ms:.0f} ms" if latency_ms is not None else ""
-            session.log("sync", f"synced {describe(result)}{took}")
+            session.log("sync", f"synced {batch_summary(result)}{took}")
             # Only what went into the target restarts the app: files the app writes itself
             # come back in two-way mode and must not restart it in a loop.
             run = session.config.run
@@ -283,7 +283,7 @@ class SessionSync:
         return session.sync_status()
 
 
-def describe(result: BatchResult) -> str:
+def batch_summary(result: BatchResult) -> str:
     parts = []
     if result.files_written:
         parts.append(f"{result.files_written} file(s), {format_bytes(result.bytes_written)}")
