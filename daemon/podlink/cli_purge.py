@@ -322,7 +322,7 @@ async def _remove_leftovers(plan: _PurgePlan) -> list[str]:
 
 def _local_temp_files(root: Path) -> list[Path]:
     """The agent's temporary files under a local target root (symbolic links not followed)."""
-    from podlink.agent.wire import TEMP_PREFIX
+    from podlink.sync.core.names import TEMP_PREFIX
 
     found: list[Path] = []
     for folder, _folders, names in os.walk(root):

@@ -11,7 +11,8 @@ import logging
 from pathlib import Path
 
 from podlink.config import Config, load_config
-from podlink.session import ProgressCallback, Session, SessionListener
+from podlink.session import Session, SessionListener
+from podlink.sync.outcome import ProgressCallback
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import msgspec
 
 from podlink import protocol
-from podlink.agent.client import Agent, AgentError, AgentGone
+from podlink.agent.client import AgentError, AgentGone
 from podlink.agent.transport import FileTransport, start_transport
 from podlink.app import AppRunner
 from podlink.build import BuildRunner
@@ -35,7 +35,7 @@ from podlink.sync.ancestor import AncestorStore, ancestor_file
 from podlink.sync.core.reconcile import Conflict, Mode
 from podlink.sync.engine import SyncEngine, SyncRootRefused
 from podlink.sync.ignore import IgnoreRules
-from podlink.sync.outcome import BatchResult
+from podlink.sync.outcome import BatchResult, ProgressCallback
 from podlink.sync.scan import IGNORED_EXAMPLES, LocalScan, scan_tree
 from podlink.sync.watch import TreeWatcher
 from podlink.targets.base import Target, TargetEventKind, TargetUnavailable
@@ -64,9 +64,6 @@ class SessionListener(Protocol):
         self, source: DiagnosticSource, path: Path, diagnostics: list[Diagnostic]
     ) -> None:
         """Replace ``source``'s diagnostics for the local file ``path`` (empty: clear)."""
-
-
-ProgressCallback = Callable[[int, int], None]
 
 
 class GuardedListener:
@@ -339,7 +336,7 @@ class Session:
     ) -> SyncEngine:
         assert self._agent is not None
         mode = Mode(entry.mode)
-        if mode is Mode.TWO_WAY and not isinstance(self._agent, Agent):
+        if mode is Mode.TWO_WAY and self._agent.two_way is None:
             raise TargetUnavailable(
                 f"sync of {entry.local} is two-way, which needs python3 in the target; "
                 "install python3 in the image or use mode: upload"

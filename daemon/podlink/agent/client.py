@@ -232,6 +232,11 @@ class Agent:
     def alive(self) -> bool:
         return self._gone is None and not self._closing
 
+    @property
+    def two_way(self) -> Agent:
+        """The agent does everything two-way sync needs."""
+        return self
+
     async def close(self) -> None:
         """Let the agent finish what it was sent and exit; stop it after CLOSE_TIMEOUT."""
         if self._close_task is None:

@@ -43,9 +43,10 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, BinaryIO, Generic, TypeVar
 
-from podlink.agent.agent import TEMP_PREFIX, Failure, check_link_target, split_relative_path
+from podlink.agent.agent import Failure, check_link_target, split_relative_path
 from podlink.agent.client import AgentError, AgentGone, ScanResult, SentFile, WriteManyResult
 from podlink.agent.wire import ErrorCode
+from podlink.sync.core.names import TEMP_PREFIX
 from podlink.sync.core.snapshot import Entry, Kind
 from podlink.targets.base import ExecStream, Target, TargetUnavailable
 
@@ -311,6 +312,11 @@ class TarTransport:
     @property
     def alive(self) -> bool:
         return self._gone is None and not self._closed
+
+    @property
+    def two_way(self) -> None:
+        """tar over ``sh`` checks no preconditions, reads nothing back and cannot watch."""
+        return None
 
     async def close(self) -> None:
         """Let the batches already requested finish; each exec ends by itself."""

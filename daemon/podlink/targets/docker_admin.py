@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import docker
 import docker.errors
 
-from podlink.agent.wire import TEMP_PREFIX
+from podlink.sync.core.names import TEMP_PREFIX
 from podlink.targets import docker_exec
 from podlink.targets.base import TargetUnavailable
 from podlink.targets.docker import FOLDER_LABEL, MANAGED_LABEL
