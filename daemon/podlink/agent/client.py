@@ -41,6 +41,8 @@ from podlink.agent.local_files import (
     load_files,
     slices,
     slices_of,
+    stat_or_none,
+    version_of,
 )
 from podlink.agent.two_way import (
     NO_CHECK,
@@ -252,8 +254,8 @@ class Agent(AgentChannel):
             raise AgentError(ErrorCode.CHANGED, message, path) from error
         finally:
             handle.close()
-        after = _stat_or_none(source) if inline else await asyncio.to_thread(_stat_or_none, source)
-        if after is None or _version(after) != _version(before):
+        after = stat_or_none(source) if inline else await asyncio.to_thread(stat_or_none, source)
+        if after is None or version_of(after) != version_of(before):
             message = f"{source} changed while it was being sent"
             raise AgentError(ErrorCode.CHANGED, message, path)
         return digest
@@ -482,14 +484,3 @@ async def _read_chunks(
         if remaining <= 0:
             return
         chunk = await asyncio.to_thread(handle.read, min(CHUNK_SIZE, remaining))
-
-
-def _stat_or_none(source: Path) -> os.stat_result | None:
-    try:
-        return source.stat()
-    except FileNotFoundError:
-        return None
-
-
-def _version(found: os.stat_result) -> tuple[int, int, int]:
-    return found.st_size, found.st_mtime_ns, found.st_ino

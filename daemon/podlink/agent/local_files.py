@@ -73,3 +73,15 @@ def load_files(
         mode = stat.S_IMODE(found.st_mode)
         loaded.append(LoadedFile(path, mode, data, found.st_mtime_ns, found.st_ino))
     return loaded, vanished, unreadable
+
+
+def stat_or_none(source: Path) -> os.stat_result | None:
+    try:
+        return source.stat()
+    except FileNotFoundError:
+        return None
+
+
+def version_of(found: os.stat_result) -> tuple[int, int, int]:
+    """What tells one version of a file from the next: its size, mtime and inode."""
+    return found.st_size, found.st_mtime_ns, found.st_ino

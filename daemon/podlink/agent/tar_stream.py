@@ -18,6 +18,7 @@ from typing import Any, BinaryIO, Generic, TypeVar
 
 from podlink.agent.agent import split_relative_path
 from podlink.agent.client import AgentError
+from podlink.agent.local_files import stat_or_none, version_of
 from podlink.agent.tar_scripts import NANOSECONDS
 from podlink.agent.wire import ErrorCode
 from podlink.targets.base import ExecStream
@@ -217,11 +218,11 @@ async def _send_file(sender: _Sender, member: WriteRequest) -> None:
     finally:
         handle.close()
     after = (
-        _stat_or_none(member.source)
+        stat_or_none(member.source)
         if inline
-        else await asyncio.to_thread(_stat_or_none, member.source)
+        else await asyncio.to_thread(stat_or_none, member.source)
     )
-    if member.error is None and (after is None or _version(after) != _version(before)):
+    if member.error is None and (after is None or version_of(after) != version_of(before)):
         message = f"{member.source} changed while it was being sent"
         member.error = AgentError(ErrorCode.CHANGED, message, member.path)
 
@@ -301,14 +302,3 @@ def _open(source: Path) -> tuple[BinaryIO, os.stat_result]:
     except BaseException:
         handle.close()
         raise
-
-
-def _stat_or_none(source: Path) -> os.stat_result | None:
-    try:
-        return source.stat()
-    except FileNotFoundError:
-        return None
-
-
-def _version(found: os.stat_result) -> tuple[int, int, int]:
-    return found.st_size, found.st_mtime_ns, found.st_ino

@@ -144,28 +144,8 @@ class SyncEngine:
             if not self.rules.is_ignored(path, is_dir=entry.kind is Kind.DIRECTORY)
         }
 
-    async def _pass(
-        self,
-        local: LocalScan,
-        remote: dict[str, Entry],
-        ancestor: dict[str, Entry],
-        *,
-        local_root: RootState = RootState.NOT_SCANNED,
-        remote_root: RootState = RootState.NOT_SCANNED,
-        progress: ProgressCallback | None = None,
-        allow_deletions: bool = False,
-        as_seen: bool = True,
-    ) -> BatchResult:
-        result = await self._passes.run(
-            local,
-            remote,
-            ancestor,
-            local_root=local_root,
-            remote_root=remote_root,
-            progress=progress,
-            allow_deletions=allow_deletions,
-            as_seen=as_seen,
-        )
+    def _noted(self, result: BatchResult) -> BatchResult:
+        """Take in what a pass means for the engine: a halt, or paths to retry."""
         if result.halted is not None:
             self.halt = result.halted
         if result.failed:
@@ -204,15 +184,17 @@ class SyncEngine:
                 self.problems[path] = f"in the target: {message}"
             self._set_view(self._kept(remote.entries))
             self.agreed.forget_left(self.agreed.left - self.remote_view.keys())
-            result = await self._pass(
-                local,
-                dict(self.remote_view),
-                self.agreed.entries,
-                local_root=self._local_root_state(),
-                remote_root=RootState.MISSING if remote.missing else RootState.PRESENT,
-                progress=progress,
-                allow_deletions=allow_deletions,
-                as_seen=False,
+            result = self._noted(
+                await self._passes.run(
+                    local,
+                    dict(self.remote_view),
+                    self.agreed.entries,
+                    local_root=self._local_root_state(),
+                    remote_root=RootState.MISSING if remote.missing else RootState.PRESENT,
+                    progress=progress,
+                    allow_deletions=allow_deletions,
+                    as_seen=False,
+                )
             )
             result.seconds = time.monotonic() - started
             return result
@@ -233,8 +215,10 @@ class SyncEngine:
     async def _pass_over(self, relevant: set[str], local: LocalScan) -> BatchResult:
         """A pass over some paths: the local scan of them against the view and the ancestor."""
         started = time.monotonic()
-        result = await self._pass(
-            local, restrict(self.remote_view, relevant), restrict(self.agreed.entries, relevant)
+        result = self._noted(
+            await self._passes.run(
+                local, restrict(self.remote_view, relevant), restrict(self.agreed.entries, relevant)
+            )
         )
         result.seconds = time.monotonic() - started
         return result
@@ -271,11 +255,13 @@ class SyncEngine:
             self.ignored = local.ignored
             self._forget_special_files(local)
             self._failed_since_rescan = False
-            result = await self._pass(
-                local,
-                dict(self.remote_view),
-                self.agreed.entries,
-                local_root=self._local_root_state(),
+            result = self._noted(
+                await self._passes.run(
+                    local,
+                    dict(self.remote_view),
+                    self.agreed.entries,
+                    local_root=self._local_root_state(),
+                )
             )
             result.seconds = time.monotonic() - started
             return result

@@ -58,7 +58,8 @@ class PassRunner:
         delete_unknown: bool,
         report: Callable[[str], None],
     ) -> None:
-        self._agent = agent
+        # Replaced by the engine when the session starts a new agent after losing one.
+        self.agent = agent
         self.local_root = local_root
         self.remote_root = remote_root
         self.mode = mode
@@ -70,19 +71,10 @@ class PassRunner:
         self.delete_unknown = delete_unknown
         self._report = report
         self._digests = DigestCache()
-        self._uploader = RemoteApplier(agent, local_root, remote_root, remote_view, self._digests)
+        self._uploader = RemoteApplier(local_root, remote_root, remote_view, self._digests)
         self.deletions = DeletionWindow()
         self._last_stamp = ""
         self._stamp_count = 0
-
-    @property
-    def agent(self) -> FileTransport:
-        return self._agent
-
-    @agent.setter
-    def agent(self, transport: FileTransport) -> None:
-        self._agent = transport
-        self._uploader.agent = transport
 
     def two_way(self) -> TwoWayTransport:
         reader = self.agent.two_way
@@ -201,16 +193,17 @@ class PassRunner:
     ) -> dict[str, Entry]:
         """Carry ``plan`` out on both sides; the workspace entries downloads wrote."""
         written: dict[str, Entry] = {}
+        upload, merged = self._uploader.apply, plan.merged
         if self.mode is Mode.TWO_WAY:
             downloader = LocalApplier(self.two_way(), self.local_root, self.remote_root)
             uploaded, downloaded = await asyncio.gather(
-                self._uploader.apply(plan.upload, plan.merged, progress, result, guard=remote),
-                downloader.apply(plan.download, plan.merged, source, result, written),
+                upload(self.agent, plan.upload, merged, progress, result, guard=remote),
+                downloader.apply(plan.download, merged, source, result, written),
             )
             uploaded.fold_into(self.problems)
             downloaded.fold_into(self.problems)
         else:
-            uploaded = await self._uploader.apply(plan.upload, plan.merged, progress, result)
+            uploaded = await upload(self.agent, plan.upload, merged, progress, result)
             uploaded.fold_into(self.problems)
         return written
 

@@ -39,15 +39,15 @@ class RemoteApplier:
     succeed. ``digests``: the local digests, told what was sent.
     """
 
+    agent: FileTransport  # the transport of the plan being applied
+
     def __init__(
         self,
-        agent: FileTransport,
         local_root: Path,
         remote_root: str,
         remote_view: dict[str, Entry],
         digests: DigestCache,
     ) -> None:
-        self.agent = agent
         self.local_root = local_root
         self.remote_root = remote_root
         self.remote_view = remote_view
@@ -74,13 +74,16 @@ class RemoteApplier:
 
     async def apply(
         self,
+        agent: FileTransport,
         plan: Plan,
         source: dict[str, Entry],
         progress: ProgressCallback | None,
         result: BatchResult,
         guard: dict[str, Entry] | None = None,
     ) -> ProblemLog:
-        """Send ``plan``; ``guard``: the target entries it was made from (two-way mode)."""
+        """Send ``plan`` through ``agent``; ``guard``: the target entries it was made from
+        (two-way mode)."""
+        self.agent = agent
         self.problems = ProblemLog()
         if plan.is_empty:
             return self.problems
