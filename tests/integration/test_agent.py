@@ -27,6 +27,7 @@ from podlink.agent import agent as agent_module
 from podlink.agent import client as client_module
 from podlink.agent import wire
 from podlink.agent.client import BOOTSTRAP, PYTHON_OPTIONS, Agent, AgentError, AgentGone
+from podlink.sync.core import names
 from podlink.sync.core.snapshot import Kind
 from podlink.targets.base import ExecStream
 from podlink.targets.local import LocalTarget
@@ -64,7 +65,7 @@ def tree(folder: Path) -> dict[str, bytes | str | None]:
 
 
 def temp_files(folder: Path) -> list[str]:
-    return [path for path in tree(folder) if Path(path).name.startswith(wire.TEMP_PREFIX)]
+    return [path for path in tree(folder) if Path(path).name.startswith(names.TEMP_PREFIX)]
 
 
 @pytest.fixture
@@ -550,7 +551,7 @@ async def test_scan_reports_kinds_modes_links_and_digests(agent: Agent, root: Pa
     await agent.mkdir(str(root), "empty")
     await agent.symlink(str(root), "src/link.py", "app.py")
     (root / "absolute-link").symlink_to("/etc/hostname")  # made in the target, reported as is
-    (root / "src" / f"{wire.TEMP_PREFIX}1234-app.py").write_bytes(b"half written")
+    (root / "src" / f"{names.TEMP_PREFIX}1234-app.py").write_bytes(b"half written")
 
     scanned = await agent.scan(str(root), hash=True)
     assert not scanned.missing

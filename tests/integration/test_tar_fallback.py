@@ -23,7 +23,8 @@ import pytest
 import pytest_asyncio
 
 from podlink.agent.client import BOOTSTRAP, Agent, AgentError, AgentGone
-from podlink.agent.tar_fallback import SCAN_UNAVAILABLE, TarTransport
+from podlink.agent.tar_fallback import TarTransport
+from podlink.agent.tar_scripts import SCAN_UNAVAILABLE
 from podlink.agent.transport import FALLBACK_WARNING, NO_TRANSPORT_MESSAGE, start_transport
 from podlink.config import DockerTargetConfig, load_config
 from podlink.session import Session

@@ -10,6 +10,7 @@ import pytest
 
 from podlink.agent import agent, wire
 from podlink.agent.agent import PathEscape, check_link_target, split_relative_path, temp_name
+from podlink.sync.core import names
 
 AGENT_FILE = Path(agent.__file__)
 
@@ -98,7 +99,7 @@ def test_link_targets_that_escape_are_refused(link: str, target: object, reason:
 @pytest.mark.parametrize("name", ["x" * 255, "é" * 127, "short.py", "🎉" * 63])
 def test_temp_names_fit_the_file_system_limit(name: str) -> None:
     temp = temp_name(name)
-    assert temp.startswith(wire.TEMP_PREFIX)
+    assert temp.startswith(names.TEMP_PREFIX)
     assert len(temp.encode("utf-8")) <= 255
     assert temp != temp_name(name)
 
@@ -111,7 +112,7 @@ def test_agent_constants_match_the_wire_module() -> None:
     assert agent.MAX_PAYLOAD == wire.MAX_PAYLOAD
     assert agent.PROTOCOL_VERSION == wire.PROTOCOL_VERSION
     assert agent.AGENT_VERSION == wire.AGENT_VERSION
-    assert agent.TEMP_PREFIX == wire.TEMP_PREFIX
+    assert agent.TEMP_PREFIX == names.TEMP_PREFIX
 
 
 def test_agent_errno_codes_are_documented_error_codes() -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from podlink.agent import agent, wire
 from podlink.agent.two_way import decode_changes
+from podlink.sync.core import names
 
 
 def event(wd: int, mask: int, name: bytes = b"") -> bytes:
@@ -97,7 +98,7 @@ def test_temp_files_and_names_that_are_not_utf8_are_skipped(tmp_path: Path) -> N
     watcher, output, _ = watcher_over(tmp_path)
     (tmp_path / "kept.txt").write_bytes(b"")
     watcher.take_events(
-        event(1, agent.IN_CREATE, wire.TEMP_PREFIX.encode() + b"1234-kept.txt")
+        event(1, agent.IN_CREATE, names.TEMP_PREFIX.encode() + b"1234-kept.txt")
         + event(1, agent.IN_CREATE, b"bad-\xff-name")
         + event(1, agent.IN_MOVED_TO, b"kept.txt")
         + event(1, agent.IN_ATTRIB)  # about the root itself

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pytest
 
 from podlink.sync.core.plan import (
     COMPARE_DIGESTS_FROM,
     Operation,
     OperationKind,
-    apply_plan,
+    Plan,
     detect_renames,
     paths_needing_digests,
     plan_mirror,
     restrict,
 )
-from podlink.sync.core.snapshot import Entry, Kind
+from podlink.sync.core.snapshot import Entry, Kind, Snapshot
 
 MKDIR, WRITE, SYMLINK, CHMOD, DELETE = (
     OperationKind.MKDIR,
@@ -23,6 +25,22 @@ MKDIR, WRITE, SYMLINK, CHMOD, DELETE = (
     OperationKind.CHMOD,
     OperationKind.DELETE,
 )
+
+
+def apply_plan(snapshot: Mapping[str, Entry], plan: Plan, source: Snapshot) -> dict[str, Entry]:
+    """The target snapshot after ``plan`` succeeded, with entries taken from ``source``."""
+    result = dict(snapshot)
+    for operation in plan.operations:
+        if operation.kind is OperationKind.DELETE:
+            for path in restrict(result, [operation.path]):
+                del result[path]
+        elif operation.kind is OperationKind.RENAME:
+            assert operation.source is not None
+            del result[operation.source]
+            result[operation.path] = source[operation.path]
+        else:
+            result[operation.path] = source[operation.path]
+    return result
 
 
 def file(content: str = "x", mode: int = 0o644) -> Entry:

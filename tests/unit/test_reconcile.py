@@ -6,16 +6,17 @@ from __future__ import annotations
 import msgspec
 import pytest
 
+from podlink.sync.core.pass_plan import PassPlan, plan_pass
 from podlink.sync.core.plan import OperationKind, plan_mirror
 from podlink.sync.core.reconcile import (
+    MergeInput,
     Mode,
-    Reconciliation,
-    RootState,
     paths_needing_digests_both_changed,
     reconcile,
     same_entry,
     touched_big_files,
 )
+from podlink.sync.core.safety import RootState, SafetyCheck
 from podlink.sync.core.snapshot import Entry, Kind, Snapshot
 
 STAMP = "20261126T120000"
@@ -34,12 +35,34 @@ def link(target: str) -> Entry:
     return Entry(kind=Kind.SYMLINK, mode=0o777, link_target=target)
 
 
-def run(
-    ancestor: Snapshot, local: Snapshot, remote: Snapshot, mode: Mode = TWO_WAY
-) -> Reconciliation:
+def run(ancestor: Snapshot, local: Snapshot, remote: Snapshot, mode: Mode = TWO_WAY) -> PassPlan:
     # The cases name a first sync by an empty ancestor.
     first = not ancestor
-    return reconcile(ancestor, local, remote, mode=mode, conflict_stamp=STAMP, first_sync=first)
+    sides = MergeInput(ancestor, local, remote, mode=mode, conflict_stamp=STAMP, first_sync=first)
+    return plan_pass(sides, SafetyCheck())
+
+
+def check(
+    ancestor: Snapshot,
+    local: Snapshot,
+    remote: Snapshot,
+    *,
+    mode: Mode,
+    allow_deletions: bool = False,
+    local_root: RootState = RootState.NOT_SCANNED,
+    remote_root: RootState = RootState.NOT_SCANNED,
+    ancestor_files: int | None = None,
+    max_delete_share: float = 0.5,
+) -> PassPlan:
+    """A pass planned with its safety check, as the engine plans one."""
+    sides = MergeInput(ancestor, local, remote, mode=mode, conflict_stamp=STAMP)
+    safety = SafetyCheck(
+        local_root=local_root,
+        remote_root=remote_root,
+        ancestor_files=ancestor_files,
+        max_delete_share=max_delete_share,
+    )
+    return plan_pass(sides, None if allow_deletions else safety)
 
 
 def copy_of(path: str) -> str:
@@ -268,7 +291,7 @@ def test_upload_mode_lists_target_edits_before_replacing_them() -> None:
 
 def test_an_agreed_empty_state_is_not_a_first_sync() -> None:
     result = reconcile(
-        {}, {"a": file("mine")}, {"a": file("theirs")}, mode=TWO_WAY, conflict_stamp=STAMP
+        MergeInput({}, {"a": file("mine")}, {"a": file("theirs")}, TWO_WAY, conflict_stamp=STAMP)
     )
     assert [conflict.path for conflict in result.conflicts] == ["a"]
 
@@ -294,7 +317,7 @@ def tree(count: int) -> dict[str, Entry]:
 
 @pytest.mark.parametrize("state", [RootState.PRESENT, RootState.MISSING, RootState.NOT_A_FOLDER])
 def test_halts_when_the_workspace_becomes_empty(state: RootState) -> None:
-    result = reconcile(tree(3), {}, tree(3), mode=UPLOAD, conflict_stamp=STAMP, local_root=state)
+    result = check(tree(3), {}, tree(3), mode=UPLOAD, local_root=state)
     assert result.halt is not None
     assert result.halt.side == "workspace"
     assert "3 files" in result.halt.reason
@@ -302,15 +325,13 @@ def test_halts_when_the_workspace_becomes_empty(state: RootState) -> None:
 
 @pytest.mark.parametrize("state", [RootState.PRESENT, RootState.MISSING])
 def test_two_way_halts_when_the_target_becomes_empty(state: RootState) -> None:
-    result = reconcile(tree(3), tree(3), {}, mode=TWO_WAY, conflict_stamp=STAMP, remote_root=state)
+    result = check(tree(3), tree(3), {}, mode=TWO_WAY, remote_root=state)
     assert result.halt is not None and result.halt.side == "target"
     assert "volume" in result.halt.reason
 
 
 def test_upload_refills_an_empty_target_without_halting() -> None:
-    result = reconcile(
-        tree(3), tree(3), {}, mode=UPLOAD, conflict_stamp=STAMP, remote_root=RootState.MISSING
-    )
+    result = check(tree(3), tree(3), {}, mode=UPLOAD, remote_root=RootState.MISSING)
     assert result.halt is None
     assert result.merged == tree(3)
 
@@ -318,9 +339,7 @@ def test_upload_refills_an_empty_target_without_halting() -> None:
 def test_halts_when_a_pass_would_delete_more_than_the_allowed_share() -> None:
     ancestor = tree(100)
     local = {path: entry for path, entry in ancestor.items() if path not in tree(60)}
-    result = reconcile(
-        ancestor, local, ancestor, mode=TWO_WAY, conflict_stamp=STAMP, max_delete_share=0.5
-    )
+    result = check(ancestor, local, ancestor, mode=TWO_WAY, max_delete_share=0.5)
     assert result.halt is not None and result.halt.side == "target"
     assert "60 files (60%" in result.halt.reason
 
@@ -328,30 +347,27 @@ def test_halts_when_a_pass_would_delete_more_than_the_allowed_share() -> None:
 def test_a_share_below_the_limit_goes_through() -> None:
     ancestor = tree(100)
     local = {path: entry for path, entry in ancestor.items() if path not in tree(40)}
-    result = reconcile(ancestor, local, ancestor, mode=TWO_WAY, conflict_stamp=STAMP)
+    result = check(ancestor, local, ancestor, mode=TWO_WAY)
     assert result.halt is None and len(result.merged) == 60
 
 
 def test_small_trees_never_trip_the_share_check() -> None:
-    result = reconcile(tree(4), {}, tree(4), mode=TWO_WAY, conflict_stamp=STAMP)
+    result = check(tree(4), {}, tree(4), mode=TWO_WAY)
     assert result.halt is None and result.merged == {}
 
 
 def test_the_share_counts_against_the_whole_ancestor_in_an_incremental_pass() -> None:
     ancestor = tree(30)
-    result = reconcile(
-        ancestor, {}, ancestor, mode=TWO_WAY, conflict_stamp=STAMP, ancestor_files=1000
-    )
+    result = check(ancestor, {}, ancestor, mode=TWO_WAY, ancestor_files=1000)
     assert result.halt is None
 
 
 def test_resuming_applies_what_was_held_back() -> None:
-    result = reconcile(
+    result = check(
         tree(3),
         tree(3),
         {},
         mode=TWO_WAY,
-        conflict_stamp=STAMP,
         remote_root=RootState.MISSING,
         allow_deletions=True,
     )

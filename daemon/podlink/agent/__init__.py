@@ -6,7 +6,11 @@
   podlink.
 * ``wire.py`` is the frame layout, message types and reply payloads, daemon side.
 * ``client.py`` is ``Agent``, the asyncio client: it starts the agent through a ``Target``
-  and pipelines requests over the one stream.
+  and makes its requests; ``channel.py`` pipelines them over the one stream, and
+  ``local_files.py`` reads the local files a batch sends.
+* ``transport.py`` is what sync needs from a transport (``FileTransport``, and
+  ``TwoWayTransport`` for what only the agent can do); ``tar_fallback.py`` is the upload-only
+  transport for targets without Python.
 * ``two_way.py`` holds what two-way sync adds on the client side: preconditions, the
   streaming of READs into local files, and the decoding of reported changes.
 """

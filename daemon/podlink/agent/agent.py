@@ -45,7 +45,7 @@ AGENT_VERSION = "0.1.0"
 PROTOCOL_VERSION = 1
 HEADER_FORMAT = ">IBI"  # payload length, message type, request id
 MAX_PAYLOAD = 4 * 1024 * 1024
-TEMP_PREFIX = ".podlink-tmp-"
+TEMP_PREFIX = ".podlink-tmp-"  # podlink.sync.core.names.TEMP_PREFIX; a test keeps them equal
 
 HELLO = 1
 SCAN = 2

@@ -3,9 +3,9 @@
 ``Agent.start(target)`` runs the target's Python with a one-line bootstrap that reads the
 agent's source (``agent.py`` beside this file) from standard input and runs it, so the agent
 is always exactly this version and nothing is left behind in the target. After a HELLO the
-agent answers file requests; callers may issue them concurrently: each gets a fresh request
-id, frames go out in order under a send lock, and one reader task hands every reply to the
-call waiting for it. A saved file costs one round trip.
+agent answers file requests; callers may issue them concurrently. ``Agent`` builds the
+requests; its base ``channel.AgentChannel`` frames them onto the one stream and hands each
+reply back to the call waiting for it. A saved file costs one round trip.
 
 A READ's DATA frames and a WATCH's CHANGES frames arrive through the same reader, between
 other replies (see ``two_way``).
@@ -16,20 +16,34 @@ When the stream ends, every pending and later call raises ``AgentGone``.
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextlib
 import functools
 import importlib.resources
-import logging
 import os
 import stat
-from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, Literal, TypeVar
+from typing import Any, BinaryIO, Literal
 
 import msgspec
 
 from podlink.agent import wire
+from podlink.agent.channel import (
+    AgentChannel,
+    AgentError,
+    AgentGone,
+    WatchRegistration,
+    encode_request,
+)
+from podlink.agent.local_files import (
+    CHUNK_SIZE,
+    SentFile,
+    WriteManyResult,
+    load_files,
+    slices,
+    slices_of,
+    stat_or_none,
+    version_of,
+)
 from podlink.agent.two_way import (
     NO_CHECK,
     Expected,
@@ -38,15 +52,12 @@ from podlink.agent.two_way import (
     Precondition,
     RemoteChanges,
     add_precondition,
-    decode_changes,
     encode_precondition,
     entry_from_row,
 )
 from podlink.agent.wire import ErrorCode, MessageType, ReadResult, WatchStarted
 from podlink.sync.core.snapshot import Entry
 from podlink.targets.base import ExecStream, Target, TargetUnavailable
-
-logger = logging.getLogger("podlink.agent")
 
 # The public names; some live in wire and two_way, beside the protocol they belong to.
 __all__ = [
@@ -79,36 +90,9 @@ BOOTSTRAP = (
 PYTHON_OPTIONS = ("-I",)
 
 STARTUP_TIMEOUT = 30.0
-CLOSE_TIMEOUT = 5.0
-CHUNK_SIZE = 1024 * 1024
 HASH_BATCH = 1000
-STDERR_TAIL_LINES = 20
-# How long an ended stream may take to report its exit code and last stderr lines.
-END_REPORT_TIMEOUT = 1.0
-
-_ABORT_WRITE = b""  # an empty DATA frame cancels a write (see wire)
-
-ReplyT = TypeVar("ReplyT")
-
-
-class AgentError(Exception):
-    """An operation the agent refused or failed. ``code`` is one of ``wire.ErrorCode``."""
-
-    def __init__(self, code: str, message: str, path: str | None = None) -> None:
-        super().__init__(code, message, path)
-        self.code = code
-        self.message = message
-        self.path = path
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}" if self.path else self.message
-
-
-class AgentGone(AgentError):
-    """The agent's stream ended or broke; the agent can no longer be used."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(ErrorCode.GONE, message)
+# Files up to this size are read on the event loop (see ``Agent.write_file``).
+INLINE_READ_LIMIT = 64 * 1024
 
 
 class ScanResult(msgspec.Struct, frozen=True):
@@ -131,58 +115,10 @@ def agent_source() -> bytes:
     return importlib.resources.files("podlink.agent").joinpath("agent.py").read_bytes()
 
 
-class _BrokenStream(Exception):
-    """The agent sent something that does not fit the protocol."""
-
-
-class _Call:
-    __slots__ = ("batches", "future", "incoming", "request_id", "sent")
-
-    def __init__(
-        self, request_id: int, future: asyncio.Future[bytes], incoming: Incoming | None
-    ) -> None:
-        self.request_id = request_id
-        self.future = future
-        self.batches: list[bytes] = []  # ENTRIES payloads that came before the reply
-        self.incoming = incoming  # where a READ's DATA goes
-        self.sent = False
-
-
-class _Watch:
-    __slots__ = ("on_changes", "request_id")
-
-    def __init__(self, request_id: int, on_changes: Callable[[RemoteChanges], None]) -> None:
-        self.request_id = request_id
-        self.on_changes = on_changes
-
-
-class Agent:
+class Agent(AgentChannel):
     """A running agent. Create it with ``start`` or ``over``; ``close`` it when done."""
 
     hello: AgentHello
-
-    def __init__(self, stream: ExecStream) -> None:
-        if stream.stdin is None:
-            raise ValueError("the agent's exec must be started with stdin=True")
-        self._stream = stream
-        self._stdin = stream.stdin
-        self._calls: dict[int, _Call] = {}
-        self._watch: _Watch | None = None
-        self._last_request_id = 0
-        self._send_lock = asyncio.Lock()
-        self._gone: AgentGone | None = None
-        self._closing = False
-        self._input_closed = False
-        self._close_task: asyncio.Task[None] | None = None
-        self._stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
-        # The reply reader waits while a READ's caller writes slower than the agent sends; an
-        # exec stream that can hold output back then must, or that output piles up here.
-        # (Local pipes always do; a Docker exec does once asked to.)
-        limit_buffering = getattr(stream, "limit_buffering", None)
-        if limit_buffering is not None:
-            limit_buffering()
-        self._stderr_task = asyncio.create_task(self._forward_stderr())
-        self._reader_task = asyncio.create_task(self._read_replies())
 
     # --- Lifecycle ----------------------------------------------------------------------------
 
@@ -229,41 +165,9 @@ class Agent:
         self.hello = hello
 
     @property
-    def alive(self) -> bool:
-        return self._gone is None and not self._closing
-
-    async def close(self) -> None:
-        """Let the agent finish what it was sent and exit; stop it after CLOSE_TIMEOUT."""
-        if self._close_task is None:
-            self._close_task = asyncio.ensure_future(self._shut_down())
-        await asyncio.shield(self._close_task)
-
-    async def _shut_down(self) -> None:
-        self._closing = True
-        # A write holding the lock finishes its frames first: the agent must see whole requests.
-        try:
-            await asyncio.wait_for(self._send_lock.acquire(), CLOSE_TIMEOUT)
-            locked = True
-        except TimeoutError:
-            locked = False
-        try:
-            self._input_closed = True
-            with contextlib.suppress(Exception):
-                await self._stream.close_stdin()
-            try:
-                await asyncio.wait_for(self._stream.wait(), CLOSE_TIMEOUT)
-            except TimeoutError:
-                await self._stream.terminate()
-        finally:
-            if locked:
-                self._send_lock.release()
-        # Replies the agent sent before exiting still reach their callers.
-        await asyncio.wait({self._reader_task, self._stderr_task}, timeout=CLOSE_TIMEOUT)
-        for task in (self._reader_task, self._stderr_task):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._fail_pending("the agent was closed")
+    def two_way(self) -> Agent:
+        """The agent does everything two-way sync needs."""
+        return self
 
     # --- Requests -----------------------------------------------------------------------------
 
@@ -306,7 +210,7 @@ class Agent:
 
         AgentError ``changed`` when ``expect`` does not hold (see ``two_way``).
         """
-        return await self._write(root, path, mode, len(data), _slices(data), mtime_ns, expect)
+        return await self._write(root, path, mode, len(data), slices(data), mtime_ns, expect)
 
     async def write_file(
         self,
@@ -350,8 +254,8 @@ class Agent:
             raise AgentError(ErrorCode.CHANGED, message, path) from error
         finally:
             handle.close()
-        after = _stat_or_none(source) if inline else await asyncio.to_thread(_stat_or_none, source)
-        if after is None or _version(after) != _version(before):
+        after = stat_or_none(source) if inline else await asyncio.to_thread(stat_or_none, source)
+        if after is None or version_of(after) != version_of(before):
             message = f"{source} changed while it was being sent"
             raise AgentError(ErrorCode.CHANGED, message, path)
         return digest
@@ -369,7 +273,7 @@ class Agent:
         """
         sources = [(file[0], file[1]) for file in files]
         expectations = {file[0]: file[2] for file in files if len(file) == 3}
-        loaded, vanished, unreadable = await asyncio.to_thread(_load_files, sources)
+        loaded, vanished, unreadable = await asyncio.to_thread(load_files, sources)
         listing: list[list[Any]] = []
         for f in loaded:
             listed: list[Any] = [f.path, f.mode, len(f.data), f.mtime_ns]
@@ -377,7 +281,7 @@ class Agent:
             if expect is not NO_CHECK:
                 listed.append(encode_precondition(expect))
             listing.append(listed)
-        request = _encode({"root": root, "files": listing})
+        request = encode_request({"root": root, "files": listing})
         call = self._open_call()
         try:
             async with self._send_lock:
@@ -389,7 +293,7 @@ class Agent:
                     wire.frame(MessageType.WRITE_MANY, call.request_id, request)
                 ]
                 for loaded_file in loaded:
-                    for piece in _slices_of(loaded_file.data):
+                    for piece in slices_of(loaded_file.data):
                         frames += (
                             wire.HEADER.pack(len(piece), MessageType.DATA, call.request_id),
                             piece,
@@ -533,10 +437,10 @@ class Agent:
             request["poll_interval_ms"] = poll_interval_ms
         if max_watches is not None:
             request["max_watches"] = max_watches
-        payload = _encode(request)
+        payload = encode_request(request)
         call = self._open_call()
         # Registered before the request goes out: CHANGES may follow its OK at once.
-        watch = self._watch = _Watch(call.request_id, on_changes)
+        watch = self._watch = WatchRegistration(call.request_id, on_changes)
         try:
             await self._send_call(call, MessageType.WATCH, payload)
             return self._decode(await call.future, WatchStarted)
@@ -550,356 +454,10 @@ class Agent:
         await self._call(MessageType.UNWATCH, {})
         self._watch = None
 
-    # --- Sending ------------------------------------------------------------------------------
-
-    async def _call(self, kind: MessageType, request: dict[str, Any]) -> bytes:
-        reply, _ = await self._call_with_batches(kind, request)
-        return reply
-
-    async def _call_with_batches(
-        self, kind: MessageType, request: dict[str, Any]
-    ) -> tuple[bytes, list[bytes]]:
-        call = await self._send(kind, request)
-        return await call.future, call.batches
-
-    async def _send(
-        self, kind: MessageType, request: dict[str, Any], incoming: Incoming | None = None
-    ) -> _Call:
-        payload = _encode(request)
-        call = self._open_call(incoming)
-        await self._send_call(call, kind, payload)
-        return call
-
-    async def _send_call(self, call: _Call, kind: MessageType, payload: bytes) -> None:
-        try:
-            async with self._send_lock:
-                self._raise_if_cannot_send()
-                self._stdin.write(wire.frame(kind, call.request_id, payload))
-                call.sent = True
-                await self._drain()
-        except BaseException:
-            self._abandon(call)
-            raise
-
-    async def _write(
-        self,
-        root: str,
-        path: str,
-        mode: int,
-        size: int,
-        chunks: AsyncGenerator[bytes | memoryview],
-        mtime_ns: int | None,
-        expect: Precondition,
-    ) -> str:
-        fields: dict[str, Any] = {"root": root, "path": path, "mode": mode, "size": size}
-        if mtime_ns is not None:
-            fields["mtime_ns"] = mtime_ns
-        add_precondition(fields, "expect", expect)
-        request = _encode(fields)
-        call = self._open_call()
-        try:
-            # The WRITE and all its DATA must reach the agent back to back.
-            async with self._send_lock, contextlib.aclosing(chunks):
-                self._raise_if_cannot_send()
-                await self._send_write(call, request, size, chunks)
-        except BaseException:
-            self._abandon(call)
-            raise
-        return self._decode(await call.future, wire.WriteReply).digest
-
-    async def _send_write(
-        self,
-        call: _Call,
-        request: bytes,
-        size: int,
-        chunks: AsyncGenerator[bytes | memoryview],
-    ) -> None:
-        request_id = call.request_id
-        # The WRITE frame travels with the first DATA frame: one pipe write for a small file.
-        unsent: list[bytes | memoryview] = [wire.frame(MessageType.WRITE, request_id, request)]
-        sent = 0
-        try:
-            async for chunk in chunks:
-                unsent += (wire.HEADER.pack(len(chunk), MessageType.DATA, request_id), chunk)
-                self._stdin.write(b"".join(unsent))
-                unsent = []
-                call.sent = True
-                sent += len(chunk)
-                await self._drain()
-            if sent < size:  # the source came up short
-                unsent.append(wire.frame(MessageType.DATA, request_id, _ABORT_WRITE))
-            if unsent:
-                self._stdin.write(b"".join(unsent))
-                call.sent = True
-                await self._drain()
-        except BaseException:
-            if call.sent and sent < size and not self._stdin.is_closing():
-                # Failed or cancelled midway: tell the agent, so the stream stays in step.
-                self._stdin.write(wire.frame(MessageType.DATA, request_id, _ABORT_WRITE))
-            raise
-
-    def _open_call(self, incoming: Incoming | None = None) -> _Call:
-        self._raise_if_unusable()
-        request_id = self._last_request_id
-        while True:
-            request_id = request_id % 0xFFFFFFFF + 1
-            if request_id not in self._calls:
-                break
-        self._last_request_id = request_id
-        call = _Call(request_id, asyncio.get_running_loop().create_future(), incoming)
-        self._calls[request_id] = call
-        return call
-
-    def _abandon(self, call: _Call) -> None:
-        """Forget a call whose sending failed; a request that went out still gets its reply."""
-        if not call.sent:
-            self._calls.pop(call.request_id, None)
-        call.future.cancel()
-
-    def _raise_if_unusable(self) -> None:
-        if self._gone is not None:
-            raise AgentGone(self._gone.message)
-        if self._closing:
-            raise AgentGone("the agent was closed")
-
-    def _raise_if_cannot_send(self) -> None:
-        # Calls made before close() still go out: close() waits its turn for the send lock.
-        if self._gone is not None:
-            raise AgentGone(self._gone.message)
-        if self._input_closed:
-            raise AgentGone("the agent was closed")
-
-    async def _drain(self) -> None:
-        try:
-            await self._stdin.drain()
-        except (ConnectionError, OSError) as error:
-            # The reader is about to find out why the agent ended: its account says more.
-            await asyncio.wait({self._reader_task}, timeout=3 * END_REPORT_TIMEOUT)
-            if self._gone is not None:
-                raise AgentGone(self._gone.message) from error
-            raise AgentGone(f"the agent's input closed: {error}") from error
-
-    # --- Receiving ----------------------------------------------------------------------------
-
-    async def _read_replies(self) -> None:
-        try:
-            reason = await self._read_until_end()
-        except asyncio.CancelledError:
-            self._fail_pending("the agent was closed")
-            raise
-        if self._closing:
-            self._fail_pending("the agent was closed")
-            return
-        # New calls fail at once; pending ones wait a moment for a better explanation.
-        self._gone = AgentGone(f"the agent stopped: {reason}")
-        # A sender may be waiting for room to write to an agent that will never read again
-        # (a Docker exec keeps its input open after its command died): end the input too.
-        with contextlib.suppress(Exception):
-            self._stdin.transport.abort()
-        self._fail_pending(await self._describe_end(reason))
-
-    async def _read_until_end(self) -> str:
-        """Hand replies to their calls until the stream ends; why it ended."""
-        stdout = self._stream.stdout
-        try:
-            while True:
-                header = await stdout.readexactly(wire.HEADER_SIZE)
-                length, kind, request_id = wire.HEADER.unpack(header)
-                if length > wire.MAX_PAYLOAD:
-                    raise _BrokenStream(f"it sent a frame of {length} bytes")
-                payload = await stdout.readexactly(length) if length else b""
-                if kind == MessageType.DATA:
-                    await self._take_data(request_id, payload)
-                else:
-                    self._dispatch(kind, request_id, payload)
-        except asyncio.IncompleteReadError as error:
-            return "its output ended in the middle of a frame" if error.partial else "it exited"
-        except _BrokenStream as error:
-            # A stream out of step cannot be trusted again; ending its input stops the agent.
-            self._stdin.close()
-            return f"protocol error: {error}"
-        except (ConnectionError, OSError) as error:
-            return f"reading its output failed: {error}"
-        except Exception as error:  # a bug here must fail the calls, not leave them hanging
-            logger.exception("reading the agent's replies failed")
-            self._stdin.close()
-            return f"podlink could not read its replies: {error!r}"
-
-    async def _take_data(self, request_id: int, payload: bytes) -> None:
-        call = self._calls.get(request_id)
-        if call is None or call.incoming is None:
-            raise _BrokenStream(f"it sent DATA for request {request_id}, which reads nothing")
-        await call.incoming.put(payload)
-
-    def _dispatch(self, kind: int, request_id: int, payload: bytes) -> None:
-        if kind == MessageType.CHANGES:
-            self._report_changes(request_id, payload)
-            return
-        if kind not in (MessageType.OK, MessageType.ERROR, MessageType.ENTRIES):
-            raise _BrokenStream(f"it sent message type {kind}")
-        call = self._calls.get(request_id)
-        if call is None:
-            raise _BrokenStream(f"it answered request {request_id}, which is not pending")
-        if kind == MessageType.ENTRIES:
-            call.batches.append(payload)
-            return
-        del self._calls[request_id]
-        if call.incoming is not None:
-            call.incoming.end()
-        if call.future.done():  # the caller gave up waiting
-            return
-        if kind == MessageType.OK:
-            call.future.set_result(payload)
-        else:
-            call.future.set_exception(_error_from(payload))
-
-    def _report_changes(self, request_id: int, payload: bytes) -> None:
-        watch = self._watch
-        if watch is None or watch.request_id != request_id:
-            return  # from a watch replaced or stopped meanwhile
-        try:
-            watch.on_changes(decode_changes(payload))
-        except Exception:  # the caller's bug must not stop the replies of everyone else
-            logger.exception("handling changes in the target failed")
-
-    def _fail_pending(self, message: str) -> None:
-        if self._gone is None or self._gone.message != message:
-            self._gone = AgentGone(message)
-        calls, self._calls = list(self._calls.values()), {}
-        for call in calls:
-            if call.incoming is not None:
-                call.incoming.end()
-            if not call.future.done():
-                call.future.set_exception(AgentGone(message))
-
-    async def _describe_end(self, reason: str) -> str:
-        await asyncio.wait({self._stderr_task}, timeout=END_REPORT_TIMEOUT)
-        message = f"the agent stopped: {reason}"
-        try:
-            exit_code = await asyncio.wait_for(self._stream.wait(), END_REPORT_TIMEOUT)
-        except TimeoutError:
-            pass
-        else:
-            message += f" (exit code {exit_code})"
-        return message + self._stderr_summary()
-
-    async def _forward_stderr(self) -> None:
-        stderr = self._stream.stderr
-        if stderr is None:
-            return
-        while True:
-            try:
-                line = await stderr.readline()
-            except ValueError:  # a line beyond the reader's limit: its rest comes next
-                continue
-            except (ConnectionError, OSError):
-                return
-            if not line:
-                return
-            text = line.decode("utf-8", "replace").rstrip()
-            if text:
-                self._stderr_tail.append(text)
-                logger.warning("agent: %s", text)
-
-    def _stderr_summary(self) -> str:
-        if not self._stderr_tail:
-            return ""
-        return "; it said: " + " | ".join(self._stderr_tail)
-
-    @staticmethod
-    def _decode(payload: bytes, reply_type: type[ReplyT]) -> ReplyT:
-        try:
-            return wire.decode_reply(payload, reply_type)
-        except msgspec.DecodeError as error:
-            message = f"the agent sent a reply that does not fit the protocol: {error}"
-            raise AgentError(ErrorCode.PROTOCOL, message) from error
-
-
-def _encode(request: dict[str, Any]) -> bytes:
-    try:
-        payload = wire.encode_json(request)
-    except msgspec.EncodeError as error:  # e.g. a path with undecodable bytes
-        raise AgentError(ErrorCode.BAD_REQUEST, f"cannot encode the request: {error}") from error
-    if len(payload) > wire.MAX_PAYLOAD:
-        raise AgentError(ErrorCode.BAD_REQUEST, "the request is too large for one frame")
-    return payload
-
-
-def _error_from(payload: bytes) -> AgentError:
-    try:
-        reply = wire.decode_reply(payload, wire.ErrorReply)
-    except msgspec.DecodeError as error:
-        raise _BrokenStream(f"it sent an unreadable ERROR: {error}") from error
-    return AgentError(reply.code, reply.message, reply.path)
-
-
-async def _slices(data: bytes) -> AsyncGenerator[bytes | memoryview]:
-    for piece in _slices_of(data):
-        yield piece
-
-
-INLINE_READ_LIMIT = 64 * 1024
-
 
 def _local_write_error(error: OSError, destination: Path, path: str) -> AgentError:
     code = ErrorCode.EXISTS if isinstance(error, FileExistsError) else ErrorCode.IO
     return AgentError(code, f"cannot write {destination}: {error.strerror or error}", path)
-
-
-def _slices_of(data: bytes) -> Iterator[memoryview]:
-    view = memoryview(data)
-    for at in range(0, len(view), CHUNK_SIZE):
-        yield view[at : at + CHUNK_SIZE]
-
-
-class LoadedFile(msgspec.Struct, frozen=True):
-    """A local file as read for sending: what the target will hold."""
-
-    path: str
-    mode: int
-    data: bytes
-    mtime_ns: int
-    inode: int
-
-
-class SentFile(msgspec.Struct, frozen=True):
-    """A file as the target now holds it."""
-
-    path: str
-    mode: int
-    size: int
-    mtime_ns: int
-
-
-class WriteManyResult(msgspec.Struct, frozen=True):
-    written: list[SentFile]
-    failed: list[tuple[str, str, str]]  # path, error code, message
-    vanished: list[str]
-
-
-def _load_files(
-    files: Sequence[tuple[str, Path]],
-) -> tuple[list[LoadedFile], list[str], list[tuple[str, str, str]]]:
-    loaded: list[LoadedFile] = []
-    vanished: list[str] = []
-    unreadable: list[tuple[str, str, str]] = []
-    for path, source in files:
-        try:
-            with source.open("rb") as handle:
-                found = os.fstat(handle.fileno())
-                if not stat.S_ISREG(found.st_mode):
-                    vanished.append(path)  # replaced by something else: its event follows
-                    continue
-                data = handle.read()
-        except FileNotFoundError:
-            vanished.append(path)
-            continue
-        except OSError as error:
-            unreadable.append((path, ErrorCode.IO, f"cannot read: {error.strerror}"))
-            continue
-        mode = stat.S_IMODE(found.st_mode)
-        loaded.append(LoadedFile(path, mode, data, found.st_mtime_ns, found.st_ino))
-    return loaded, vanished, unreadable
 
 
 def _open_source(source: Path) -> tuple[BinaryIO, os.stat_result, bytes]:
@@ -926,14 +484,3 @@ async def _read_chunks(
         if remaining <= 0:
             return
         chunk = await asyncio.to_thread(handle.read, min(CHUNK_SIZE, remaining))
-
-
-def _stat_or_none(source: Path) -> os.stat_result | None:
-    try:
-        return source.stat()
-    except FileNotFoundError:
-        return None
-
-
-def _version(found: os.stat_result) -> tuple[int, int, int]:
-    return found.st_size, found.st_mtime_ns, found.st_ino

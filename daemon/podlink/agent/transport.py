@@ -3,15 +3,29 @@
 ``FileTransport`` is what the sync engine and the session need from either. The Python agent
 (``client.Agent``) is the normal transport. A target without a usable Python 3.8+ gets
 ``tar_fallback.TarTransport``: slower, upload only, no digests. ``start_transport`` picks one.
+
+What only the agent can do (preconditions, renames, reading files back, watching the
+target) is ``TwoWayTransport``; a transport offers it through ``two_way``, so callers ask
+for the capability instead of testing for the agent's class.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
-from podlink.agent.client import Agent, AgentGone, ScanResult, WriteManyResult
+from podlink.agent.client import (
+    NO_CHECK,
+    Agent,
+    AgentGone,
+    Precondition,
+    ReadResult,
+    RemoteChanges,
+    ScanResult,
+    WatchStarted,
+    WriteManyResult,
+)
 from podlink.agent.tar_fallback import TarTransport, probe_tools
 from podlink.targets.base import Target, TargetUnavailable
 
@@ -68,6 +82,76 @@ class FileTransport(Protocol):
     async def symlink(self, root: str, path: str, target: str) -> None: ...
 
     async def chmod(self, root: str, path: str, mode: int) -> None: ...
+
+    @property
+    def two_way(self) -> TwoWayTransport | None:
+        """This transport where it can do what two-way sync needs, else None."""
+
+
+class TwoWayTransport(FileTransport, Protocol):
+    """A transport that checks preconditions, renames, reads files back and watches.
+
+    Every change takes ``expect``: AgentError ``changed`` unless it holds right before the
+    change (see ``two_way.Precondition``).
+    """
+
+    async def write_file(
+        self,
+        root: str,
+        path: str,
+        source: Path,
+        mode: int | None = None,
+        *,
+        expected_size: int | None = None,
+        expect: Precondition = NO_CHECK,
+    ) -> str: ...
+
+    async def write_many(
+        self, root: str, files: Sequence[tuple[str, Path] | tuple[str, Path, Precondition]]
+    ) -> WriteManyResult: ...
+
+    async def delete(
+        self, root: str, path: str, *, recursive: bool = False, expect: Precondition = NO_CHECK
+    ) -> bool: ...
+
+    async def mkdir(
+        self, root: str, path: str, mode: int = 0o755, *, expect: Precondition = NO_CHECK
+    ) -> None: ...
+
+    async def symlink(
+        self, root: str, path: str, target: str, *, expect: Precondition = NO_CHECK
+    ) -> None: ...
+
+    async def chmod(
+        self, root: str, path: str, mode: int, *, expect: Precondition = NO_CHECK
+    ) -> None: ...
+
+    async def rename(
+        self,
+        root: str,
+        src: str,
+        dst: str,
+        *,
+        expect: Precondition = NO_CHECK,
+        expect_dst: Precondition = NO_CHECK,
+    ) -> None:
+        """Move ``src`` onto ``dst``; ``expect`` holds at ``src``, ``expect_dst`` at ``dst``."""
+
+    async def read_file(self, root: str, path: str, destination: Path) -> ReadResult:
+        """Copy the target's regular file ``path`` into the new local file ``destination``."""
+
+    async def watch(
+        self,
+        root: str,
+        on_changes: Callable[[RemoteChanges], None],
+        *,
+        poll_interval_ms: int | None = None,
+        method: Literal["auto", "polling"] = "auto",
+        max_watches: int | None = None,
+    ) -> WatchStarted:
+        """Report changes below ``root`` to ``on_changes`` until ``unwatch``."""
+
+    async def unwatch(self) -> None: ...
 
 
 async def start_transport(target: Target, warn: Callable[[str], None]) -> FileTransport:

@@ -103,8 +103,6 @@ HEADER_FORMAT = ">IBI"
 HEADER = struct.Struct(HEADER_FORMAT)
 HEADER_SIZE = HEADER.size
 MAX_PAYLOAD = 4 * 1024 * 1024
-# Temporary files the agent writes before renaming; scans and watches never report them.
-TEMP_PREFIX = ".podlink-tmp-"
 
 
 class MessageType(enum.IntEnum):

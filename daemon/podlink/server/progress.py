@@ -5,17 +5,17 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from lsprotocol import types
+
+from podlink.sync.outcome import ProgressCallback
 
 if TYPE_CHECKING:
     from podlink.server.lsp import PodlinkServer
 
 REPORT_INTERVAL_SECONDS = 0.1
-
-ProgressCallback = Callable[[int, int], None]
 
 
 @contextlib.asynccontextmanager

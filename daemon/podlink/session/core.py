@@ -24,7 +24,7 @@ from podlink.session.debug import Debugger, DebugNotPossible
 from podlink.session.debug_attach import RunningProcessDebugger
 from podlink.session.diagnostics import SessionDiagnostics
 from podlink.session.lifecycle import Lifecycle
-from podlink.session.listener import GuardedListener, ProgressCallback, SessionListener
+from podlink.session.listener import GuardedListener, SessionListener
 from podlink.session.ports import PortForwards
 from podlink.session.recovery import Recovery
 from podlink.session.status import app_status, describe_session, sync_status
@@ -32,6 +32,7 @@ from podlink.session.status_file import StatusFile
 from podlink.session.store import ChangeEmitter, SessionStore
 from podlink.session.sync import SessionSync
 from podlink.sync.engine import SyncEngine
+from podlink.sync.outcome import ProgressCallback
 from podlink.sync.watch import TreeWatcher
 from podlink.targets.base import Target, TargetUnavailable
 from podlink.targets.capabilities import OnThisMachine

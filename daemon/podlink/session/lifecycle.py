@@ -13,10 +13,10 @@ from podlink.config import Config, ConfigError, load_config
 from podlink.diagnostics import Diagnostic
 from podlink.session.app import AppRunner
 from podlink.session.debug import DebugNotPossible
-from podlink.session.listener import ProgressCallback
 from podlink.session.state import Connected, Ready, StartFailed, Starting, Stopped, SyncSettled
 from podlink.sync.engine import SyncRootRefused
 from podlink.sync.ignore import IgnoreRules
+from podlink.sync.outcome import ProgressCallback
 from podlink.sync.scan import scan_tree
 from podlink.sync.watch import TreeWatcher
 from podlink.targets.base import TargetUnavailable

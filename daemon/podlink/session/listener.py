@@ -12,8 +12,6 @@ from podlink.diagnostics import Diagnostic, DiagnosticSource
 
 log = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[int, int], None]
-
 
 class SessionListener(Protocol):
     def session_changed(self, session: protocol.Session) -> None: ...

@@ -13,7 +13,8 @@ from pathlib import Path
 from podlink.config import Config, load_config
 from podlink.errors import PodlinkError
 from podlink.protocol import ErrorCode
-from podlink.session.core import ProgressCallback, Session, SessionListener
+from podlink.session.core import Session, SessionListener
+from podlink.sync.outcome import ProgressCallback
 
 log = logging.getLogger(__name__)
 

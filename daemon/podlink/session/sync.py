@@ -11,18 +11,17 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 from podlink import protocol
-from podlink.agent.client import Agent, AgentGone
+from podlink.agent.client import AgentGone
 from podlink.agent.transport import start_transport
 from podlink.config import ConfigError, SyncEntryConfig
 from podlink.ignored import rules_for_entry
 from podlink.runtime import state_dir
-from podlink.session.listener import ProgressCallback
 from podlink.session.state import BatchSynced, SyncBusy, SyncCounted
 from podlink.sync.ancestor import AncestorStore, ancestor_file
 from podlink.sync.core.reconcile import Mode
 from podlink.sync.engine import SyncEngine, SyncRootRefused
 from podlink.sync.ignore import IgnoreRules
-from podlink.sync.outcome import BatchResult
+from podlink.sync.outcome import BatchResult, ProgressCallback
 from podlink.sync.scan import LocalScan
 from podlink.targets.base import Target, TargetUnavailable
 
@@ -46,7 +45,7 @@ class SessionSync:
         session = self._session
         assert session.agent is not None
         mode = Mode(entry.mode)
-        if mode is Mode.TWO_WAY and not isinstance(session.agent, Agent):
+        if mode is Mode.TWO_WAY and session.agent.two_way is None:
             raise TargetUnavailable(
                 f"sync of {entry.local} is two-way, which needs python3 in the target; "
                 "install python3 in the image or use mode: upload"

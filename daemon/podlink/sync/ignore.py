@@ -15,9 +15,11 @@ from pathlib import Path
 
 from pathspec import GitIgnoreSpec
 
+from podlink.sync.core.names import CONFLICT_MARKER, TEMP_PREFIX
+
 # Conflict copies hold the target's version of a file for the user to look at; they stay in
 # the workspace (the target has its own version already).
-ALWAYS_EXCLUDED = (".git/", ".podlink/", ".podlink-tmp-*", "*.podlink-conflict-*")
+ALWAYS_EXCLUDED = (".git/", ".podlink/", f"{TEMP_PREFIX}*", f"*{CONFLICT_MARKER}*")
 IGNORE_FILE_NAMES = (".gitignore", ".podlinkignore")
 BUILT_IN = "built-in"
 CONFIG_EXCLUDE = "exclude"

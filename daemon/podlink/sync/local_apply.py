@@ -1,11 +1,11 @@
 """Carrying out download plans in the workspace (two-way mode), and saving conflict copies.
 
-A part of ``SyncEngine`` kept in its own module. Every change to a workspace file is
-made the way the agent makes them in the target: content goes to a temporary file beside
-the destination and is renamed over it, and only when the destination still is what the
-scan saw, so an edit made in the editor since is never overwritten (the pass that edit
-starts decides about it). Deletions remove only what the scan listed: files podlink does
-not sync (ignored ones) are never removed with their folder.
+``LocalApplier`` returns the problems it met (a ``ProblemLog``) for the engine. Every change
+to a workspace file is made the way the agent makes them in the target: content goes to a
+temporary file beside the destination and is renamed over it, and only when the destination
+still is what the scan saw, so an edit made in the editor since is never overwritten (the
+pass that edit starts decides about it). Deletions remove only what the scan listed: files
+podlink does not sync (ignored ones) are never removed with their folder.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ import secrets
 import stat
 from pathlib import Path
 
-from podlink.agent.client import Agent, AgentError, AgentGone
-from podlink.agent.transport import FileTransport
-from podlink.agent.wire import TEMP_PREFIX
+from podlink.agent.client import AgentError, AgentGone
+from podlink.agent.transport import TwoWayTransport
+from podlink.sync.core.names import TEMP_PREFIX
 from podlink.sync.core.plan import Operation, OperationKind, Plan, depth, restrict
 from podlink.sync.core.reconcile import ConflictCopy
 from podlink.sync.core.snapshot import Entry, Kind, Snapshot
-from podlink.sync.outcome import BatchResult
+from podlink.sync.outcome import BatchResult, ProblemLog
 
 log = logging.getLogger(__name__)
 
@@ -39,30 +39,26 @@ class LocalChanged(Exception):
 
 
 class LocalApplier:
-    """Writes the target's changes into the workspace (mixed into the engine)."""
+    """Writes the target's changes into the workspace; one plan at a time."""
 
-    agent: FileTransport
-    local_root: Path
-    remote_root: str
-    remote_view: dict[str, Entry]
-    problems: dict[str, str]
+    def __init__(self, reader: TwoWayTransport, local_root: Path, remote_root: str) -> None:
+        self._reader = reader
+        self.local_root = local_root
+        self.remote_root = remote_root
+        self.problems = ProblemLog()
 
-    def _reader(self) -> Agent:
-        if not isinstance(self.agent, Agent):
-            raise AgentError("unsupported", "two-way sync needs python3 in the target")
-        return self.agent
-
-    async def _apply_download(
+    async def apply(
         self,
         plan: Plan,
         merged: dict[str, Entry],
         local: Snapshot,
         result: BatchResult,
         written: dict[str, Entry],
-    ) -> None:
+    ) -> ProblemLog:
         """Apply ``plan`` to the workspace; ``written`` gets the entries as they now are."""
+        self.problems = ProblemLog()
         if plan.is_empty:
-            return
+            return self.problems
         limit = asyncio.Semaphore(DOWNLOADS_IN_FLIGHT)
         current = dict(local)  # what the workspace holds as the plan goes on
 
@@ -89,6 +85,7 @@ class LocalApplier:
                 await self._set_local_mode(op.path, op.mode, result)
         for op in gone:
             await run(op)
+        return self.problems
 
     async def _run_local(
         self,
@@ -125,14 +122,14 @@ class LocalApplier:
         except AgentError as error:
             result.failed.add(path)
             if error.code not in ("changed", "notFound"):
-                self.problems[path] = f"cannot copy from the target: {error.message}"
+                self.problems.found(path, f"cannot copy from the target: {error.message}")
             return
         except OSError as error:
             result.failed.add(path)
-            self.problems[path] = f"cannot write in the workspace: {error.strerror}"
+            self.problems.found(path, f"cannot write in the workspace: {error.strerror}")
             log.warning("could not write %s: %s", path, error)
             return
-        self.problems.pop(path, None)
+        self.problems.cleared(path)
         result.downloaded.append(path)
 
     async def _set_local_mode(self, path: str, mode: int, result: BatchResult) -> None:
@@ -140,12 +137,12 @@ class LocalApplier:
             os.chmod(self.local_root / path, mode)
         except OSError as error:
             result.failed.add(path)
-            self.problems[path] = f"cannot set its mode: {error.strerror}"
+            self.problems.found(path, f"cannot set its mode: {error.strerror}")
 
     async def _download(self, path: str, destination: Path, expected: Entry | None) -> Entry:
         """Copy the target's ``path`` to ``destination`` if it still holds ``expected``."""
         temporary = _temporary_beside(destination)
-        info = await self._reader().read_file(self.remote_root, path, temporary)
+        info = await self._reader.read_file(self.remote_root, path, temporary)
         try:
             os.chmod(temporary, info.mode)
             os.utime(temporary, ns=(info.mtime_ns, info.mtime_ns))
@@ -198,10 +195,11 @@ class LocalApplier:
             with contextlib.suppress(FileNotFoundError):
                 where.unlink()
 
-    async def _copy_conflict(self, copy: ConflictCopy) -> None:
-        """Save the target's version of a conflicting path (a whole subtree) in the workspace."""
+    async def copy_conflict(self, copy: ConflictCopy, remote: Snapshot) -> None:
+        """Save the target's version of a conflicting path (a whole subtree, as ``remote``
+        lists it) in the workspace."""
         for below, entry in sorted(
-            restrict(self.remote_view, [copy.remote_path]).items(),
+            restrict(remote, [copy.remote_path]).items(),
             key=lambda item: (depth(item[0]), item[0]),
         ):
             relative = copy.local_path + below[len(copy.remote_path) :]

@@ -1,24 +1,23 @@
-"""Carrying out upload plans through the agent: batches of small files, ordered phases.
+"""Carrying out upload plans through the transport: batches of small files, ordered phases.
 
-A part of ``SyncEngine`` kept in its own module; the engine decides what to send, this
-module sends it and keeps ``remote_view`` and ``problems`` true to what happened.
+The engine decides what to send; ``RemoteApplier`` sends it, keeps the engine's view of the
+target true to what happened, and returns the problems it met (a ``ProblemLog``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
 
-from podlink.agent.client import NO_CHECK, Agent, AgentError, AgentGone
-from podlink.agent.transport import FileTransport
+from podlink.agent.client import NO_CHECK, AgentError, AgentGone
+from podlink.agent.transport import FileTransport, TwoWayTransport
 from podlink.agent.two_way import Expected, Precondition
-from podlink.sync.core.plan import Operation, OperationKind, Plan, is_within, restrict
+from podlink.sync.core.plan import Operation, OperationKind, Plan, restrict
 from podlink.sync.core.snapshot import Entry, Kind
-from podlink.sync.outcome import BatchResult
+from podlink.sync.outcome import BatchResult, ProblemLog, ProgressCallback
 from podlink.sync.scan import DigestCache
 
 log = logging.getLogger(__name__)
@@ -32,21 +31,31 @@ BATCHES_IN_FLIGHT = 3
 OPEN_FOLDER_MODE = 0o755
 CHANGED_WHILE_SENDING_RETRIES = 3
 
-ProgressCallback = Callable[[int, int], None]
-
 
 class RemoteApplier:
-    """Sends a plan's operations to the target (mixed into the engine)."""
+    """Sends a plan's operations to the target; one plan at a time.
 
-    agent: FileTransport
-    local_root: Path
-    remote_root: str
-    remote_view: dict[str, Entry]
-    problems: dict[str, str]
-    _digests: DigestCache
-    # Two-way mode: what the target held when the pass looked; every change checks it first.
-    _guard: dict[str, Entry] | None = None
-    _replaced: frozenset[str] = frozenset()
+    ``remote_view``: the engine's record of what the target holds, updated as operations
+    succeed. ``digests``: the local digests, told what was sent.
+    """
+
+    agent: FileTransport  # the transport of the plan being applied
+
+    def __init__(
+        self,
+        local_root: Path,
+        remote_root: str,
+        remote_view: dict[str, Entry],
+        digests: DigestCache,
+    ) -> None:
+        self.local_root = local_root
+        self.remote_root = remote_root
+        self.remote_view = remote_view
+        self._digests = digests
+        # Two-way mode: what the target held when the pass looked; every change checks it.
+        self._guard: dict[str, Entry] | None = None
+        self._replaced: frozenset[str] = frozenset()
+        self.problems = ProblemLog()
 
     def _check(self, path: str, *, removing: bool = False) -> dict[str, Precondition]:
         """The agent's precondition for changing ``path``, as keyword arguments.
@@ -63,17 +72,23 @@ class RemoteApplier:
         known = self._guard.get(path)
         return {"expect": None if known is None else Expected.entry(known)}
 
-    async def _apply_upload(
+    async def apply(
         self,
+        agent: FileTransport,
         plan: Plan,
         source: dict[str, Entry],
         progress: ProgressCallback | None,
         result: BatchResult,
         guard: dict[str, Entry] | None = None,
-    ) -> None:
-        """Send ``plan``; ``guard``: the target entries it was made from (two-way mode)."""
+    ) -> ProblemLog:
+        """Send ``plan`` through ``agent``; ``guard``: the target entries it was made from
+        (two-way mode)."""
+        self.agent = agent
+        self.problems = ProblemLog()
         if plan.is_empty:
-            return
+            return self.problems
+        if guard is not None and self.agent.two_way is None:
+            raise AgentError("unsupported", "two-way sync needs python3 in the target")
         self._guard = guard
         self._replaced = frozenset(
             op.path
@@ -84,6 +99,7 @@ class RemoteApplier:
             await self._apply_phases(plan, source, progress, result)
         finally:
             self._guard, self._replaced = None, frozenset()
+        return self.problems
 
     async def _apply_phases(
         self,
@@ -123,13 +139,13 @@ class RemoteApplier:
 
     async def _write_batch(self, batch: list[Operation], result: BatchResult) -> None:
         """Many small files in one round trip: the agent walks each folder once for them."""
-        if self._guard is None:
+        checked = self._checked()
+        if checked is None:
             outcome = await self.agent.write_many(
                 self.remote_root, [(op.path, self.local_root / op.path) for op in batch]
             )
         else:
-            assert isinstance(self.agent, Agent)
-            outcome = await self.agent.write_many(
+            outcome = await checked.write_many(
                 self.remote_root,
                 [
                     (op.path, self.local_root / op.path, self._check(op.path)["expect"])
@@ -140,13 +156,13 @@ class RemoteApplier:
             self.remote_view[sent.path] = Entry(
                 kind=Kind.FILE, mode=sent.mode, size=sent.size, mtime_ns=sent.mtime_ns
             )
-            self.problems.pop(sent.path, None)
+            self.problems.cleared(sent.path)
             result.files_written += 1
             result.bytes_written += sent.size
             result.paths.append(sent.path)
         for path, _code, message in outcome.failed:
             result.failed.add(path)
-            self.problems[path] = message
+            self.problems.found(path, message)
             log.warning("could not sync %s: %s", path, message)
 
     async def _run_operation(
@@ -162,7 +178,7 @@ class RemoteApplier:
             log.debug("%s %s failed: %s", operation.kind.value, path, error)
             if error.code == "changed":
                 return  # changed in the target since it was looked at: its own event follows
-            self.problems[path] = error.message
+            self.problems.found(path, error.message)
             log.warning("could not sync %s: %s", path, error.message)
             return
         except FileNotFoundError:
@@ -170,16 +186,16 @@ class RemoteApplier:
             return  # deleted locally since the scan: its own event brings the deletion
         except OSError as error:
             result.failed.add(path)
-            self.problems[path] = f"cannot read: {error.strerror}"
+            self.problems.found(path, f"cannot read: {error.strerror}")
             return
-        self.problems.pop(path, None)
         result.paths.append(path)
         if operation.kind is OperationKind.DELETE:
+            self.problems.cleared(path, with_below=True)
             result.deleted += 1
             for known in restrict(self.remote_view, [path]):
                 del self.remote_view[known]
-            for known in [p for p in self.problems if is_within(p, path)]:
-                del self.problems[known]
+        else:
+            self.problems.cleared(path)
 
     async def _send(
         self, operation: Operation, source: dict[str, Entry], result: BatchResult
@@ -204,9 +220,12 @@ class RemoteApplier:
             )
             return
         if operation.kind is OperationKind.RENAME:
-            assert operation.source is not None and isinstance(self.agent, Agent)
+            assert operation.source is not None
+            mover = self.agent.two_way
+            if mover is None:
+                raise AgentError("unsupported", "this target's transport cannot move files")
             moving = self._check(operation.source, removing=True).get("expect", NO_CHECK)
-            await self.agent.rename(
+            await mover.rename(
                 root, operation.source, path, expect=moving, **_as_destination(self._check(path))
             )
             moved = self.remote_view.pop(operation.source, None)
@@ -224,6 +243,10 @@ class RemoteApplier:
             await self.agent.chmod(root, path, operation.mode, **self._check(path))
         result.other_operations += 1
         self.remote_view[path] = entry
+
+    def _checked(self) -> TwoWayTransport | None:
+        """The transport that checks preconditions, while a pass asks for them."""
+        return None if self._guard is None else self.agent.two_way
 
     async def _write_file(self, path: str, entry: Entry) -> str:
         attempts_left = CHANGED_WHILE_SENDING_RETRIES

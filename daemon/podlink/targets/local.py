@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from podlink.agent.wire import TEMP_PREFIX
+from podlink.sync.core.names import TEMP_PREFIX
 from podlink.targets import local_processes as processes
 from podlink.targets.base import (
     PortRefused,

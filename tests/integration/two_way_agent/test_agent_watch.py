@@ -12,6 +12,7 @@ import pytest
 from podlink.agent import agent as agent_module
 from podlink.agent import wire
 from podlink.agent.client import Agent, AgentError
+from podlink.sync.core import names
 from podlink.sync.core.snapshot import Kind
 from podlink.targets.base import Target
 from tests.integration.two_way_agent.support import Reported, sh
@@ -74,14 +75,14 @@ async def test_temporary_files_of_the_agent_are_never_reported(
 ) -> None:
     reported = Reported()
     await agent.watch(root, reported, method=method, poll_interval_ms=POLL_MS)
-    temp = f"{wire.TEMP_PREFIX}1234-a.txt"
+    temp = f"{names.TEMP_PREFIX}1234-a.txt"
     await sh(target, f"echo x > {temp} && mv {temp} a.txt && echo y > {temp}", cwd=root)
     await agent.write_bytes(root, "written.txt", b"by the agent")
     await sh(target, "echo done > marker", cwd=root)
     await reported.until(
         lambda: all(reported.present(p) for p in ("a.txt", "written.txt", "marker"))
     )
-    assert not [path for path in reported.paths() if wire.TEMP_PREFIX in path]
+    assert not [path for path in reported.paths() if names.TEMP_PREFIX in path]
 
 
 async def test_a_folder_moved_within_the_root_is_watched_where_it_went(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import posixpath
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 import msgspec
 
@@ -243,19 +243,3 @@ def detect_renames(plan: Plan, source: Snapshot, target: Snapshot, agreed: Snaps
     return Plan(
         tuple(op for op in operations if not (op.kind is OperationKind.DELETE and op.path in moved))
     )
-
-
-def apply_plan(snapshot: Mapping[str, Entry], plan: Plan, source: Snapshot) -> dict[str, Entry]:
-    """The target snapshot after ``plan`` succeeded, with entries taken from ``source``."""
-    result = dict(snapshot)
-    for operation in plan.operations:
-        if operation.kind is OperationKind.DELETE:
-            for path in restrict(result, [operation.path]):
-                del result[path]
-        elif operation.kind is OperationKind.RENAME:
-            assert operation.source is not None
-            del result[operation.source]
-            result[operation.path] = source[operation.path]
-        else:
-            result[operation.path] = source[operation.path]
-    return result

@@ -10,26 +10,20 @@ upload and download plans are ``plan_mirror(merged, side)``.
 In ``upload`` mode the workspace always wins; target-side changes that will be replaced are
 listed in ``overwritten`` so they can be reported before they go.
 
-Safety halts stop a pass, before anything is applied, when a side's root vanished or became
-empty while the ancestor had content, or when the pass would delete more than a share of
-the tree: the typical "container restarted without its volume" and "workspace unmounted"
-cases, where propagating the deletion would destroy the other side.
+This module only merges: whether the merged state may be applied is ``safety``'s call, and
+what to send where is ``pass_plan``'s.
 """
 
 from __future__ import annotations
 
 import enum
 import posixpath
-from collections.abc import Iterable, Mapping
 
 import msgspec
 
+from podlink.sync.core.names import conflict_copy_name
 from podlink.sync.core.plan import COMPARE_DIGESTS_FROM, depth, is_within, quick_match
 from podlink.sync.core.snapshot import Entry, Kind, Snapshot
-
-CONFLICT_MARKER = ".podlink-conflict-"
-# The share check needs a tree of some size: deleting 3 of 4 files is ordinary editing.
-MIN_FILES_FOR_DELETE_SHARE = 20
 
 
 class Mode(enum.Enum):
@@ -37,13 +31,21 @@ class Mode(enum.Enum):
     TWO_WAY = "two-way"
 
 
-class RootState(enum.Enum):
-    """What a whole-tree scan found at a side's root."""
+class MergeInput(msgspec.Struct, frozen=True):
+    """The three states of one scope (the whole tree, or the paths a pass looks at, each with
+    what lies below it) and how to merge them.
 
-    PRESENT = "present"
-    MISSING = "missing"
-    NOT_A_FOLDER = "not a folder"
-    NOT_SCANNED = "not scanned"  # an incremental pass: only some paths were looked at
+    ``first_sync``: the sides never agreed on anything, so where both hold something
+    different the workspace wins without a conflict. ``conflict_stamp``: the time put into
+    the names of this pass's conflict copies.
+    """
+
+    ancestor: Snapshot
+    local: Snapshot
+    remote: Snapshot
+    mode: Mode
+    conflict_stamp: str
+    first_sync: bool = False
 
 
 class Conflict(msgspec.Struct, frozen=True):
@@ -61,11 +63,6 @@ class ConflictCopy(msgspec.Struct, frozen=True):
     local_path: str
 
 
-class Halt(msgspec.Struct, frozen=True):
-    reason: str
-    side: str  # "workspace" | "target"
-
-
 class Reconciliation(msgspec.Struct, frozen=True):
     """``merged``: what both sides should hold. ``examined``: the paths that were not
     unchanged everywhere; only they can need an operation or a new agreed entry."""
@@ -75,7 +72,6 @@ class Reconciliation(msgspec.Struct, frozen=True):
     conflicts: tuple[Conflict, ...] = ()
     copies: tuple[ConflictCopy, ...] = ()
     overwritten: tuple[str, ...] = ()
-    halt: Halt | None = None
 
 
 def same_entry(first: Entry | None, second: Entry | None) -> bool:
@@ -105,14 +101,6 @@ def same_file_content(first: Entry, second: Entry) -> bool:
     if first.digest is not None and second.digest is not None:
         return first.digest == second.digest
     return quick_match(first, second)
-
-
-def conflict_copy_name(path: str, stamp: str) -> str:
-    return f"{path}{CONFLICT_MARKER}{stamp}"
-
-
-def is_conflict_copy(path: str) -> bool:
-    return CONFLICT_MARKER in posixpath.basename(path)
 
 
 def paths_needing_digests_both_changed(
@@ -168,35 +156,10 @@ def touched_big_files(ancestor: Snapshot, side: Snapshot) -> list[str]:
     return found
 
 
-def reconcile(
-    ancestor: Snapshot,
-    local: Snapshot,
-    remote: Snapshot,
-    *,
-    mode: Mode,
-    conflict_stamp: str,
-    first_sync: bool = False,
-    local_root: RootState = RootState.NOT_SCANNED,
-    remote_root: RootState = RootState.NOT_SCANNED,
-    ancestor_files: int | None = None,
-    max_delete_share: float = 0.5,
-    recently_deleted: tuple[int, int] = (0, 0),
-    fresh: frozenset[str] = frozenset(),
-    allow_deletions: bool = False,
-) -> Reconciliation:
-    """Merge the three states for every path any of them holds.
-
-    All three snapshots cover the same scope (the whole tree, or the paths a pass looks at,
-    each with what lies below it). ``first_sync``: the sides never agreed on anything, so
-    where both hold something different the workspace wins without a conflict.
-    ``ancestor_files``: how many files the whole ancestor holds, for the delete-share halt
-    (defaults to the files in ``ancestor``). ``recently_deleted``: files deleted in the target
-    and in the workspace by the passes of the last moments; a deletion arrives in several
-    passes (a watcher batches what it sees), and the share counts them together. ``fresh``:
-    files created within those moments; deleting them again loses nothing the sides had
-    agreed on (an editor's or a generator's churn), so it never counts against the share.
-    ``allow_deletions``: the user resumed after a halt; apply what was held back.
-    """
+def reconcile(sides: MergeInput) -> Reconciliation:
+    """Merge the three states for every path any of them holds."""
+    ancestor, local, remote = sides.ancestor, sides.local, sides.remote
+    mode, first_sync, conflict_stamp = sides.mode, sides.first_sync, sides.conflict_stamp
     merged: dict[str, Entry] = {}
     origin: dict[str, str] = {}
     conflicts: list[Conflict] = []
@@ -230,22 +193,6 @@ def reconcile(
             origin[path] = side
 
     _repair_folders(merged, origin, local, remote, mode, conflict_stamp, conflicts, copies)
-    if not allow_deletions:
-        halt = _halt_reason(
-            ancestor,
-            local,
-            remote,
-            merged,
-            mode,
-            local_root,
-            remote_root,
-            ancestor_files,
-            max_delete_share,
-            recently_deleted,
-            fresh,
-        )
-        if halt is not None:
-            return Reconciliation(merged=merged, halt=halt)
     return Reconciliation(
         merged=merged,
         examined=frozenset(path for path, *_ in triples).union(origin),
@@ -400,83 +347,3 @@ def _add_copy(
     copy_path = conflict_copy_name(path, stamp)
     copies.append(ConflictCopy(path, copy_path))
     conflicts.append(Conflict(path, copy_path, _conflict_message(here, there, copy_path)))
-
-
-def _halt_reason(
-    ancestor: Snapshot,
-    local: Snapshot,
-    remote: Snapshot,
-    merged: Mapping[str, Entry],
-    mode: Mode,
-    local_root: RootState,
-    remote_root: RootState,
-    ancestor_files: int | None,
-    max_delete_share: float,
-    recently_deleted: tuple[int, int],
-    fresh: frozenset[str],
-) -> Halt | None:
-    if not _has_files(ancestor.values()):
-        return None
-    held = _count_files(ancestor.values())
-    if local_root is not RootState.NOT_SCANNED and not _has_files(local.values()):
-        what = _root_description(local_root)
-        return Halt(
-            f"the workspace folder {what} but held {held} files when last synced; "
-            "podlink paused instead of deleting them in the target",
-            "workspace",
-        )
-    if (
-        mode is Mode.TWO_WAY
-        and remote_root is not RootState.NOT_SCANNED
-        and not _has_files(remote.values())
-    ):
-        what = _root_description(remote_root)
-        return Halt(
-            f"the sync folder in the target {what} but held {held} files when last synced "
-            "(was the container recreated without its volume?); podlink paused instead of "
-            "deleting them in the workspace",
-            "target",
-        )
-    total = held if ancestor_files is None else max(ancestor_files, held)
-    total += max(recently_deleted)  # the tree as it was before those deletions
-    for side_name, side, before in (
-        ("target", remote, recently_deleted[0]),
-        ("workspace", local, recently_deleted[1]),
-    ):
-        deleted = before + deleted_files(side, merged, excluding=fresh)
-        if deleted >= MIN_FILES_FOR_DELETE_SHARE and deleted > max_delete_share * total:
-            share = round(100 * deleted / total)
-            return Halt(
-                f"this sync would delete {deleted} files ({share}% of the tree) in the "
-                f"{side_name}, more than the {round(100 * max_delete_share)}% allowed by "
-                "sync[].maxDeleteShare; podlink paused",
-                side_name,
-            )
-    return None
-
-
-def deleted_files(
-    side: Snapshot, merged: Mapping[str, Entry], excluding: frozenset[str] = frozenset()
-) -> int:
-    """How many files (not folders) of ``side`` the merged state no longer has."""
-    return sum(
-        1
-        for path in side.keys() - merged.keys() - excluding
-        if side[path].kind is not Kind.DIRECTORY
-    )
-
-
-def _root_description(state: RootState) -> str:
-    if state is RootState.MISSING:
-        return "is gone"
-    if state is RootState.NOT_A_FOLDER:
-        return "is no longer a folder"
-    return "is empty"
-
-
-def _has_files(entries: Iterable[Entry]) -> bool:
-    return any(entry.kind is not Kind.DIRECTORY for entry in entries)
-
-
-def _count_files(entries: Iterable[Entry]) -> int:
-    return sum(1 for entry in entries if entry.kind is not Kind.DIRECTORY)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import docker
 import docker.errors
 
-from podlink.agent.wire import TEMP_PREFIX
+from podlink.sync.core.names import TEMP_PREFIX
 from podlink.targets.base import TargetUnavailable
 from podlink.targets.capabilities import Leftovers, LeftoversRemoved
 from podlink.targets.docker import exec as docker_exec
