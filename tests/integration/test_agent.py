@@ -103,6 +103,95 @@ async def start_bootstrap(target: LocalTarget) -> ExecStream:
     return await target.exec([target.python, *PYTHON_OPTIONS, "-c", BOOTSTRAP], stdin=True)
 
 
+# --- The compiled agent kept in the target ---------------------------------------------------
+
+
+def compiled_cache(tmp: Path) -> Path:
+    return tmp / f"podlink-agent-{os.getuid()}"
+
+
+def cache_file(tmp: Path) -> Path:
+    tag = sys.implementation.cache_tag
+    return compiled_cache(tmp) / f"{client_module.agent_source_key()}.{tag}"
+
+
+def impostor_code(marker: Path) -> bytes:
+    """Compiled code that is not the agent: it leaves ``marker`` and exits."""
+    import marshal
+
+    source = f"open({str(marker)!r}, 'w').close()\nimport sys\nsys.exit(3)\n"
+    return marshal.dumps(compile(source, "impostor", "exec"))
+
+
+async def test_the_compiled_agent_is_kept_for_the_next_start_in_a_private_folder(
+    target: LocalTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))
+    first = await Agent.start(target)
+    await first.close()
+    folder = compiled_cache(temp)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    cached = cache_file(temp).read_bytes()
+    # The next start runs what is kept there: swap in other code and it is what runs.
+    marker = tmp_path / "impostor-ran"
+    cache_file(temp).write_bytes(impostor_code(marker))
+    with pytest.raises(AgentGone):
+        await Agent.start(target)
+    assert marker.exists()
+    cache_file(temp).write_bytes(cached)
+    again = await Agent.start(target)
+    assert again.hello.protocol == wire.PROTOCOL_VERSION
+    await again.close()
+
+
+@pytest.mark.parametrize("mode", [0o755, 0o777, 0o701])
+async def test_a_cache_folder_others_could_write_or_read_is_never_used(
+    target: LocalTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: int
+) -> None:
+    temp = tmp_path / "tmp"
+    compiled_cache(temp).mkdir(parents=True)
+    marker = tmp_path / "impostor-ran"
+    cache_file(temp).write_bytes(impostor_code(marker))
+    compiled_cache(temp).chmod(mode)
+    monkeypatch.setenv("TMPDIR", str(temp))
+    started = await Agent.start(target)
+    assert started.hello.protocol == wire.PROTOCOL_VERSION
+    await started.close()
+    assert not marker.exists()
+
+
+async def test_a_symlinked_cache_folder_is_never_used(
+    target: LocalTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    marker = tmp_path / "impostor-ran"
+    (elsewhere / cache_file(tmp_path / "tmp").name).write_bytes(impostor_code(marker))
+    (tmp_path / "tmp").mkdir()
+    compiled_cache(tmp_path / "tmp").symlink_to(elsewhere)
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    started = await Agent.start(target)
+    await started.close()
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("garbage", [b"", b"not marshal data", b"\xe9\x00\x00\x00\x00"])
+async def test_a_damaged_cached_agent_is_compiled_again_and_replaced(
+    target: LocalTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, garbage: bytes
+) -> None:
+    temp = tmp_path / "tmp"
+    compiled_cache(temp).mkdir(parents=True, mode=0o700)
+    compiled_cache(temp).chmod(0o700)
+    cache_file(temp).write_bytes(garbage)
+    monkeypatch.setenv("TMPDIR", str(temp))
+    started = await Agent.start(target)
+    assert started.hello.protocol == wire.PROTOCOL_VERSION
+    await started.close()
+    assert cache_file(temp).read_bytes() not in (garbage, b"")
+
+
 # --- Start, hello and lifecycle -------------------------------------------------------------
 
 

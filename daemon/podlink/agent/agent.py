@@ -1,9 +1,10 @@
 """podlink's agent: does all file work inside the target, over one framed byte stream.
 
 The daemon starts it with a short bootstrap (see ``podlink.agent.client.BOOTSTRAP``) that
-reads this file's source from standard input and runs ``main()``, so no copy of the agent
-is ever left in the target and a stale one can never be used. ``python agent.py`` runs it
-directly as well.
+reads this file's source from standard input and runs ``main()``: the source always comes
+from the daemon, and only its compiled form is kept in the target, in a folder private to the
+user and named by the source's hash, so a stale copy can never be used. ``python agent.py``
+runs it directly as well.
 
 It must stay one file that needs only the standard library of Python 3.8 or newer: it runs
 in whatever Python the target image has. Requests arrive on standard input and replies go

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import importlib.resources
 import os
 import stat
@@ -77,14 +78,38 @@ __all__ = [
 ]
 
 # Runs in the target's Python: reads one line with a byte count, then that much agent source
-# from the same buffered stdin the agent goes on reading frames from.
-BOOTSTRAP = (
-    "import sys;"
-    "sys.version_info<(3,8) and sys.exit('podlink needs Python 3.8 or newer in the target, "
-    "not '+sys.version.split()[0]);"
-    "i=sys.stdin.buffer;n=int(i.readline());g={'__name__':'__podlink_agent__'};"
-    "exec(compile(i.read(n),'podlink-agent','exec'),g);g['main']()"
-)
+# from the same buffered stdin the agent goes on reading frames from. Compiling the agent is a
+# fixed cost of every start (tens of ms in a small container), so the compiled code is kept
+# in a folder only this user can write ($TMPDIR/podlink-agent-UID, mode 0700, checked before
+# every use) under the source's hash (argv[1]) and the interpreter's cache tag: a stale or
+# foreign copy is never run, and anything unexpected there just means compiling again.
+BOOTSTRAP = """\
+import sys
+sys.version_info<(3,8) and sys.exit('podlink needs Python 3.8 or newer in the target, not '\
++sys.version.split()[0])
+import os,marshal
+i=sys.stdin.buffer;s=i.read(int(i.readline()));c=None
+d=os.path.join(os.environ.get('TMPDIR') or '/tmp','podlink-agent-%d'%os.getuid())
+f=sys.argv[1:] and os.path.join(d,sys.argv[1]+'.'+str(sys.implementation.cache_tag))
+def mine():
+ t=os.lstat(d);return t.st_mode==0o40700 and t.st_uid==os.getuid()
+try:
+ if f and mine():
+  with open(f,'rb') as h:c=marshal.loads(h.read())
+  c=c if hasattr(c,'co_code') else None
+except Exception:c=None
+if c is None:
+ c=compile(s,'podlink-agent','exec')
+ try:
+  if f:
+   os.path.lexists(d) or os.mkdir(d,0o700)
+   if mine():
+    w='%s.%d'%(f,os.getpid())
+    with open(w,'wb') as h:h.write(marshal.dumps(c))
+    os.replace(w,f)
+ except Exception:pass
+g={'__name__':'__podlink_agent__'};exec(c,g);g['main']()
+"""
 # -I: the working folder is the user's project; a file there named like a stdlib module
 # (json.py, hashlib.py) must not be imported by the agent. It also ignores PYTHON* settings.
 PYTHON_OPTIONS = ("-I",)
@@ -115,6 +140,12 @@ def agent_source() -> bytes:
     return importlib.resources.files("podlink.agent").joinpath("agent.py").read_bytes()
 
 
+@functools.cache
+def agent_source_key() -> str:
+    """Names the agent's compiled code in the target's cache (see ``BOOTSTRAP``)."""
+    return hashlib.sha256(agent_source()).hexdigest()[:32]
+
+
 class Agent(AgentChannel):
     """A running agent. Create it with ``start`` or ``over``; ``close`` it when done."""
 
@@ -125,7 +156,7 @@ class Agent(AgentChannel):
     @classmethod
     async def start(cls, target: Target) -> Agent:
         """Start the agent in ``target``; AgentGone, saying why, when it cannot start."""
-        argv = [target.python, *PYTHON_OPTIONS, "-c", BOOTSTRAP]
+        argv = [target.python, *PYTHON_OPTIONS, "-c", BOOTSTRAP, agent_source_key()]
         try:
             stream = await target.exec(argv, stdin=True)
         except TargetUnavailable as error:

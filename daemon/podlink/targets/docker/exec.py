@@ -85,12 +85,20 @@ def open_engine() -> tuple[EngineAddress, Any]:
     """
     import docker
     import docker.errors
+    import requests
 
     address = EngineAddress.from_environment()
     try:
-        client = docker.from_env(timeout=30)
-        client.ping()
-    except docker.errors.DockerException as error:
+        # The SDK's "auto" version costs a /version call before the ping; the ping's own
+        # Api-Version header names the same version (the docker CLI reads it there), so a far
+        # Engine is one round trip away instead of two.
+        client = docker.from_env(timeout=30, version=docker.constants.MINIMUM_DOCKER_API_VERSION)
+        answer = client.api._get(client.api._url("/_ping", versioned_api=False))
+        client.api._raise_for_status(answer)
+        client.api._version = (
+            answer.headers.get("Api-Version") or client.api._retrieve_server_version()
+        )
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
         raise EngineUnavailable(
             f"cannot reach the Docker Engine at {address}: {engine_error_text(error)}; "
             "start Docker (or set DOCKER_HOST) and try again"
@@ -99,10 +107,17 @@ def open_engine() -> tuple[EngineAddress, Any]:
 
 
 async def start_hijacked(
-    address: EngineAddress, api_version: str, exec_id: str, *, tty: bool
+    address: EngineAddress,
+    api_version: str,
+    exec_id: str,
+    *,
+    tty: bool,
+    connection: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None,
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """POST /exec/{id}/start with an upgrade; returns the raw stream after the headers."""
-    reader, writer = await address.connect()
+    """POST /exec/{id}/start with an upgrade; returns the raw stream after the headers.
+
+    ``connection``: one already opened to ``address`` (while the exec was being created)."""
+    reader, writer = connection or await address.connect()
     body = json.dumps({"Detach": False, "Tty": tty}).encode()
     request = (
         f"POST /v{api_version}/exec/{exec_id}/start HTTP/1.1\r\n"

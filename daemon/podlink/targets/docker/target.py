@@ -84,6 +84,16 @@ while True:
 """
 
 
+async def _discard_connection(
+    connecting: asyncio.Task[tuple[asyncio.StreamReader, asyncio.StreamWriter]],
+) -> None:
+    """Close a connection opened for an exec that could not be started."""
+    connecting.cancel()
+    await asyncio.wait([connecting])
+    if not connecting.cancelled() and connecting.exception() is None:
+        connecting.result()[1].close()
+
+
 def container_name_for(folder: Path) -> str:
     """A stable, readable name for the dev container of a workspace folder."""
     slug = re.sub(r"[^a-zA-Z0-9_.-]+", "-", folder.name).strip("-.") or "workspace"
@@ -239,6 +249,10 @@ class DockerTarget:
     ) -> DockerExec:
         container = self._require_container()
         api = self._require_client().api
+        assert self._address is not None
+        # The hijacked start needs a connection of its own: open it while the exec is created,
+        # which saves a round trip to a far Engine.
+        connecting = asyncio.create_task(self._address.connect())
         try:
             created = await asyncio.to_thread(
                 api.exec_create,
@@ -251,11 +265,11 @@ class DockerTarget:
                 environment=exec_environment(env),
                 workdir=cwd,
             )
-            assert self._address is not None
             reader, writer = await start_hijacked(
-                self._address, api._version, created["Id"], tty=tty
+                self._address, api._version, created["Id"], tty=tty, connection=await connecting
             )
         except (docker.errors.APIError, EngineUnavailable) as error:
+            await _discard_connection(connecting)
             raise TargetUnavailable(
                 f"cannot run {argv[0]!r} in container {self._name()}: {_short(error)}"
             ) from error
@@ -408,18 +422,26 @@ class DockerTarget:
 
     def _start_events(self) -> None:
         loop = asyncio.get_running_loop()
-        client = self._require_client()
-        name = self._name()
-        stream = client.events(decode=True, filters={"type": "container", "container": name})
-        self._event_stream = stream
         thread = threading.Thread(
-            target=self._pump_events, args=(stream, loop), name="podlink-docker-events", daemon=True
+            target=self._pump_events, args=(loop,), name="podlink-docker-events", daemon=True
         )
         thread.start()
         self._event_thread = thread
 
-    def _pump_events(self, stream: Any, loop: asyncio.AbstractEventLoop) -> None:
+    def _pump_events(self, loop: asyncio.AbstractEventLoop) -> None:
         try:
+            # A client of its own: the stream holds its connection for good, and taking the
+            # shared client's idle one would make the agent's first exec open another (a
+            # round trip to a far Engine) while this thread is not waited for.
+            client = self._require_client()
+            events = docker.from_env(timeout=client.api.timeout, version=client.api._version)
+            stream = events.events(
+                decode=True, filters={"type": "container", "container": self._name()}
+            )
+            self._event_stream = stream
+            if self._closed:
+                stream.close()
+                return
             for event in stream:
                 translated = self._translate(event)
                 if translated is not None:
