@@ -377,6 +377,12 @@ class StartDebugParams(
     debugpy --listen 127.0.0.1:PORT ...`) instead of running the app under debugpy; nothing is
     restarted. When absent, `debug.attach.port` of podlink.yaml, if set.
     """
+    pid: int | None = None
+    """Attach to the running process with this id in the target by injecting debugpy into it
+    (debugpy's `--pid`), restarting nothing. That needs gdb in the target and permission to ptrace
+    there; when either is missing the error says what to add. When absent, `debug.attach.pid` of
+    podlink.yaml, if set.
+    """
 
 
 class StartDebugResult(
@@ -445,6 +451,38 @@ class RunTestsResult(msgspec.Struct, rename="camel", omit_defaults=True, frozen=
     """
     duration_ms: float
     """How long the run took, in milliseconds."""
+    problem: str | None = None
+    """Why the run went wrong beyond failing tests (no test matched an id, pytest could not start,
+    the target went away), in words; absent when it did not.
+    """
+
+
+class DebugTestsParams(
+    msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True
+):
+    """The params of podlink/debugTests."""
+
+    session_id: str
+    """The session whose tests to debug."""
+    ids: tuple[str, ...] | None = None
+    """The TestItem ids to run, groups included; every test when absent."""
+    run_id: str | None = None
+    """The id for this run, as in podlink/runTests; picked by the daemon when absent."""
+
+
+class DebugTestsResult(
+    msgspec.Struct, rename="camel", omit_defaults=True, frozen=True, kw_only=True
+):
+    """The result of podlink/debugTests: pytest waits in the target for a debugger to attach."""
+
+    run_id: str
+    """The id of the run, as in its podlink/testResult notifications and its
+    podlink/testRunFinished.
+    """
+    configuration: dict[str, Any]
+    """A ready VS Code `debugpy` attach configuration, shaped as the one podlink/startDebug answers,
+    for the debug server pytest runs under.
+    """
 
 
 class CancelTestsParams(
@@ -600,6 +638,7 @@ STOP_APP = "podlink/stopApp"
 START_DEBUG = "podlink/startDebug"
 DISCOVER_TESTS = "podlink/discoverTests"
 RUN_TESTS = "podlink/runTests"
+DEBUG_TESTS = "podlink/debugTests"
 CANCEL_TESTS = "podlink/cancelTests"
 BUILD = "podlink/build"
 RESUME_SYNC = "podlink/resumeSync"
@@ -611,6 +650,7 @@ SESSION_CHANGED = "podlink/sessionChanged"
 LOG = "podlink/log"
 CONTAINER_LOG = "podlink/containerLog"
 TEST_RESULT = "podlink/testResult"
+TEST_RUN_FINISHED = "podlink/testRunFinished"
 PUBLISH_DIAGNOSTICS = "textDocument/publishDiagnostics"
 PROGRESS = "$/progress"
 
@@ -706,6 +746,15 @@ REQUESTS: dict[str, RequestSpec] = {
         result=RunTestsResult,
         doc="Flush the sync, then run tests, reporting each through podlink/testResult.",
     ),
+    DEBUG_TESTS: RequestSpec(
+        method=DEBUG_TESTS,
+        params=DebugTestsParams,
+        result=DebugTestsResult,
+        doc="Flush the sync, then run tests under debugpy in the target; answers once pytest waits "
+        "for a debugger, with the configuration that attaches one. The run goes on once a "
+        "debugger is attached: its results arrive through podlink/testResult and its totals "
+        "through podlink/testRunFinished; podlink/cancelTests stops it.",
+    ),
     CANCEL_TESTS: RequestSpec(
         method=CANCEL_TESTS,
         params=CancelTestsParams,
@@ -773,6 +822,12 @@ NOTIFICATIONS: dict[str, NotificationSpec] = {
         method=TEST_RESULT,
         params=TestResultParams,
         doc="One test of a run has ended.",
+    ),
+    TEST_RUN_FINISHED: NotificationSpec(
+        method=TEST_RUN_FINISHED,
+        params=RunTestsResult,
+        doc="A run podlink/debugTests started has ended: its totals, as podlink/runTests answers "
+        "them.",
     ),
     PUBLISH_DIAGNOSTICS: NotificationSpec(
         method=PUBLISH_DIAGNOSTICS,
@@ -865,6 +920,8 @@ class PodlinkHandlers(Protocol):
 
     async def run_tests(self, params: RunTestsParams) -> RunTestsResult: ...
 
+    async def debug_tests(self, params: DebugTestsParams) -> DebugTestsResult: ...
+
     async def cancel_tests(self, params: CancelTestsParams) -> None: ...
 
     async def build(self, params: BuildParams) -> BuildResult: ...
@@ -893,6 +950,7 @@ def bind(server: RequestBinder, handlers: PodlinkHandlers) -> None:
     server.bind_request(REQUESTS[START_DEBUG], handlers.start_debug)
     server.bind_request(REQUESTS[DISCOVER_TESTS], handlers.discover_tests)
     server.bind_request(REQUESTS[RUN_TESTS], handlers.run_tests)
+    server.bind_request(REQUESTS[DEBUG_TESTS], handlers.debug_tests)
     server.bind_request(REQUESTS[CANCEL_TESTS], handlers.cancel_tests)
     server.bind_request(REQUESTS[BUILD], handlers.build)
     server.bind_request(REQUESTS[RESUME_SYNC], handlers.resume_sync)

@@ -41,6 +41,7 @@ PODLINK_NOTIFICATIONS = (
     "podlink/sessionChanged",
     "podlink/log",
     "podlink/testResult",
+    "podlink/testRunFinished",
     "podlink/containerLog",
 )
 

@@ -335,6 +335,13 @@ export interface StartDebugParams {
    * restarted. When absent, `debug.attach.port` of podlink.yaml, if set.
    */
   port?: number;
+  /**
+   * Attach to the running process with this id in the target by injecting debugpy into it
+   * (debugpy's `--pid`), restarting nothing. That needs gdb in the target and permission to ptrace
+   * there; when either is missing the error says what to add. When absent, `debug.attach.pid` of
+   * podlink.yaml, if set.
+   */
+  pid?: number;
 }
 
 /** The result of podlink/startDebug. */
@@ -396,6 +403,34 @@ export interface RunTestsResult {
   xpassed?: number;
   /** How long the run took, in milliseconds. */
   durationMs: number;
+  /**
+   * Why the run went wrong beyond failing tests (no test matched an id, pytest could not start, the
+   * target went away), in words; absent when it did not.
+   */
+  problem?: string;
+}
+
+/** The params of podlink/debugTests. */
+export interface DebugTestsParams {
+  /** The session whose tests to debug. */
+  sessionId: string;
+  /** The TestItem ids to run, groups included; every test when absent. */
+  ids?: string[];
+  /** The id for this run, as in podlink/runTests; picked by the daemon when absent. */
+  runId?: string;
+}
+
+/** The result of podlink/debugTests: pytest waits in the target for a debugger to attach. */
+export interface DebugTestsResult {
+  /**
+   * The id of the run, as in its podlink/testResult notifications and its podlink/testRunFinished.
+   */
+  runId: string;
+  /**
+   * A ready VS Code `debugpy` attach configuration, shaped as the one podlink/startDebug answers,
+   * for the debug server pytest runs under.
+   */
+  configuration: Record<string, unknown>;
 }
 
 /** The params of podlink/cancelTests. */
@@ -527,6 +562,7 @@ export const Methods = {
   startDebug: "podlink/startDebug",
   discoverTests: "podlink/discoverTests",
   runTests: "podlink/runTests",
+  debugTests: "podlink/debugTests",
   cancelTests: "podlink/cancelTests",
   build: "podlink/build",
   resumeSync: "podlink/resumeSync",
@@ -538,6 +574,7 @@ export const Methods = {
   log: "podlink/log",
   containerLog: "podlink/containerLog",
   testResult: "podlink/testResult",
+  testRunFinished: "podlink/testRunFinished",
   publishDiagnostics: "textDocument/publishDiagnostics",
   progress: "$/progress",
 } as const;
@@ -571,6 +608,13 @@ export interface RequestMap {
   "podlink/discoverTests": { params: DiscoverTestsParams; result: DiscoverTestsResult };
   /** Flush the sync, then run tests, reporting each through podlink/testResult. */
   "podlink/runTests": { params: RunTestsParams; result: RunTestsResult };
+  /**
+   * Flush the sync, then run tests under debugpy in the target; answers once pytest waits for a
+   * debugger, with the configuration that attaches one. The run goes on once a debugger is
+   * attached: its results arrive through podlink/testResult and its totals through
+   * podlink/testRunFinished; podlink/cancelTests stops it.
+   */
+  "podlink/debugTests": { params: DebugTestsParams; result: DebugTestsResult };
   /** Cancel a test run. */
   "podlink/cancelTests": { params: CancelTestsParams; result: null };
   /** Flush the sync, then run the build, publishing its errors as diagnostics. */
@@ -603,6 +647,8 @@ export interface NotificationMap {
   "podlink/containerLog": ContainerLogParams;
   /** One test of a run has ended. */
   "podlink/testResult": TestResultParams;
+  /** A run podlink/debugTests started has ended: its totals, as podlink/runTests answers them. */
+  "podlink/testRunFinished": RunTestsResult;
 }
 
 /** The JSON-RPC error code of each error reason; every error carries an ErrorData. */

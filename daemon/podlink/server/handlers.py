@@ -6,6 +6,7 @@ where they happen; the server turns them into protocol errors.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,7 @@ from podlink.errors import InvalidParams
 from podlink.server.logs import LogStreams
 from podlink.server.progress import work_done_progress
 from podlink.testing.report import ReportedTest
+from podlink.testing.runner import RunSummary
 
 if TYPE_CHECKING:
     from podlink.server.lsp import PodlinkServer
@@ -45,6 +47,8 @@ class PodlinkRequests:
         self._server = server
         self._registry = server.registry
         self._logs = LogStreams(server)
+        # Debugged runs go on after their request was answered; kept until they end.
+        self._debug_runs: set[asyncio.Task[RunSummary]] = set()
 
     # -- sessions ------------------------------------------------------------------------
 
@@ -128,6 +132,32 @@ class PodlinkRequests:
 
         summary = await session.tests.run(params.ids, params.run_id, report)
         return summary.to_protocol()
+
+    async def debug_tests(self, params: protocol.DebugTestsParams) -> protocol.DebugTestsResult:
+        session = self._registry.get(params.session_id)
+        lsp_protocol = self._server.protocol
+
+        def report(result: ReportedTest) -> None:
+            lsp_protocol.notify(protocol.TEST_RESULT, msgspec.to_builtins(result.params))
+
+        run_id, configuration, run = await session.debug_tests(params.ids, params.run_id, report)
+
+        def finished(ended: asyncio.Task[RunSummary]) -> None:
+            self._debug_runs.discard(ended)
+            if ended.cancelled():
+                totals = RunSummary(run_id, cancelled=True, problem="the run was stopped")
+            elif (error := ended.exception()) is not None:
+                session.log("test", f"the debugged run {run_id} failed: {error}")
+                totals = RunSummary(run_id, problem=str(error))
+            else:
+                totals = ended.result()
+            lsp_protocol.notify(
+                protocol.TEST_RUN_FINISHED, msgspec.to_builtins(totals.to_protocol())
+            )
+
+        self._debug_runs.add(run)
+        run.add_done_callback(finished)
+        return protocol.DebugTestsResult(run_id=run_id, configuration=configuration)
 
     async def cancel_tests(self, params: protocol.CancelTestsParams) -> None:
         # A run that already ended is not an error: the client and the run raced.

@@ -9,7 +9,9 @@ the server, the CLI, tests and builds talk to.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from podlink.ignored import explain_path
 from podlink.session.app import AppRunner
 from podlink.session.debug import Debugger, DebugNotPossible
 from podlink.session.debug_attach import RunningProcessDebugger
+from podlink.session.debug_tests import TestDebugging
 from podlink.session.diagnostics import SessionDiagnostics
 from podlink.session.lifecycle import Lifecycle
 from podlink.session.listener import GuardedListener, SessionListener
@@ -36,7 +39,7 @@ from podlink.sync.outcome import ProgressCallback
 from podlink.sync.watch import TreeWatcher
 from podlink.targets.base import Target, TargetUnavailable
 from podlink.targets.capabilities import OnThisMachine
-from podlink.testing.runner import TestRunner
+from podlink.testing.runner import ResultCallback, RunSummary, TestRunner
 
 __all__ = ["ProgressCallback", "Session", "SessionListener"]
 
@@ -215,6 +218,59 @@ class Session:
                 log=lambda text: self.log("daemon", text),
             )
         return await self.attacher.attach(remote_port)
+
+    async def debug_tests(
+        self,
+        ids: Sequence[str] | None,
+        run_id: str | None,
+        on_result: ResultCallback | None = None,
+    ) -> tuple[str, dict[str, Any], asyncio.Task[RunSummary]]:
+        """Start a test run under debugpy; once pytest waits for a debugger: the run's id,
+        the attach configuration and the run itself, which ends after the debugger let it.
+
+        Raises DebugNotPossible (the configuration), InvalidTestRequest (a run id in use) or
+        TargetUnavailable (the target, or pytest ended before it could be attached to).
+        """
+        if self.target is None or self.state != "ready":
+            raise TargetUnavailable(self.error or f"the session is {self.state}, not ready")
+        run_id = run_id or uuid.uuid4().hex[:12]
+        debugging = TestDebugging(
+            config=self.config,
+            target=self.target,
+            transport=self.agent,
+            forwards=self.ports,
+            shares_loopback=self._shares_loopback(),
+            log=lambda text: self.log("test", text),
+        )
+
+        async def run_then_clean_up() -> RunSummary:
+            try:
+                return await self.tests.run(ids, run_id, on_result, under=debugging)
+            finally:
+                await debugging.close()
+
+        run = asyncio.create_task(run_then_clean_up())
+        configuration = asyncio.ensure_future(debugging.configuration())
+        try:
+            await asyncio.wait({run, configuration}, return_when=asyncio.FIRST_COMPLETED)
+            if configuration.done():
+                return run_id, configuration.result(), run
+            summary = run.result()  # raises what stopped the run from starting
+            raise TargetUnavailable(
+                "pytest ended before a debugger could attach"
+                + (
+                    f": {summary.problem}"
+                    if summary.problem
+                    else f" (exit code {summary.exit_code})"
+                )
+            )
+        except BaseException:
+            configuration.cancel()
+            if not run.done():
+                await self.tests.cancel(run_id)
+                with contextlib.suppress(Exception):
+                    await run
+            raise
 
     # -- state out -------------------------------------------------------------------------
 

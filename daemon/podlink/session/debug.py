@@ -139,17 +139,26 @@ class _Facts(msgspec.Struct, frozen=True):
 # -- pure parts -----------------------------------------------------------------------------
 
 
-def debug_command(command: Sequence[str], port: int) -> tuple[str, ...]:
+def debug_command(
+    command: Sequence[str],
+    port: int,
+    *,
+    setting: str = "run.command",
+    wait_for_client: bool = False,
+) -> tuple[str, ...]:
     """``command`` run under debugpy listening on 127.0.0.1:``port`` in the target.
 
     ``python [options] -m module args`` becomes ``python [options] -Xfrozen_modules=off -m
     debugpy --listen 127.0.0.1:PORT -m module args``; a script or ``-c`` works the same way.
+    ``setting`` names where the command comes from, for the refusal; ``wait_for_client``
+    holds the program until a debugger attaches (a test run must not finish before).
     """
     if not command or not PYTHON_NAME.fullmatch(PurePosixPath(command[0]).name):
         shown = command[0] if command else "(empty)"
+        example = "[python3, -m, pytest]" if setting.startswith("test") else "[python3, -m, app]"
         raise DebugNotPossible(
-            f"run.command starts with {shown!r}; podlink debugs Python apps started as "
-            "`python ...` or `python3 ...` (for example [python3, -m, app])"
+            f"{setting} starts with {shown!r}; podlink debugs Python programs started as "
+            f"`python ...` or `python3 ...` (for example {example})"
         )
     interpreter, rest = command[0], list(command[1:])
     options: list[str] = []
@@ -173,6 +182,7 @@ def debug_command(command: Sequence[str], port: int) -> tuple[str, ...]:
         "debugpy",
         "--listen",
         f"{LOOPBACK}:{port}",
+        *(("--wait-for-client",) if wait_for_client else ()),
         *rest,
     )
 
@@ -346,49 +356,10 @@ class Debugger:
         transport = self._transport()
         if transport is not None and transport is self._prepared_for:
             return
-        folder = self._target.target_path(copy_folder())
-        facts = await self._probe(f"{folder}/{COPY_MARKER}")
-        if facts.python < MINIMUM_PYTHON:
-            raise DebugNotPossible(
-                f"the app's Python in the target is {'.'.join(map(str, facts.python))}; "
-                f"debugpy needs {'.'.join(map(str, MINIMUM_PYTHON))} or newer"
-            )
-        if facts.debugpy:
-            self._extra_env = {}
-        else:
-            if not facts.copied:
-                if transport is None:
-                    raise TargetUnavailable("the target is not connected")
-                await self._copy_debugpy(transport, folder)
-            paths = [folder, *filter(None, facts.pythonpath.split(":"))]
-            self._extra_env = {"PYTHONPATH": ":".join(paths), **COPIED_DEBUGPY_ENV}
+        self._extra_env = await make_debugpy_importable(
+            self._target, transport, self._app.command, self._app.env, self._app.cwd, self._log
+        )
         self._prepared_for = transport
-
-    async def _probe(self, marker: str) -> _Facts:
-        argv = (self._app.command[0], "-c", PROBE_SOURCE, marker)
-        code, output, errors = await self._run(argv, env=self._app.env, cwd=self._app.cwd)
-        if code != 0:
-            detail = errors.decode(errors="replace").strip().splitlines()
-            raise TargetUnavailable(
-                f"cannot run {self._app.command[0]!r} in the target (exit code {code})"
-                + (f": {detail[-1]}" if detail else "")
-            )
-        return msgspec.json.decode(output, type=_Facts)
-
-    async def _copy_debugpy(self, transport: FileTransport, folder: str) -> None:
-        self._log(f"copying debugpy {debugpy.__version__} into the target ({folder})")
-        files = debugpy_files()
-        await transport.ensure_root(folder)
-        result = await transport.write_many(folder, files)
-        problems = [*result.failed, *((path, "vanished", "") for path in result.vanished)]
-        if problems:
-            path, _, message = problems[0]
-            raise TargetUnavailable(f"cannot copy debugpy into the target: {path}: {message}")
-        # The marker goes last: a copy cut short is never taken for a complete one.
-        with tempfile.TemporaryDirectory() as scratch:
-            marker = Path(scratch) / COPY_MARKER
-            marker.write_text(json.dumps({"debugpy": debugpy.__version__}))
-            await transport.write_many(folder, [(COPY_MARKER, marker)])
 
     def _pick_remote_port(self) -> int:
         """debug.port; on the local target, whose loopback is this machine's, the first free
@@ -463,6 +434,70 @@ class Debugger:
         cwd: str | None = None,
     ) -> tuple[int, bytes, bytes]:
         return await run_in_target(self._target, argv, env=env, cwd=cwd)
+
+
+async def make_debugpy_importable(
+    target: Target,
+    transport: FileTransport | None,
+    command: Sequence[str],
+    env: Mapping[str, str] | None,
+    cwd: str | None,
+    log: Callable[[str], None],
+) -> dict[str, str]:
+    """What to add to ``command``'s environment for its Python to import debugpy in the
+    target: nothing when it already can, else the daemon's own copy (copied in once).
+
+    Raises DebugNotPossible (too old a Python) or TargetUnavailable (the target).
+    """
+    folder = target.target_path(copy_folder())
+    facts = await _probe(target, command[0], f"{folder}/{COPY_MARKER}", env, cwd)
+    if facts.python < MINIMUM_PYTHON:
+        raise DebugNotPossible(
+            f"the Python of {command[0]!r} in the target is {'.'.join(map(str, facts.python))}; "
+            f"debugpy needs {'.'.join(map(str, MINIMUM_PYTHON))} or newer"
+        )
+    if facts.debugpy:
+        return {}
+    if not facts.copied:
+        if transport is None:
+            raise TargetUnavailable("the target is not connected")
+        await _copy_debugpy(transport, folder, log)
+    paths = [folder, *filter(None, facts.pythonpath.split(":"))]
+    return {"PYTHONPATH": ":".join(paths), **COPIED_DEBUGPY_ENV}
+
+
+async def _probe(
+    target: Target,
+    interpreter: str,
+    marker: str,
+    env: Mapping[str, str] | None,
+    cwd: str | None,
+) -> _Facts:
+    argv = (interpreter, "-c", PROBE_SOURCE, marker)
+    code, output, errors = await run_in_target(target, argv, env=env, cwd=cwd)
+    if code != 0:
+        detail = errors.decode(errors="replace").strip().splitlines()
+        raise TargetUnavailable(
+            f"cannot run {interpreter!r} in the target (exit code {code})"
+            + (f": {detail[-1]}" if detail else "")
+        )
+    return msgspec.json.decode(output, type=_Facts)
+
+
+async def _copy_debugpy(transport: FileTransport, folder: str, log: Callable[[str], None]) -> None:
+    log(f"copying debugpy {debugpy.__version__} into the target ({folder})")
+    files = debugpy_files()
+    await transport.ensure_root(folder)
+    result = await transport.write_many(folder, files)
+    problems = [*result.failed, *((path, "vanished", "") for path in result.vanished)]
+    if problems:
+        path, _, message = problems[0]
+        raise TargetUnavailable(f"cannot copy debugpy into the target: {path}: {message}")
+    # The marker goes last: a copy cut short is never taken for a complete one.
+    with tempfile.TemporaryDirectory() as scratch:
+        marker = Path(scratch) / COPY_MARKER
+        marker.write_text(json.dumps({"debugpy": debugpy.__version__}))
+        await transport.write_many(folder, [(COPY_MARKER, marker)])
 
 
 async def run_in_target(

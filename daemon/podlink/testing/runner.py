@@ -20,10 +20,10 @@ import importlib.resources
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import msgspec
 
@@ -116,6 +116,7 @@ class RunSummary:
             xfailed=self.xfailed,
             xpassed=self.xpassed,
             duration_ms=round(self.duration_ms, 1),
+            problem=self.problem,
         )
 
 
@@ -129,6 +130,23 @@ class _ActiveRun:
 
 
 ResultCallback = Callable[[ReportedTest], None]
+
+
+class RunsUnder(Protocol):
+    """What a run's pytest runs under (the debugger): it may change the command and its
+    environment before the start, hears when the command has started, and when its events
+    ended (a debug adapter outlives pytest and holds its output open)."""
+
+    async def launch(
+        self, argv: tuple[str, ...], env: Mapping[str, str], cwd: str
+    ) -> tuple[tuple[str, ...], dict[str, str]]: ...
+
+    def started(self) -> None: ...
+
+    async def events_ended(self) -> None:
+        """pytest closed its events: stop what it left holding its output open."""
+
+
 PytestPass = Literal["run", "discover"]
 
 
@@ -179,8 +197,11 @@ class TestRunner:
         ids: Sequence[str] | None = None,
         run_id: str | None = None,
         on_result: ResultCallback | None = None,
+        under: RunsUnder | None = None,
     ) -> RunSummary:
-        """Flush, run the tests (all, or ``ids``), report each as it ends; the summary."""
+        """Flush, run the tests (all, or ``ids``), report each as it ends; the summary.
+
+        ``under``: what pytest runs under (the debugger), when anything."""
         run_id = run_id or uuid.uuid4().hex[:12]
         if run_id in self._runs:
             raise InvalidTestRequest(f"a run with id {run_id!r} is still going")
@@ -217,7 +238,7 @@ class TestRunner:
 
             if not run.cancelled:
                 options = ["--continue-on-collection-errors", *arguments]
-                summary.exit_code = await self._execute(link, run, "run", options, handle)
+                summary.exit_code = await self._execute(link, run, "run", options, handle, under)
             summary.cancelled = run.cancelled
             # A run of only module-level skips exits 5 and yet succeeded: nothing to explain.
             if not run.cancelled and not summary.succeeded:
@@ -289,6 +310,7 @@ class TestRunner:
         mode: PytestPass,
         options: Sequence[str],
         handle: Callable[[Event], None],
+        under: RunsUnder | None = None,
     ) -> int:
         """Run pytest with the plugin; every event goes to ``handle``; pytest's exit code."""
         plugin_folder = await install_plugin(link)
@@ -304,9 +326,14 @@ class TestRunner:
         rootdir = (
             [] if any(a.startswith("--rootdir") for a in plan.argv) else ["--rootdir", plan.cwd]
         )
-        argv = [*WRAPPER, *plan.argv, "-p", PLUGIN_MODULE, *rootdir, *options]
+        command = tuple(plan.argv)
+        if under is not None:
+            command, env = await under.launch(command, env, plan.cwd)
+        argv = [*WRAPPER, *command, "-p", PLUGIN_MODULE, *rootdir, *options]
         execution = await link.target.exec(argv, env=env, cwd=plan.cwd)
         run.execution = execution
+        if under is not None:
+            under.started()
         if run.cancelled:
             await self._terminate(run)
         output: collections.deque[str] = collections.deque(maxlen=DISCOVERY_LOG_LINES)
@@ -331,6 +358,8 @@ class TestRunner:
                     finished = True
                 elif event is not None:
                     handle(event)
+            if under is not None:
+                await under.events_ended()
             await forwarding
             exit_code = await execution.wait()
         finally:

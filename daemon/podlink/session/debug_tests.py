@@ -1,0 +1,141 @@
+"""Debugging tests: pytest run under debugpy in the target, held until a debugger attaches.
+
+``podlink/debugTests`` starts an ordinary test run (``testing.runner``) whose command runs
+as ``python -m debugpy --listen 127.0.0.1:PORT --wait-for-client -m pytest ...`` on a port
+free in the target, forwarded to a free local one. It answers with the attach configuration
+once that port listens; the run goes on once the editor has attached, and its results arrive
+as those of any run. When the run ends, the debug adapter it left and the forward go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from podlink.agent.transport import FileTransport
+from podlink.config import Config
+from podlink.session.debug import (
+    PORT_SOURCE,
+    READY_TIMEOUT_SECONDS,
+    attach_configuration,
+    debug_command,
+    make_debugpy_importable,
+    run_in_target,
+)
+from podlink.session.ports import Forward, PortForwards
+from podlink.targets.base import Target, TargetUnavailable
+
+# Bound and let go at once: a port the target's kernel considers free right now.
+FREE_PORT_SOURCE = r"""
+import socket, sys
+probe = socket.socket()
+probe.bind(("127.0.0.1", 0))
+sys.stdout.write(str(probe.getsockname()[1]))
+"""
+
+
+class TestDebugging:
+    """One test run under debugpy: what its command becomes, when it can be attached to,
+    and the clean-up after it (``testing.runner.RunsUnder``)."""
+
+    __test__ = False
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        target: Target,
+        transport: FileTransport | None,
+        forwards: PortForwards,
+        shares_loopback: bool,
+        log: Callable[[str], None],
+    ) -> None:
+        self._config = config
+        self._target = target
+        self._transport = transport
+        self._forwards = forwards
+        self._shares_loopback = shares_loopback
+        self._log = log
+        self._remote_port: int | None = None
+        self._forward: Forward | None = None
+        self._launched = asyncio.get_running_loop().create_future()
+        self._ready: asyncio.Task[bool] | None = None
+
+    async def launch(
+        self, argv: tuple[str, ...], env: Mapping[str, str], cwd: str
+    ) -> tuple[tuple[str, ...], dict[str, str]]:
+        """pytest's command, under debugpy waiting for a client."""
+        debug_command(argv, 0, setting="test.command")  # refuse a non-Python command first
+        extra = await make_debugpy_importable(
+            self._target, self._transport, argv, env, cwd, self._log
+        )
+        self._remote_port = await self._free_port()
+        self._forward = await self._forwards.add(
+            self._remote_port, shares_loopback=self._shares_loopback
+        )
+        command = debug_command(
+            argv, self._remote_port, setting="test.command", wait_for_client=True
+        )
+        return command, {**env, **extra}
+
+    def started(self) -> None:
+        self._ready = asyncio.create_task(self._wait_listening())
+        if not self._launched.done():
+            self._launched.set_result(None)
+
+    async def configuration(self) -> dict[str, Any]:
+        """The attach configuration, once pytest waits for a debugger.
+
+        Raises TargetUnavailable when the debug server does not start."""
+        await self._launched
+        assert self._ready is not None and self._forward is not None
+        if not await self._ready:
+            raise TargetUnavailable(
+                f"pytest's debug server did not listen on port {self._remote_port} in the "
+                f"target within {READY_TIMEOUT_SECONDS:.0f} s; the test log says why"
+            )
+        self._log(f"pytest waits for a debugger: attach to 127.0.0.1:{self._forward.local_port}")
+        return attach_configuration(
+            self._config, self._target.target_path, self._forward.local_port
+        )
+
+    async def events_ended(self) -> None:
+        """The debug adapter leaves pytest's process group and keeps its output open: stop it
+        so that the run's output ends."""
+        if self._remote_port is not None:
+            with contextlib.suppress(TargetUnavailable):
+                await self._port_script("release", 5.0)
+
+    async def close(self) -> None:
+        """Stop the debug adapter the run left behind and remove its forward."""
+        if self._ready is not None:
+            self._ready.cancel()
+        if self._remote_port is not None:
+            with contextlib.suppress(TargetUnavailable):
+                await self._port_script("release", 2.0)
+        if self._forward is not None:
+            await self._forwards.remove(self._forward.local_port)
+
+    async def _wait_listening(self) -> bool:
+        # 2: the target has no /proc to tell; the attach itself will say.
+        return await self._port_script("wait", READY_TIMEOUT_SECONDS) in (0, 2)
+
+    async def _free_port(self) -> int:
+        code, output, errors = await run_in_target(
+            self._target, (self._target.python, "-c", FREE_PORT_SOURCE)
+        )
+        if code != 0 or not output.strip().isdigit():
+            detail = errors.decode(errors="replace").strip().splitlines()
+            raise TargetUnavailable(
+                f"cannot find a free port in the target (exit code {code})"
+                + (f": {detail[-1]}" if detail else "")
+            )
+        return int(output)
+
+    async def _port_script(self, mode: str, seconds: float) -> int:
+        assert self._remote_port is not None
+        argv = (self._target.python, "-c", PORT_SOURCE, mode, str(self._remote_port), str(seconds))
+        code, _, _ = await run_in_target(self._target, argv)
+        return code
