@@ -186,10 +186,13 @@ class RunConfig(_Section, frozen=True, kw_only=True):
 
 
 class DebugAttachConfig(_Section, frozen=True, kw_only=True):
-    """A process in the target that already serves debugpy on ``port`` (started by the image
-    with ``python -m debugpy --listen 127.0.0.1:PORT ...``): attach to it, restart nothing."""
+    """A process that already runs in the target: attach to it, restart nothing. Exactly one
+    of ``port`` (it serves debugpy there, started by the image with ``python -m debugpy
+    --listen 127.0.0.1:PORT ...``) or ``pid`` (debugpy is injected into it, which needs gdb
+    and permission to ptrace in the target)."""
 
-    port: int
+    port: int | None = None
+    pid: int | None = None
 
 
 class DebugConfig(_Section, frozen=True, kw_only=True):
@@ -781,8 +784,20 @@ def _check_rules(source: _Source, raw: _RawConfig, *, folder: Path, path: Path) 
             _check_command(source, (*section_path, "command"), section.command)
     if raw.debug is not None:
         _check_port_number(source, ("debug", "port"), raw.debug.port)
-        if raw.debug.attach is not None:
-            _check_port_number(source, ("debug", "attach", "port"), raw.debug.attach.port)
+        attach = raw.debug.attach
+        if attach is not None:
+            _require_exactly_one(
+                source,
+                ("debug", "attach"),
+                {"port": attach.port is not None, "pid": attach.pid is not None},
+                "port attaches to a process serving debugpy, pid injects debugpy into one",
+            )
+            if attach.port is not None:
+                _check_port_number(source, ("debug", "attach", "port"), attach.port)
+            if attach.pid is not None and attach.pid < 1:
+                raise source.error(
+                    ("debug", "attach", "pid"), f"pid {attach.pid} is not a process id (1 or more)"
+                )
     target = _check_target(source, raw.target)
     config = Config(
         folder=folder,

@@ -113,7 +113,14 @@ class PodlinkRequests:
 
     async def start_debug(self, params: protocol.StartDebugParams) -> protocol.StartDebugResult:
         session = self._registry.get(params.session_id)
-        configuration = await session.start_debug(params.port)
+        if params.port is not None and params.pid is not None:
+            raise InvalidParams(
+                "give port (a process serving debugpy) or pid (a process to inject debugpy "
+                "into), not both"
+            )
+        if params.pid is not None and params.pid < 1:
+            raise InvalidParams(f"pid must be a process id (1 or more), got {params.pid}")
+        configuration = await session.start_debug(params.port, params.pid)
         return protocol.StartDebugResult(configuration=configuration)
 
     # -- tests and builds ----------------------------------------------------------------

@@ -178,18 +178,24 @@ class Session:
         if self.target is None or self.state in ("degraded", "stopped"):
             raise TargetUnavailable(self.error or "the session is not connected to its target")
 
-    async def start_debug(self, attach_port: int | None = None) -> dict[str, Any]:
+    async def start_debug(
+        self, attach_port: int | None = None, attach_pid: int | None = None
+    ) -> dict[str, Any]:
         """Run the app under debugpy from now on; the editor's attach configuration. With
         ``attach_port`` (or debug.attach.port), attach to a process that already serves
-        debugpy on that port in the target instead, and restart nothing.
+        debugpy on that port in the target instead, and restart nothing; with ``attach_pid``
+        (or debug.attach.pid), inject debugpy into that process.
 
-        Raises DebugNotPossible (the configuration) or TargetUnavailable (the target).
+        Raises DebugNotPossible (the configuration, or what the target lacks for a pid) or
+        TargetUnavailable (the target).
         """
         configured = self.config.debug.attach
-        if attach_port is None and configured is not None:
-            attach_port = configured.port
+        if attach_port is None and attach_pid is None and configured is not None:
+            attach_port, attach_pid = configured.port, configured.pid
         if attach_port is not None:
-            return await self._attach_debugger(attach_port)
+            return await self._running_process_debugger().attach(attach_port)
+        if attach_pid is not None:
+            return await self._running_process_debugger().attach_pid(attach_pid)
         if self.app is None:
             raise DebugNotPossible("this session runs no app: add a `run:` section to podlink.yaml")
         if self.target is None or self.state != "ready":
@@ -206,18 +212,19 @@ class Session:
             )
         return await self.debugger.start()
 
-    async def _attach_debugger(self, remote_port: int) -> dict[str, Any]:
+    def _running_process_debugger(self) -> RunningProcessDebugger:
         if self.target is None or self.state != "ready":
             raise TargetUnavailable(self.error or f"the session is {self.state}, not ready")
         if self.attacher is None:
             self.attacher = RunningProcessDebugger(
                 config=self.config,
                 target=self.target,
+                transport=lambda: self.agent,
                 forwards=self.ports,
                 shares_loopback=self._shares_loopback(),
                 log=lambda text: self.log("daemon", text),
             )
-        return await self.attacher.attach(remote_port)
+        return self.attacher
 
     async def debug_tests(
         self,

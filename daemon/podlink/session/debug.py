@@ -218,11 +218,20 @@ def debugpy_files() -> tuple[tuple[str, Path], ...]:
     for source in sorted(package.rglob("*")):
         if (
             source.is_file()
-            and source.suffix not in NOT_COPIED
+            and (source.suffix not in NOT_COPIED or _is_attach_helper(source))
             and "__pycache__" not in source.parts
         ):
             found.append((source.relative_to(package.parent).as_posix(), source))
     return tuple(found)
+
+
+def _is_attach_helper(source: Path) -> bool:
+    """The library gdb loads into a process to attach by pid: plain C, the same for every
+    Python, built for this machine's architecture (a target of another one cannot attach
+    by pid with the copy; debugpy says so)."""
+    return source.parent.name == "pydevd_attach_to_process" and source.name.startswith(
+        "attach_linux_"
+    )
 
 
 @functools.cache

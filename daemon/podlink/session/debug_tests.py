@@ -36,6 +36,38 @@ sys.stdout.write(str(probe.getsockname()[1]))
 """
 
 
+# How long pytest may take from the end of its session to its exit (session-scoped
+# fixtures are torn down in between) before its debug adapter is stopped anyway.
+EXIT_WAIT_SECONDS = 30.0
+
+# Run with PORT SECONDS: wait until the debuggee listening through 127.0.0.1:PORT has
+# exited, then stop the debug adapter serving PORT (it daemonized out of pytest's group).
+RELEASE_AFTER_EXIT_SOURCE = r"""
+import os, signal, sys, time
+port, deadline = sys.argv[1].encode(), time.monotonic() + float(sys.argv[2])
+def processes():
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                yield int(name), open("/proc/%s/cmdline" % name, "rb").read().split(b"\0")
+            except OSError:
+                pass
+def is_adapter(args):
+    return b"--for-server" in args and b"--port" in args \
+        and args[args.index(b"--port") + 1:args.index(b"--port") + 2] == [port]
+def debuggee_runs():
+    return any(b"127.0.0.1:" + port in args and not is_adapter(args) for _, args in processes())
+while debuggee_runs() and time.monotonic() < deadline:
+    time.sleep(0.02)
+for pid, args in processes():
+    if is_adapter(args):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+"""
+
+
 class TestDebugging:
     """One test run under debugpy: what its command becomes, when it can be attached to,
     and the clean-up after it (``testing.runner.RunsUnder``)."""
@@ -101,12 +133,21 @@ class TestDebugging:
             self._config, self._target.target_path, self._forward.local_port
         )
 
-    async def events_ended(self) -> None:
-        """The debug adapter leaves pytest's process group and keeps its output open: stop it
-        so that the run's output ends."""
-        if self._remote_port is not None:
-            with contextlib.suppress(TargetUnavailable):
-                await self._port_script("release", 5.0)
+    async def finishing(self) -> None:
+        """The debug adapter leaves pytest's process group and keeps its output open, and a
+        Kubernetes exec ends only when all its output does: stop the adapter once pytest
+        has exited."""
+        if self._remote_port is None:
+            return
+        argv = (
+            self._target.python,
+            "-c",
+            RELEASE_AFTER_EXIT_SOURCE,
+            str(self._remote_port),
+            str(EXIT_WAIT_SECONDS),
+        )
+        with contextlib.suppress(TargetUnavailable):
+            await run_in_target(self._target, argv)
 
     async def close(self) -> None:
         """Stop the debug adapter the run left behind and remove its forward."""

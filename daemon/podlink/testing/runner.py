@@ -134,8 +134,8 @@ ResultCallback = Callable[[ReportedTest], None]
 
 class RunsUnder(Protocol):
     """What a run's pytest runs under (the debugger): it may change the command and its
-    environment before the start, hears when the command has started, and when its events
-    ended (a debug adapter outlives pytest and holds its output open)."""
+    environment before the start, hears when the command has started and when pytest
+    reported the end of its session."""
 
     async def launch(
         self, argv: tuple[str, ...], env: Mapping[str, str], cwd: str
@@ -143,8 +143,9 @@ class RunsUnder(Protocol):
 
     def started(self) -> None: ...
 
-    async def events_ended(self) -> None:
-        """pytest closed its events: stop what it left holding its output open."""
+    async def finishing(self) -> None:
+        """pytest reported the end of its session: stop, once it exits, what would outlive
+        it holding its output open (the run ends only when its output does)."""
 
 
 PytestPass = Literal["run", "discover"]
@@ -356,10 +357,10 @@ class TestRunner:
                     started = True
                 elif isinstance(event, FinishEvent):
                     finished = True
+                    if under is not None:
+                        await under.finishing()
                 elif event is not None:
                     handle(event)
-            if under is not None:
-                await under.events_ended()
             await forwarding
             exit_code = await execution.wait()
         finally:
