@@ -2,7 +2,8 @@
  * The `podlink` debug type, with its own debug adapter: the resolver asks the daemon to run
  * the app under debugpy in the target and gets back where podlink forwards debugpy's port;
  * the adapter descriptor points VS Code straight at that port, where debugpy already speaks
- * DAP. No other extension is needed. Re-attaches after the app restarts.
+ * DAP. No other extension is needed. Re-attaches after the app restarts. Test runs under
+ * debugpy (the Test Explorer's Debug profile) are attached to the same way.
  */
 import * as vscode from "vscode";
 import type { Daemon } from "./daemon";
@@ -18,6 +19,8 @@ export const DEBUG_TYPE = "podlink";
 const SESSION_MARKER = "podlinkSessionId";
 /** In a podlink configuration: the port in the target where a running process serves debugpy. */
 const TARGET_PORT = "targetPort";
+/** In a podlink configuration: the test run (podlink/debugTests) whose pytest waits for it. */
+const TEST_RUN = "podlinkTestRunId";
 
 export class Debugging
   implements vscode.DebugConfigurationProvider, vscode.DebugAdapterDescriptorFactory, vscode.Disposable
@@ -73,11 +76,26 @@ export class Debugging
     });
   }
 
+  /** Attaches to a test run that waits under debugpy (podlink/debugTests answered with
+   * `attach`); false when the debugger could not start. Not re-attached: the run ends. */
+  async debugTestRun(session: Session, attach: Record<string, unknown>, runId: string): Promise<boolean> {
+    this.log.info(`debugging tests of ${session.folder}: attaching to ${JSON.stringify(attach["connect"])}`);
+    return vscode.debug.startDebugging(this.sessions.workspaceFolderOf(session), {
+      ...attach,
+      type: DEBUG_TYPE,
+      request: "attach",
+      name: `podlink: tests of ${folderName(session.folder)}`,
+      [TEST_RUN]: runId,
+    });
+  }
+
   async resolveDebugConfiguration(
     folder: vscode.WorkspaceFolder | undefined,
     configuration: vscode.DebugConfiguration,
     token?: vscode.CancellationToken,
   ): Promise<vscode.DebugConfiguration | undefined> {
+    // A test run's configuration comes from the daemon already complete.
+    if (typeof (configuration as Record<string, unknown>)[TEST_RUN] === "string") return configuration;
     const session = await this.sessionFor(folder, configuration);
     if (!session) {
       return undefined;

@@ -35,7 +35,9 @@ export function activate(context: vscode.ExtensionContext): void {
   daemon = new Daemon(context, log, settings);
   const sessions = new Sessions(daemon, log, settings);
   const debugging = new Debugging(daemon, sessions, log, settings);
-  const testing = new Testing(daemon, sessions, log, settings, (session) => debugging.debug(session));
+  const testing = new Testing(daemon, sessions, log, settings, (session, configuration, runId) =>
+    debugging.debugTestRun(session, configuration, runId),
+  );
   const tree = new SessionsTree(sessions);
   const containerLogs = new ContainerLogs(daemon, log);
   context.subscriptions.push(

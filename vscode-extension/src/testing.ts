@@ -1,13 +1,15 @@
 /**
  * The Test Explorer: tests from `podlink/discoverTests`, runs through `podlink/runTests` with
  * results streamed from `podlink/testResult`. Failures also arrive as diagnostics, which the
- * language client puts in the Problems panel by itself.
+ * language client puts in the Problems panel by itself. The Debug profile runs the chosen
+ * tests under debugpy through `podlink/debugTests`, attaches the debugger, and takes the
+ * totals from `podlink/testRunFinished`.
  */
 import * as path from "node:path";
 import * as vscode from "vscode";
 import type { Daemon } from "./daemon";
 import { describeError } from "./errors";
-import type { Location, Session, TestItem, TestResultParams } from "./protocol";
+import type { Location, RunTestsResult, Session, TestItem, TestResultParams } from "./protocol";
 import { KeyedDebouncer } from "./restartPolicy";
 import type { Sessions } from "./sessions";
 import { folderKey } from "./sessionStore";
@@ -27,6 +29,8 @@ export class Testing implements vscode.Disposable {
   /** folderKey → the protocol ids of that folder's items, to find an item from a result. */
   private readonly itemsByFolder = new Map<string, Map<string, vscode.TestItem>>();
   private readonly runListeners = new Map<string, (result: TestResultParams) => void>();
+  /** Debugged runs waiting for their totals, by run id. */
+  private readonly runsFinishing = new Map<string, (summary: RunTestsResult) => void>();
   private readonly discovered = new Set<string>();
   private readonly rediscover: KeyedDebouncer<string>;
   private readonly disposables: { dispose(): unknown }[] = [];
@@ -37,7 +41,8 @@ export class Testing implements vscode.Disposable {
     private readonly sessions: Sessions,
     private readonly log: vscode.LogOutputChannel,
     private readonly settings: () => PodlinkSettings,
-    private readonly debugTests: (session: Session) => Promise<boolean>,
+    /** Attaches the debugger to a run that waits for it; false when it could not. */
+    private readonly attachDebugger: (session: Session, configuration: Record<string, unknown>, runId: string) => Promise<boolean>,
   ) {
     this.controller = vscode.tests.createTestController("podlink", "podlink");
     this.controller.refreshHandler = async () => {
@@ -45,15 +50,15 @@ export class Testing implements vscode.Disposable {
     };
     this.controller.createRunProfile("Run in the target", vscode.TestRunProfileKind.Run, (request, token) =>
       this.run(request, token, false), true);
-    // The protocol runs tests without a debugger, so this profile attaches the debugger to the
-    // app before the tests run: breakpoints hit in the code the tests reach through the app.
-    this.controller.createRunProfile("Run with the app under the debugger", vscode.TestRunProfileKind.Debug, (request, token) =>
+    // pytest itself runs under the debugger: breakpoints hit in tests and in the app code they call.
+    this.controller.createRunProfile("Debug in the target", vscode.TestRunProfileKind.Debug, (request, token) =>
       this.run(request, token, true), true);
     this.rediscover = new KeyedDebouncer(REDISCOVER_DEBOUNCE_MS, (folder) => {
       const session = this.sessions.store.forFolder(folder);
       if (session && session.state !== "stopped") void this.discover(session);
     });
     daemon.onNotification("podlink/testResult", (result) => this.runListeners.get(result.runId)?.(result));
+    daemon.onNotification("podlink/testRunFinished", (summary) => this.runsFinishing.get(summary.runId)?.(summary));
     const watcher = vscode.workspace.createFileSystemWatcher("**/{test_*.py,*_test.py,conftest.py}", false, true, false);
     this.disposables.push(
       this.controller,
@@ -194,8 +199,7 @@ export class Testing implements vscode.Disposable {
     try {
       for (const { session, include } of groups.values()) {
         if (token.isCancellationRequested) break;
-        if (debug && !(await this.debugTests(session))) break;
-        await this.runInSession(run, session, include, request.exclude ?? [], token);
+        await this.runInSession(run, session, include, request.exclude ?? [], token, debug);
       }
     } finally {
       run.end();
@@ -208,6 +212,7 @@ export class Testing implements vscode.Disposable {
     include: vscode.TestItem[] | undefined,
     exclude: readonly vscode.TestItem[],
     token: vscode.CancellationToken,
+    debug: boolean,
   ): Promise<void> {
     const key = folderKey(session.folder);
     const byId = this.itemsByFolder.get(key) ?? new Map<string, vscode.TestItem>();
@@ -280,11 +285,11 @@ export class Testing implements vscode.Disposable {
     });
     try {
       enqueued.forEach((item) => run.started(item));
-      const summary = await this.daemon.request("podlink/runTests", {
-        sessionId: session.id,
-        runId,
-        ...(ids ? { ids } : {}),
-      });
+      const params = { sessionId: session.id, runId, ...(ids ? { ids } : {}) };
+      const summary = debug
+        ? await this.debugRun(session, params, token)
+        : await this.daemon.request("podlink/runTests", params);
+      if (summary.problem) run.appendOutput(toTerminalText(`podlink: ${summary.problem}`));
       run.appendOutput(toTerminalText(summaryLine(summary)));
       this.log.info(`tests in ${key}: ${summaryLine(summary)}`);
     } catch (error) {
@@ -303,6 +308,26 @@ export class Testing implements vscode.Disposable {
     if (unknownResults > 0) {
       // The run found tests the tree does not have yet.
       this.rediscover.trigger(session.folder);
+    }
+  }
+
+  /** Start the run under debugpy, attach the debugger, and wait for the run's totals. */
+  private async debugRun(
+    session: Session,
+    params: { sessionId: string; runId: string; ids?: string[] },
+    token: vscode.CancellationToken,
+  ): Promise<RunTestsResult> {
+    // Listening before the request: a run can end right after its debugger attached.
+    const finished = new Promise<RunTestsResult>((resolve) => this.runsFinishing.set(params.runId, resolve));
+    try {
+      const { configuration } = await this.daemon.request("podlink/debugTests", params, token);
+      if (!(await this.attachDebugger(session, configuration, params.runId))) {
+        await this.daemon.request("podlink/cancelTests", { runId: params.runId });
+        throw new Error("the debugger did not start, so the run was cancelled");
+      }
+      return await finished;
+    } finally {
+      this.runsFinishing.delete(params.runId);
     }
   }
 }
