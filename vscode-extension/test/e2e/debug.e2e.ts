@@ -37,6 +37,9 @@ const workspace = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "podlink-e2e-d
 const greetingFile = path.join(workspace, "app", "greeting.py");
 // The first line of greet(): `name` is known there, `cleaned` one step over later.
 const BREAKPOINT_NEEDLE = "cleaned = name.strip()";
+const testFile = path.join(workspace, "tests", "test_greeting.py");
+// In the test that fails once the app says Howdy (the save below makes it so).
+const TEST_BREAKPOINT_NEEDLE = 'assert greet("Ada") == "Hello, Ada!"';
 const container = `podlink-e2e-debug-${String(process.pid)}`;
 
 const steps = new Steps(output);
@@ -69,6 +72,8 @@ function prepareWorkspace(): void {
       '  command: ["python3", "-m", "app"]',
       "  restart: on-sync",
       '  env: {PORT: "8000"}',
+      "test:",
+      '  command: ["python3", "-m", "pytest", "-q"]',
       `ports: ["${String(appPort)}:8000"]`,
       "",
     ].join("\n"),
@@ -122,6 +127,25 @@ describe("breakpoints in real VS Code on a Docker target", { timeout: 20 * 60_00
     }
     fs.rmSync(path.dirname(workspace), { recursive: true, force: true });
   });
+
+  /** Sets a breakpoint at `line` of the open file by clicking the gutter beside it. */
+  async function clickGutter(line: number): Promise<void> {
+    const page = workbench.page;
+    const number = lineNumber(line);
+    await number.waitFor({ state: "visible" });
+    const numberBox = await number.boundingBox();
+    const glyphMargin = await page.locator(".editor-instance .monaco-editor .glyph-margin").first().boundingBox();
+    assert.ok(numberBox && glyphMargin, "the editor's gutter is not on the page");
+    // The breakpoint column is the glyph margin, left of the line numbers, on the same row.
+    const x = glyphMargin.x + glyphMargin.width / 2;
+    const y = numberBox.y + numberBox.height / 2;
+    await page.mouse.move(x, y);
+    await page.mouse.click(x, y);
+    const glyph = page.locator(".editor-instance .monaco-editor .codicon-debug-breakpoint").first();
+    await glyph.waitFor({ state: "visible" });
+    // It sits on the line clicked: the glyph and the line number share a row.
+    await assertSameRow(glyph, number, "the breakpoint");
+  }
 
   /** The editor's line `line` of the open file, by its line number in the gutter. */
   function lineNumber(line: number): Locator {
@@ -237,21 +261,8 @@ describe("breakpoints in real VS Code on a Docker target", { timeout: 20 * 60_00
   });
 
   step("sets a breakpoint by clicking the gutter at a line of the app's file", async () => {
-    const page = workbench.page;
     await workbench.openFile("app/greeting.py");
-    const number = lineNumber(breakpointLine);
-    await number.waitFor({ state: "visible" });
-    const numberBox = await number.boundingBox();
-    const glyphMargin = await page.locator(".editor-instance .monaco-editor .glyph-margin").first().boundingBox();
-    assert.ok(numberBox && glyphMargin, "the editor's gutter is not on the page");
-    // The breakpoint column is the glyph margin, left of the line numbers, on the same row.
-    const x = glyphMargin.x + glyphMargin.width / 2;
-    const y = numberBox.y + numberBox.height / 2;
-    await page.mouse.move(x, y);
-    await page.mouse.click(x, y);
-    await page.locator(".editor-instance .monaco-editor .codicon-debug-breakpoint").first().waitFor({ state: "visible" });
-    // It sits on the line clicked: the glyph and the line number share a row.
-    await assertSameRow(page.locator(".editor-instance .monaco-editor .codicon-debug-breakpoint").first(), number, "the breakpoint");
+    await clickGutter(breakpointLine);
     await workbench.screenshot("breakpoint-in-gutter");
   });
 
@@ -302,5 +313,57 @@ describe("breakpoints in real VS Code on a Docker target", { timeout: 20 * 60_00
     await page.locator(".repl .monaco-list-row", { hasText: "the app restarted; the debugger attached to it again" }).first().waitFor({ state: "visible" });
     await page.locator(".debug-toolbar .codicon-debug-continue").click();
     assert.equal(await stoppedRequest, '{"message": "Howdy, Ada!"}');
+  });
+  step("debugs a failing test from the Test Explorer: the editor stops inside the test", async () => {
+    const page = workbench.page;
+    // The app's debug session ends first, so the toolbar is the test run's alone.
+    await page.locator(".debug-toolbar .codicon-debug-disconnect, .debug-toolbar .codicon-debug-stop").first().click();
+    await page.locator(".debug-toolbar").waitFor({ state: "hidden" });
+    const testLine = lineOf(testFile, TEST_BREAKPOINT_NEEDLE);
+    await workbench.openFile("tests/test_greeting.py");
+    await clickGutter(testLine);
+
+    await workbench.runCommand("Testing: Focus on Test Explorer View");
+    const explorer = page.locator(".test-explorer");
+    for (const label of ["tests", "test_greeting.py"]) {
+      const row = explorer.locator(".monaco-list-row").filter({ has: page.getByText(label, { exact: true }) }).first();
+      await row.waitFor({ state: "visible", timeout: SESSION_READY_MS });
+      if ((await row.getAttribute("aria-expanded")) === "false") {
+        await row.locator(".monaco-tl-twistie").click();
+      }
+    }
+    const testRow = explorer
+      .locator(".monaco-list-row")
+      .filter({ has: page.getByText("test_greets_by_name", { exact: true }) })
+      .first();
+    await testRow.hover();
+    await testRow.getByRole("button", { name: /^Debug Test/ }).click();
+
+    // Stopped in the test, in the local test file, at the line of the breakpoint.
+    await page.locator(".debug-toolbar .codicon-debug-continue").waitFor({ state: "visible", timeout: STOP_MS });
+    await page.locator(`.tabs-container .tab.active[data-resource-name="test_greeting.py"]`).waitFor({ state: "visible" });
+    const highlighted = page.locator(".editor-instance .monaco-editor .debug-top-stack-frame-line").first();
+    await highlighted.waitFor({ state: "visible" });
+    await assertSameRow(highlighted, lineNumber(testLine), "the highlighted line");
+    await expand(page.locator(".debug-call-stack .monaco-list-row", { hasText: /paused on breakpoint/i }).first());
+    await page
+      .locator(".debug-call-stack .monaco-list-row")
+      .filter({ has: page.locator(".stack-frame .expression", { hasText: /^test_greets_by_name$/ }) })
+      .first()
+      .locator(".line-number", { hasText: new RegExp(`^${String(testLine)}:`) })
+      .waitFor({ state: "visible" });
+    await workbench.screenshot("stopped-in-a-test");
+  });
+
+  step("continues: the run ends and the Test Explorer shows the test failed", async () => {
+    const page = workbench.page;
+    await page.locator(".debug-toolbar .codicon-debug-continue").click();
+    await page.locator(".debug-toolbar").waitFor({ state: "hidden", timeout: STOP_MS });
+    const testRow = page
+      .locator(".test-explorer .monaco-list-row")
+      .filter({ has: page.getByText("test_greets_by_name", { exact: true }) })
+      .first();
+    await testRow.locator(".codicon-testing-failed-icon").waitFor({ state: "visible", timeout: STOP_MS });
+    await workbench.screenshot("debugged-test-failed");
   });
 });
