@@ -564,7 +564,21 @@ BAD_FILES = [
         id="debug-attach-port-big",
     ),
     pytest.param(
-        "debug:\n  attach: {pid: 7}\n", 2, "debug.attach.pid", "unknown key", id="attach-by-pid"
+        "debug:\n  attach: {port: 5679, pid: 7}\n",
+        2,
+        "debug.attach.pid",
+        "cannot be combined with port",
+        id="attach-by-port-and-pid",
+    ),
+    pytest.param(
+        "debug:\n  attach: {}\n", 2, "debug.attach", "give one of port, pid", id="attach-to-nothing"
+    ),
+    pytest.param(
+        "debug:\n  attach: {pid: 0}\n",
+        2,
+        "debug.attach.pid",
+        "pid 0 is not a process id",
+        id="attach-pid-zero",
     ),
 ]
 
@@ -955,3 +969,10 @@ def test_debug_attach_names_the_port_of_a_running_debug_server(tmp_path: Path) -
         "debug:\n  attach: {port: 5679}\n", path=tmp_path / CONFIG_FILE_NAME, folder=tmp_path
     )
     assert config.debug == DebugConfig(attach=DebugAttachConfig(port=5679))
+
+
+def test_debug_attach_names_the_pid_of_a_running_process(tmp_path: Path) -> None:
+    config = parse_config(
+        "debug:\n  attach: {pid: 42}\n", path=tmp_path / CONFIG_FILE_NAME, folder=tmp_path
+    )
+    assert config.debug == DebugConfig(attach=DebugAttachConfig(pid=42))

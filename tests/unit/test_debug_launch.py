@@ -13,6 +13,7 @@ from podlink.session.debug import (
     debug_command,
     debugpy_files,
 )
+from podlink.session.debug_attach import PtraceFacts, pid_refusal
 
 UNDER_DEBUGPY = ("-Xfrozen_modules=off", "-m", "debugpy", "--listen", "127.0.0.1:5678")
 
@@ -86,8 +87,87 @@ def test_attach_configuration_maps_every_sync_entry_most_specific_first(tmp_path
     }
 
 
-def test_the_debugpy_copy_is_pure_python() -> None:
+def test_the_debugpy_copy_is_pure_python_but_for_the_attach_helper() -> None:
     names = [name for name, _ in debugpy_files()]
     assert "debugpy/__main__.py" in names
     assert "debugpy/_vendored/pydevd/pydevd.py" in names
-    assert not [name for name in names if name.endswith((".so", ".pyd", ".pyc", ".dll"))]
+    compiled = [name for name in names if name.endswith((".so", ".pyd", ".pyc", ".dll"))]
+    # gdb loads the helper into a process to attach by pid; nothing of Python's is compiled.
+    assert compiled, "the attach helper is missing"
+    helpers = "debugpy/_vendored/pydevd/pydevd_attach_to_process/attach_linux_"
+    assert [name for name in compiled if not name.startswith(helpers)] == []
+
+
+def test_a_test_run_waits_for_the_debugger() -> None:
+    assert debug_command(("python3", "-m", "pytest", "-q"), 40123, wait_for_client=True) == (
+        "python3",
+        "-Xfrozen_modules=off",
+        "-m",
+        "debugpy",
+        "--listen",
+        "127.0.0.1:40123",
+        "--wait-for-client",
+        "-m",
+        "pytest",
+        "-q",
+    )
+
+
+def test_a_test_command_that_is_not_python_is_refused_by_its_own_name() -> None:
+    with pytest.raises(DebugNotPossible) as raised:
+        debug_command(("pytest", "-q"), 40123, setting="test.command")
+    assert str(raised.value).startswith("test.command starts with 'pytest'")
+    assert "[python3, -m, pytest]" in str(raised.value)
+
+
+# -- attaching by pid: what the target lacks ------------------------------------------------
+
+CAP_SYS_PTRACE_ONLY = 1 << 19
+DOCKER_DEFAULT_CAPABILITIES = 0x00000000A80425FB  # no CAP_SYS_PTRACE
+
+
+def facts(**changes: object) -> PtraceFacts:
+    found = {
+        "exists": True,
+        "exe": "/usr/local/bin/python3.12",
+        "gdb": "/usr/bin/gdb",
+        "ptrace_scope": 1,
+        "capabilities": CAP_SYS_PTRACE_ONLY,
+    }
+    found.update(changes)
+    return PtraceFacts(**found)  # type: ignore[arg-type]
+
+
+def test_a_target_with_gdb_and_ptrace_permission_is_not_refused() -> None:
+    assert pid_refusal(7, facts()) is None
+    # Without Yama (or with it at 0) the same user may ptrace without the capability.
+    assert (
+        pid_refusal(7, facts(ptrace_scope=None, capabilities=DOCKER_DEFAULT_CAPABILITIES)) is None
+    )
+    assert pid_refusal(7, facts(ptrace_scope=0, capabilities=DOCKER_DEFAULT_CAPABILITIES)) is None
+
+
+def test_missing_gdb_and_capability_are_both_named_with_their_fixes() -> None:
+    refusal = pid_refusal(7, facts(gdb="", capabilities=DOCKER_DEFAULT_CAPABILITIES))
+    assert refusal is not None
+    assert refusal.startswith("cannot attach to process 7 by pid: gdb is not installed")
+    assert "apt-get install -y gdb" in refusal
+    assert "kernel.yama.ptrace_scope = 1 and no CAP_SYS_PTRACE" in refusal
+    assert "--cap-add SYS_PTRACE" in refusal
+    assert "securityContext.capabilities.add" in refusal
+
+
+def test_ptrace_switched_off_on_the_host_points_to_attaching_by_port() -> None:
+    refusal = pid_refusal(7, facts(ptrace_scope=3))
+    assert refusal is not None
+    assert "kernel.yama.ptrace_scope = 3" in refusal
+    assert "debug.attach.port" in refusal
+
+
+def test_a_missing_or_non_python_process_is_named() -> None:
+    assert pid_refusal(7, facts(exists=False)) == (
+        "no process 7 runs in the target: give the id of a running Python process there "
+        "(`ps -ef` in the container lists them)"
+    )
+    refusal = pid_refusal(7, facts(exe="/usr/sbin/nginx"))
+    assert refusal is not None and "runs /usr/sbin/nginx, not Python" in refusal
