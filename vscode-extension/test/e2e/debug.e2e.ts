@@ -345,7 +345,8 @@ describe("breakpoints in real VS Code on a Docker target", { timeout: 20 * 60_00
     const highlighted = page.locator(".editor-instance .monaco-editor .debug-top-stack-frame-line").first();
     await highlighted.waitFor({ state: "visible" });
     await assertSameRow(highlighted, lineNumber(testLine), "the highlighted line");
-    await expand(page.locator(".debug-call-stack .monaco-list-row", { hasText: /paused on breakpoint/i }).first());
+    // pytest runs one thread: the Call Stack shows its frames with no thread row to open.
+    await page.locator(".debug-call-stack", { hasText: /paused on breakpoint/i }).first().waitFor({ state: "visible" });
     await page
       .locator(".debug-call-stack .monaco-list-row")
       .filter({ has: page.locator(".stack-frame .expression", { hasText: /^test_greets_by_name$/ }) })
