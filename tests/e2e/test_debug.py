@@ -19,7 +19,7 @@ from tests.e2e.conftest import Daemon
 from tests.e2e.test_ports import app_listening, greeting, start_forwarded
 from tests.e2e.test_sessions import start
 from tests.helpers import processes_mentioning
-from tests.targets import TargetProbe
+from tests.targets import DockerProbe, TargetProbe
 
 pytestmark = pytest.mark.asyncio
 
@@ -222,3 +222,34 @@ async def test_debugging_again_while_the_app_runs_under_debugpy_does_not_restart
     assert all(state == "running" for state in states), states
     reply = await break_in_greet(again, workspace / "app" / "greeting.py", app_forward)
     assert reply == '{"message": "Hello, Ada!"}'
+
+
+async def test_a_breakpoint_hits_again_after_the_container_restarts(
+    daemon: Daemon, workspace: Path, probe: TargetProbe
+) -> None:
+    if not isinstance(probe, DockerProbe):
+        pytest.skip("restarting the container is Docker's; a save restart is tested everywhere")
+    session, _, app_forward = await start_forwarded(daemon, workspace)
+    mark = daemon.mark()
+    configuration = await start_debug(daemon, session["id"])
+    await app_listening(daemon, since=mark)
+    greeting_file = workspace / "app" / "greeting.py"
+    assert await break_in_greet(configuration, greeting_file, app_forward) == (
+        '{"message": "Hello, Ada!"}'
+    )
+
+    # Everything in the container ends, the debugpy copy in /tmp stays: podlink reconnects,
+    # starts the app under debugpy again and says when the editor can attach.
+    mark = daemon.mark()
+    await asyncio.to_thread(probe.container.restart, timeout=1)
+    await daemon.wait_for(
+        "podlink/log",
+        lambda p: p["source"] == "daemon" and p["text"].startswith("debug server ready"),
+        seconds=90,
+        since=mark,
+    )
+    await app_listening(daemon, since=mark)
+    # What the editor does on its own when its debug session ended: ask again, attach again.
+    again = await start_debug(daemon, session["id"])
+    assert again == configuration
+    assert await break_in_greet(again, greeting_file, app_forward) == ('{"message": "Hello, Ada!"}')
