@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
+import subprocess
 import sys
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.dap import DapClient
 from tests.helpers import run_podlink as podlink
+from tests.integration.test_cli import LineWatcher
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "hello"
@@ -195,3 +200,70 @@ def test_a_run_that_ends_without_tests_says_why_with_or_without_verbose(
         assert "no test matched tests/test_empty.py" in run.stdout
         # The reason is said outright: no hint to run again with -v.
         assert "shows why" not in run.stdout
+
+
+def test_debug_prints_the_attach_configuration_and_the_run_waits_for_a_debugger(
+    workspace: Path, env: dict[str, str]
+) -> None:
+    failing_line = break_greeting_test(workspace)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "podlink",
+            "test",
+            "--debug",
+            "-C",
+            str(workspace),
+            "tests/test_greeting.py::test_greets_by_name",
+        ],
+        cwd=workspace,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        output = LineWatcher(process)
+        start = output.wait_for("attach configuration", seconds=60)
+        end = output.wait_for("}", after=output.wait_for('"subProcess": true', after=start))
+        configuration = json.loads("\n".join(output.lines[start + 1 : end + 1]))
+        test_file = workspace / "tests" / "test_greeting.py"
+        stopped_at = asyncio.run(stop_once_at(configuration, test_file, failing_line))
+        assert stopped_at == ("test_greets_by_name", failing_line, str(test_file))
+        assert process.wait(timeout=60) == 1  # the test failed, after the debugger let it go
+        output.wait_for("1 failed")
+        assert any("Hello, Grace!" in line for line in output.lines)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+async def stop_once_at(
+    configuration: dict[str, Any], source: Path, line: int
+) -> tuple[str, int, str]:
+    """Attach, stop at a breakpoint at ``line`` of ``source``, continue: where it stopped."""
+    connect = configuration["connect"]
+    client = await DapClient.connect(connect["host"], connect["port"])
+    try:
+        await client.request(
+            "initialize",
+            {"clientID": "podlink-tests", "adapterID": "debugpy", "pathFormat": "path"},
+        )
+        attached = client.send_request("attach", configuration)
+        await client.wait_event("initialized", seconds=30)
+        await client.request(
+            "setBreakpoints", {"source": {"path": str(source)}, "breakpoints": [{"line": line}]}
+        )
+        await client.request("configurationDone")
+        await asyncio.wait_for(attached, 30)
+        stopped = await client.wait_event("stopped", seconds=60)
+        frames = (await client.request("stackTrace", {"threadId": stopped["threadId"]}))[
+            "stackFrames"
+        ]
+        await client.request("continue", {"threadId": stopped["threadId"]})
+        top = frames[0]
+        return top["name"], top["line"], top["source"]["path"]
+    finally:
+        await client.close()

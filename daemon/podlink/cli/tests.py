@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -91,24 +92,34 @@ CONFIG_OPTION = click.option("--config", "config_file", help="Config file, relat
     help="Also write the results as JUnit XML, for CI systems.",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Also print pytest's own output.")
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="Run pytest under debugpy: print the attach configuration and wait for a debugger.",
+)
 def test_command(
     ids: tuple[str, ...],
     folder: Path,
     config_file: str | None,
     junit_xml: Path | None,
     verbose: bool,
+    debug: bool,
 ) -> None:
     """Run the tests in the target (all, or IDS such as tests/test_api.py::test_create).
 
     The workspace is synced first, so the run sees every saved file. Failures are printed with
-    the local file and line as they happen; the exit code is 1 when a test failed.
+    the local file and line as they happen; the exit code is 1 when a test failed. With
+    --debug, pytest waits under debugpy until a debugger attaches with the printed
+    configuration (a VS Code launch.json entry).
     """
     from podlink.runtime import setup_logging
 
     setup_logging()
     console = Console(highlight=False)
     with exit_on_known_errors():
-        code = asyncio.run(_run_tests(folder, config_file, ids, junit_xml, console, verbose))
+        code = asyncio.run(
+            _run_tests(folder, config_file, ids, junit_xml, console, verbose, debug=debug)
+        )
     sys.exit(code)
 
 
@@ -119,6 +130,8 @@ async def _run_tests(
     junit_path: Path | None,
     console: Console,
     verbose: bool,
+    *,
+    debug: bool = False,
 ) -> int:
     from podlink.testing.junit import junit_xml
     from podlink.testing.report import InvalidTestRequest
@@ -146,7 +159,14 @@ async def _run_tests(
         async with _session(folder, config_file, listener) as session:
             status.update("running tests…")
             try:
-                summary = await session.tests.run(ids, on_result=on_result)
+                if debug:
+                    _, configuration, running = await session.debug_tests(ids, None, on_result)
+                    console.print("attach configuration (a VS Code launch.json entry):")
+                    console.print(json.dumps(configuration, indent=2), soft_wrap=True, markup=False)
+                    status.update("pytest waits for a debugger to attach…")
+                    summary = await running
+                else:
+                    summary = await session.tests.run(ids, on_result=on_result)
             except InvalidTestRequest as error:
                 fail(f"podlink: {error}", EXIT_BAD_CONFIG)
     style = "green" if summary.succeeded else "red"
