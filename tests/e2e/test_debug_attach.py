@@ -14,9 +14,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from podlink.debug import COPIED_DEBUGPY_ENV, debugpy_files
 from pygls.exceptions import JsonRpcException
 
+from podlink.session.debug import COPIED_DEBUGPY_ENV, debugpy_files
 from tests.e2e.conftest import Daemon
 from tests.e2e.test_debug import attach_and_break
 from tests.e2e.test_ports import start_forwarded
