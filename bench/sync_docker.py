@@ -172,18 +172,22 @@ class PeerFailed(Exception):
 
 
 class Containers:
-    """Throwaway containers of one bench run; ``remove_all`` also finds half-made ones."""
+    """Throwaway containers of one bench run; ``remove_all`` also finds half-made ones.
 
-    def __init__(self) -> None:
+    ``docker``: the command that reaches the Engine for this bookkeeping (``docker -H …`` to
+    keep it off a link under test)."""
+
+    def __init__(self, docker: tuple[str, ...] = ("docker",)) -> None:
         self.run_id = uuid.uuid4().hex[:8]
         self._count = 0
+        self._docker = docker
 
     def create(self) -> str:
         self._count += 1
         name = f"podlink-bench-{self.run_id}-{self._count}"
         subprocess.run(
             [
-                "docker", "run", "-d", "--name", name,
+                *self._docker, "run", "-d", "--name", name,
                 "--label", f"{BENCH_LABEL}=1", "--label", f"{RUN_LABEL}={self.run_id}",
                 "-w", REMOTE_ROOT, IMAGE, "sleep", "infinity",
             ],
@@ -194,13 +198,22 @@ class Containers:
 
     def remove_all(self) -> None:
         listed = subprocess.run(
-            ["docker", "ps", "-aq", "--filter", f"label={RUN_LABEL}={self.run_id}"],
+            [*self._docker, "ps", "-aq", "--filter", f"label={RUN_LABEL}={self.run_id}"],
             capture_output=True,
             text=True,
         )
         ids = listed.stdout.split()
         if ids:
-            subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
+            subprocess.run([*self._docker, "rm", "-f", *ids], capture_output=True)
+
+    def count_files(self, container: str) -> int:
+        found = subprocess.run(
+            [*self._docker, "exec", container, "sh", "-c", f"find {REMOTE_ROOT} -type f | wc -l"],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return int(found.stdout)
 
 
 def count_files(container: str) -> int:

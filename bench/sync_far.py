@@ -37,14 +37,13 @@ import statistics
 import subprocess
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 from bench.far_link import FarLink
 from bench.sync_docker import (
-    IMAGE,
     REMOTE_ROOT,
+    Containers,
     PeerFailed,
     Poller,
     append_line,
@@ -60,7 +59,6 @@ from podlink.sync.ignore import IgnoreRules
 from podlink.sync.scan import scan_tree
 
 LOCAL_ENGINE = ("docker", "-H", "unix:///var/run/docker.sock")
-RUN_LABEL = "podlink.bench.far"
 
 
 def emit(record: dict[str, Any], notes: dict[str, str] | None = None) -> None:
@@ -71,37 +69,6 @@ def emit(record: dict[str, Any], notes: dict[str, str] | None = None) -> None:
 
 def median(values: list[float]) -> float:
     return round(statistics.median(values), 3)
-
-
-class Containers:
-    def __init__(self) -> None:
-        self.run_id = uuid.uuid4().hex[:8]
-        self._count = 0
-
-    def create(self) -> str:
-        self._count += 1
-        name = f"podlink-far-{self.run_id}-{self._count}"
-        subprocess.run(
-            [*LOCAL_ENGINE, "run", "-d", "--name", name, "--label", f"{RUN_LABEL}={self.run_id}",
-             "-w", REMOTE_ROOT, IMAGE, "sleep", "infinity"],
-            check=True, capture_output=True,
-        )  # fmt: skip
-        return name
-
-    def count_files(self, container: str) -> int:
-        found = subprocess.run(
-            [*LOCAL_ENGINE, "exec", container, "sh", "-c", f"find {REMOTE_ROOT} -type f | wc -l"],
-            check=True, capture_output=True, text=True,
-        )  # fmt: skip
-        return int(found.stdout)
-
-    def remove_all(self) -> None:
-        listed = subprocess.run(
-            [*LOCAL_ENGINE, "ps", "-aq", "--filter", f"label={RUN_LABEL}={self.run_id}"],
-            capture_output=True, text=True,
-        )  # fmt: skip
-        if listed.stdout.split():
-            subprocess.run([*LOCAL_ENGINE, "rm", "-f", *listed.stdout.split()], capture_output=True)
 
 
 def far_env(link: FarLink) -> dict[str, str]:
@@ -294,7 +261,7 @@ def main() -> None:
     parser.add_argument("--give-up-after", type=float, default=1800)
     args = parser.parse_args()
     args.bytes = int(args.megabytes * 1_000_000)
-    containers = Containers()
+    containers = Containers(LOCAL_ENGINE)
     with (
         FarLink(args.round_trip_ms, args.rate_mbit) as link,
         tempfile.TemporaryDirectory(prefix="podlink-far-") as scratch,

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from podlink.targets.docker.target import container_name_for
+from podlink.targets.docker.containers import container_name_for
 from tests.helpers import run_podlink as podlink
 from tests.helpers import start_podlink
 from tests.integration.test_cli import LineWatcher

@@ -15,7 +15,8 @@ import pytest_asyncio
 from podlink.config import DockerTargetConfig, load_config
 from podlink.session import Session
 from podlink.targets.base import TargetUnavailable
-from podlink.targets.docker.target import MANAGED_LABEL, DockerTarget, container_name_for
+from podlink.targets.docker.containers import MANAGED_LABEL, container_name_for
+from podlink.targets.docker.target import DockerTarget
 from tests.helpers import tree_listing
 from tests.recording import RecordingListener
 from tests.targets import TEST_IMAGE, DockerProbe, docker_client, start_test_container

@@ -14,8 +14,9 @@ import podlink.targets
 
 PACKAGE = Path(podlink.__file__).parent
 TARGETS = Path(podlink.targets.__file__).parent
-# config.py parses the target sections, so it knows their kinds by design.
-KNOWS_THE_KINDS = (TARGETS, PACKAGE / "config.py")
+# config/ parses the target sections, so it knows their kinds by design.
+CONFIG = PACKAGE / "config"
+KNOWS_THE_KINDS = (TARGETS, CONFIG)
 
 
 def target_kind_classes() -> set[str]:
@@ -26,10 +27,10 @@ def target_kind_classes() -> set[str]:
         for node in ast.walk(ast.parse(path.read_text()))
         if isinstance(node, ast.ClassDef) and node.name.endswith("Target")
     }
-    config = ast.parse((PACKAGE / "config.py").read_text())
     kinds |= {
         node.name
-        for node in ast.walk(config)
+        for path in CONFIG.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
         if isinstance(node, ast.ClassDef) and node.name.endswith("TargetConfig")
     }
     return kinds

@@ -190,7 +190,7 @@ def _sessions_by_container() -> dict[str, str]:
     A session that has not reached its container yet is known by its folder: the dev
     container podlink creates for a folder has a name made from it.
     """
-    from podlink.targets.docker.target import container_name_for
+    from podlink.targets.docker.containers import container_name_for
 
     users: dict[str, str] = {}
     for record in live_session_records():

@@ -20,8 +20,8 @@ from podlink.sync.core.names import TEMP_PREFIX
 from podlink.targets.base import TargetUnavailable
 from podlink.targets.capabilities import Leftovers, LeftoversRemoved
 from podlink.targets.docker import exec as docker_exec
+from podlink.targets.docker.containers import FOLDER_LABEL, MANAGED_LABEL
 from podlink.targets.docker.exec import EngineUnavailable
-from podlink.targets.docker.target import FOLDER_LABEL, MANAGED_LABEL
 
 MANAGED_FILTER = {"label": f"{MANAGED_LABEL}=1"}
 # `find` exits 1 when a remote folder does not exist: then there is nothing to remove there.

@@ -1,23 +1,17 @@
 """The Docker target: a container on a Docker Engine, reached through the Engine API.
 
 Attach to an existing container by name or id, or create a dev container from an image or a
-Dockerfile. Containers podlink creates carry the ``podlink.managed`` label and idle on a
-command that does nothing, so the app can be restarted inside them; ``podlink purge``
-removes them. Blocking SDK calls run in worker threads; exec streams are asynchronous
-(``exec``).
+Dockerfile (``containers``); the Engine's events for it become target events (``events``).
+Blocking SDK calls run in worker threads; exec streams are asynchronous (``exec``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
-import re
-import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import docker
 import docker.errors
@@ -32,7 +26,11 @@ from podlink.targets.base import (
     TargetUnavailable,
 )
 from podlink.targets.capabilities import Leftovers, LogRequest
-from podlink.targets.docker.build import BuildFailure, follow_build
+from podlink.targets.docker.containers import (
+    ContainerFinder,
+    container_name_for,
+)
+from podlink.targets.docker.events import ContainerEvents
 from podlink.targets.docker.exec import (
     DockerExec,
     EngineAddress,
@@ -45,11 +43,6 @@ from podlink.targets.docker.exec import (
 )
 
 log = logging.getLogger(__name__)
-
-MANAGED_LABEL = "podlink.managed"
-FOLDER_LABEL = "podlink.folder"
-SOURCE_LABEL = "podlink.source"
-IDLE_COMMAND = ["sleep", "infinity"]
 
 # Connects to a port on the container's own loopback and relays it over stdin/stdout: one
 # exec per connection, as kubectl port-forward uses one stream per connection. It writes
@@ -94,13 +87,6 @@ async def _discard_connection(
         connecting.result()[1].close()
 
 
-def container_name_for(folder: Path) -> str:
-    """A stable, readable name for the dev container of a workspace folder."""
-    slug = re.sub(r"[^a-zA-Z0-9_.-]+", "-", folder.name).strip("-.") or "workspace"
-    digest = hashlib.sha256(str(folder).encode()).hexdigest()[:8]
-    return f"podlink-{slug[:40]}-{digest}"
-
-
 class DockerTarget:
     def __init__(
         self,
@@ -117,8 +103,7 @@ class DockerTarget:
         self._created_by_us = config.container is None
         self._execs: set[DockerExec] = set()
         self._events: asyncio.Queue[TargetEvent | None] = asyncio.Queue()
-        self._event_thread: threading.Thread | None = None
-        self._event_stream: Any = None
+        self._container_events: ContainerEvents | None = None
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -129,12 +114,23 @@ class DockerTarget:
         if self._client is None:
             self._address, self._client = await asyncio.to_thread(self._open_client)
         if self._config.container is not None:
-            self._container = await asyncio.to_thread(self._attach, self._config.container)
+            self._container = await asyncio.to_thread(self._finder().attach, self._config.container)
         else:
-            self._container = await asyncio.to_thread(self._create_or_reuse)
-        if self._event_thread is None:
-            self._start_events()
+            self._container = await asyncio.to_thread(self._finder().create_or_reuse)
+        if self._container_events is None:
+            self._container_events = ContainerEvents(
+                self._require_client(),
+                self._events,
+                name=self._name,
+                current_id=lambda: self._container.id if self._container is not None else "",
+            )
+            self._container_events.start()
         self._events.put_nowait(TargetEvent(TargetEventKind.STARTED))
+
+    def _finder(self) -> ContainerFinder:
+        return ContainerFinder(
+            self._require_client(), self._address, self._config, self._folder, self._log_from_thread
+        )
 
     def _open_client(self) -> tuple[EngineAddress, docker.DockerClient]:
         try:
@@ -142,94 +138,6 @@ class DockerTarget:
         except EngineUnavailable as error:
             raise TargetUnavailable(str(error)) from error
         return address, client
-
-    def _attach(self, name: str) -> Container:
-        client = self._require_client()
-        try:
-            container = client.containers.get(name)
-        except docker.errors.NotFound as error:
-            raise TargetUnavailable(
-                f"no container named {name!r} on the Docker Engine at {self._address}; "
-                "`docker ps -a` lists the containers there"
-            ) from error
-        except docker.errors.APIError as error:
-            raise TargetUnavailable(
-                f"cannot look up container {name!r}: {_short(error)}"
-            ) from error
-        if container.status != "running":
-            raise TargetUnavailable(
-                f"container {name!r} is {container.status}, not running; "
-                f"start it with `docker start {name}`"
-            )
-        return container
-
-    def _create_or_reuse(self) -> Container:
-        client = self._require_client()
-        image = self._resolve_image()
-        name = container_name_for(self._folder)
-        with contextlib.suppress(docker.errors.NotFound):
-            existing = client.containers.get(name)
-            if existing.labels.get(MANAGED_LABEL) != "1":
-                raise TargetUnavailable(
-                    f"a container named {name!r} exists but podlink did not create it; "
-                    "rename or remove it"
-                )
-            if existing.image is not None and existing.image.id == image:
-                if existing.status != "running":
-                    existing.start()
-                    existing.reload()
-                return existing
-            log.info("recreating %s: its image changed", name)
-            existing.remove(force=True)
-        try:
-            return client.containers.run(
-                image,
-                IDLE_COMMAND,
-                name=name,
-                detach=True,
-                init=True,
-                labels={
-                    MANAGED_LABEL: "1",
-                    FOLDER_LABEL: str(self._folder),
-                    SOURCE_LABEL: self._config.image or "build",
-                },
-            )
-        except docker.errors.APIError as error:
-            raise TargetUnavailable(
-                f"cannot create a dev container from {self._config.image or image!r}: "
-                f"{_short(error)}"
-            ) from error
-
-    def _resolve_image(self) -> str:
-        client = self._require_client()
-        if self._config.image is not None:
-            try:
-                return str(client.images.get(self._config.image).id)
-            except docker.errors.ImageNotFound as error:
-                raise TargetUnavailable(
-                    f"image {self._config.image!r} is not on the Docker Engine at "
-                    f"{self._address}; build or load it there first (`docker images` lists them)"
-                ) from error
-        build = self._config.build
-        assert build is not None
-        context = (self._folder / build.context).resolve()
-        dockerfile = context / build.dockerfile
-        self._log_from_thread(f"building {dockerfile} …")
-        messages = client.api.build(
-            path=str(context),
-            dockerfile=build.dockerfile,
-            tag=f"{container_name_for(self._folder)}:dev",
-            labels={MANAGED_LABEL: "1", FOLDER_LABEL: str(self._folder)},
-            decode=True,
-            # Also after a failed step: a broken Dockerfile must not leave a stopped
-            # container behind for every attempt.
-            rm=True,
-            forcerm=True,
-        )
-        try:
-            return follow_build(messages, dockerfile, self._log_from_thread)
-        except docker.errors.APIError as error:
-            raise BuildFailure(dockerfile, _short(error)) from error
 
     def _log_from_thread(self, line: str) -> None:
         """Hand a line to the session on its event loop: builds run in a worker thread."""
@@ -420,57 +328,6 @@ class DockerTarget:
 
     # -- lifecycle events -------------------------------------------------------------------
 
-    def _start_events(self) -> None:
-        loop = asyncio.get_running_loop()
-        thread = threading.Thread(
-            target=self._pump_events, args=(loop,), name="podlink-docker-events", daemon=True
-        )
-        thread.start()
-        self._event_thread = thread
-
-    def _pump_events(self, loop: asyncio.AbstractEventLoop) -> None:
-        try:
-            # A client of its own: the stream holds its connection for good, and taking the
-            # shared client's idle one would make the agent's first exec open another (a
-            # round trip to a far Engine) while this thread is not waited for.
-            client = self._require_client()
-            events = docker.from_env(timeout=client.api.timeout, version=client.api._version)
-            stream = events.events(
-                decode=True, filters={"type": "container", "container": self._name()}
-            )
-            self._event_stream = stream
-            if self._closed:
-                stream.close()
-                return
-            for event in stream:
-                translated = self._translate(event)
-                if translated is not None:
-                    loop.call_soon_threadsafe(self._events.put_nowait, translated)
-        except Exception as error:  # the stream breaks when the engine goes away
-            if not self._closed:
-                reason = f"lost the Docker Engine's event stream: {_short(error)}"
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(
-                        self._events.put_nowait, TargetEvent(TargetEventKind.GONE, reason)
-                    )
-
-    def _translate(self, event: dict[str, Any]) -> TargetEvent | None:
-        action = str(event.get("Action") or event.get("status") or "")
-        event_id = str(event.get("id") or "")
-        current = self._container.id if self._container is not None else ""
-        attributes = (event.get("Actor") or {}).get("Attributes") or {}
-        if action == "die":
-            code = attributes.get("exitCode", "?")
-            return TargetEvent(
-                TargetEventKind.GONE, f"container {self._name()} stopped (exit code {code})"
-            )
-        if action == "destroy":
-            return TargetEvent(TargetEventKind.GONE, f"container {self._name()} was removed")
-        if action == "start":
-            kind = TargetEventKind.RESTARTED if event_id == current else TargetEventKind.REPLACED
-            return TargetEvent(kind, f"container {self._name()} started")
-        return None
-
     async def events(self) -> AsyncIterator[TargetEvent]:
         while (event := await self._events.get()) is not None:
             yield event
@@ -498,9 +355,8 @@ class DockerTarget:
         await asyncio.gather(
             *(each.terminate(grace_seconds=2.0) for each in running), return_exceptions=True
         )
-        if self._event_stream is not None:
-            with contextlib.suppress(Exception):
-                self._event_stream.close()
+        if self._container_events is not None:
+            self._container_events.close()
         container = self._container
         if self._created_by_us and container is not None:
             # The dev container is podlink's: stop it with the session, keep it for a quick
