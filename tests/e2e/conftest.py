@@ -214,5 +214,7 @@ async def daemon(state_dir: Path, target_environment: dict[str, str]) -> AsyncIt
     )
     assert result.capabilities.experimental == {"podlink": {"protocolVersion": 1}}
     yield Daemon(client)
-    await client.shutdown_session()
+    server = client._server  # type: ignore[attr-defined]
+    if server is not None and server.returncode is None:  # a test may have ended it
+        await client.shutdown_session()
     await client.stop()

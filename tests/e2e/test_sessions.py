@@ -7,7 +7,9 @@ container on a real Docker Engine.
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -251,3 +253,36 @@ async def test_config_edits_on_disk_are_picked_up_or_refused(
     (workspace / "docs" / "guide.md").write_text("not synced any more\n")
     await flush(daemon, session["id"])
     assert not probe.exists("/app/docs")
+
+
+@pytest.mark.parametrize("target_kind", ["local"])
+async def test_a_terminated_daemon_stops_what_its_sessions_started(
+    daemon: Daemon, workspace: Path, probe: TargetProbe
+) -> None:
+    """An editor that quits sends SIGTERM: the app must not outlive the daemon."""
+    use_port(workspace, free_port())
+    await start(daemon, workspace)
+    await daemon.wait_for("podlink/log", lambda p: "listening" in p["text"])
+    server = daemon.client._server  # type: ignore[union-attr]
+    started = [int(pid) for pid in probe.leftover_processes(server.pid)]
+    assert started, "the app and the agent are running"
+
+    server.send_signal(signal.SIGTERM)
+
+    def alive() -> list[int]:
+        watched = [server.pid, *started]
+        return [pid for pid in watched if Path(f"/proc/{pid}").exists() and not _zombie(pid)]
+
+    # The client reports the daemon's end as an error of its own, and nothing signals the
+    # end of a process to a non-parent: poll /proc until a deadline.
+    deadline = time.monotonic() + 30
+    while alive() and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    assert alive() == []
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False

@@ -8,8 +8,12 @@ than a crash.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import signal
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
@@ -121,6 +125,16 @@ def serve_stdio() -> None:
     async def main() -> None:
         answer_requests_on_signal(server.registry, server.notifier.show_error)
         loop = asyncio.get_running_loop()
+        # An editor that quits may end its server with SIGTERM rather than by closing stdin:
+        # leave the same way, stopping every session and what it started.
+        main_task = asyncio.current_task()
+        assert main_task is not None
+
+        def terminate() -> None:
+            terminated.set()
+            main_task.cancel()
+
+        loop.add_signal_handler(signal.SIGTERM, terminate)
         try:
             while (
                 frame := await loop.run_in_executor(server.thread_pool, reader.next_frame)
@@ -133,9 +147,16 @@ def serve_stdio() -> None:
         finally:
             await asyncio.shield(server.registry.stop_all())
 
+    terminated = threading.Event()
     try:
         asyncio.run(main())
-    except (KeyboardInterrupt, SystemExit, BrokenPipeError):
+    except (KeyboardInterrupt, SystemExit, BrokenPipeError, asyncio.CancelledError):
         pass
     finally:
         server.thread_pool.shutdown(wait=False, cancel_futures=True)
+    if terminated.is_set():
+        # The sessions are stopped; the thread reading stdin stays blocked in read(), and the
+        # interpreter would wait for it at exit until the client closed the pipe.
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.flush()
+        os._exit(0)
