@@ -175,9 +175,10 @@ class KubernetesTarget:
 
         if self._deploy is None:
             return
-        manifests = load_manifests(self._folder, self._deploy)
         if self._api is None:
+            # Reads the kubeconfig only: helm needs the namespace before anything is sent.
             self._api = self._open_client()
+        manifests = load_manifests(self._folder, self._deploy, self._namespace)
         self._check_namespace(untyped=True)
         if self._image is not None:
             reference = self._image.reference_in_cluster(self._context)
