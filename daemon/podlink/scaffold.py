@@ -28,6 +28,7 @@ WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "Pod"})
 MANIFEST_SEARCH_DEPTH = 3
 MAX_FILE_BYTES = 1 << 20
 # Besides hidden folders: these hold dependencies and caches, not the project's manifests.
+KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml")
 SKIPPED_FOLDERS = frozenset({"node_modules", "venv", "__pycache__", "site-packages"})
 SYNC_EXCLUDES = (".git/", ".venv/", "node_modules/", "__pycache__/", ".podlink/")
 PYTEST_COMMAND = ("python3", "-m", "pytest")
@@ -54,6 +55,9 @@ class ProjectHints(msgspec.Struct, frozen=True, kw_only=True):
     # Why that service: it builds from or mounts this folder, or it is simply the first.
     compose_reason: str | None = None
     kubernetes_manifests: tuple[Path, ...] = ()
+    # Folders with a kustomization.yaml that no other kustomization names as a base: the
+    # overlays one of which is deployed (rendered by kustomize), in name order.
+    kustomizations: tuple[Path, ...] = ()
     deployment_name: str | None = None
     deployment_namespace: str | None = None
     pod_labels: tuple[tuple[str, str], ...] = ()
@@ -81,6 +85,7 @@ def detect_project(folder: Path) -> ProjectHints:
         **_compose_hints(folder),
         **_deployment_hints(folder, manifests),
         kubernetes_manifests=manifests,
+        kustomizations=_find_overlays(folder),
         python_entry=entry,
         run_command=_run_command(entry),
         test_command=PYTEST_COMMAND if _uses_pytest(folder) else None,
@@ -239,6 +244,26 @@ def _find_workload_manifests(folder: Path) -> Iterator[Path]:
         documents = _load_yaml_documents(path)
         if any(_get(document, "kind") in WORKLOAD_KINDS for document in documents):
             yield path.relative_to(folder)
+
+
+def _find_overlays(folder: Path) -> tuple[Path, ...]:
+    kustomizations = [
+        path.parent for path in _yaml_files(folder) if path.name in KUSTOMIZATION_NAMES
+    ]
+    bases: set[Path] = set()
+    for kustomization in kustomizations:
+        file = next(kustomization / n for n in KUSTOMIZATION_NAMES if (kustomization / n).is_file())
+        documents = _load_yaml_documents(file)
+        for key in ("resources", "bases", "components"):
+            entries = _get(documents[0], key) if documents else None
+            for entry in entries if isinstance(entries, list) else []:
+                if isinstance(entry, str) and "://" not in entry:
+                    bases.add((kustomization / entry).resolve())
+    return tuple(
+        kustomization.relative_to(folder)
+        for kustomization in kustomizations
+        if kustomization.resolve() not in bases
+    )
 
 
 def _yaml_files(folder: Path) -> Iterator[Path]:
@@ -562,17 +587,34 @@ def _kubernetes_block(hints: ProjectHints) -> list[str]:
 
 
 def _deploy_section(hints: ProjectHints) -> list[str]:
-    """The manifests that hold the Deployment, applied before the pod is picked."""
+    """The manifests that hold the Deployment, applied before the pod is picked: the first
+    overlay where the project has kustomizations, else the files."""
     if hints.deployment_name is None or not hints.kubernetes_manifests:
         return []
+    if hints.kustomizations:
+        chosen, *others = (path.as_posix() for path in hints.kustomizations)
+        lines = [
+            "deploy:                    # applied (server-side apply) by `podlink up` first",
+            f"  manifests: {_flow_list([chosen])}",
+            f"  # Assumed: the kustomization in {chosen} is the one to deploy; podlink renders",
+            "  # it with `kubectl kustomize` (or `kustomize build`).",
+        ]
+        if others:
+            lines.append(f"  # Also here: {', '.join(others)}.")
+        return [*lines, _IMAGE_SWAP_COMMENT, ""]
     manifests = [path.as_posix() for path in hints.kubernetes_manifests]
     return [
         "deploy:                    # applied (server-side apply) by `podlink up` first",
         f"  manifests: {_flow_list(manifests)}",
         "  # The files that hold workloads; add the Services and ConfigMaps they need.",
-        "  # image: {name: web, replace: registry.example/web:dev}   # swap the built image in",
+        _IMAGE_SWAP_COMMENT,
         "",
     ]
+
+
+_IMAGE_SWAP_COMMENT = (
+    "  # image: {name: web, replace: registry.example/web:dev}   # swap the built image in"
+)
 
 
 def _build_section(hints: ProjectHints) -> list[str]:
