@@ -18,6 +18,7 @@ grant.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -42,10 +43,15 @@ from podlink.targets.kubernetes.render import (
 # The dynamic client is untyped.
 _dynamic_module: Any = dynamic
 
+log = logging.getLogger(__name__)
+
 FIELD_MANAGER = "podlink"
 ROLLOUT_SECONDS = 300.0
-# A rollout is watched closely: the loop waits on it before anything else can start.
+# A rollout is watched: the loop waits on it before anything else can start, and a watch
+# hears of each status change as it happens. Polling is the fallback when a watch fails.
 POLL_SECONDS = 0.1
+# The server ends a watch after this long; the wait then reads the Deployment afresh.
+WATCH_SECONDS = 30
 REQUEST_TIMEOUT = (10, 60)
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 
@@ -354,7 +360,7 @@ class Deployer:
         updated and available, with a line each time the counts change."""
         resource = self._resource(manifest)
         deadline = time.monotonic() + self._rollout_seconds
-        last = ""
+        progress = _RolloutProgress(manifest.name, self._on_log)
         while True:
             try:
                 body = (
@@ -369,21 +375,74 @@ class Deployer:
                 )
             except DynamicApiError as error:
                 raise self._refused(manifest, error, resource.name, namespace) from error
-            done, progress, stuck = _rollout_state(body)
-            if progress != last:
-                self._on_log(f"deployment/{manifest.name}: {progress}")
-                last = progress
-            if done:
+            if progress.done(body):
                 return
-            if stuck:
-                raise TargetUnavailable(f"deployment/{manifest.name} does not roll out: {stuck}")
-            if time.monotonic() > deadline:
-                raise TargetUnavailable(
-                    f"deployment/{manifest.name} did not roll out in "
-                    f"{self._rollout_seconds:.0f} s ({progress}); `podlink logs --all` and "
-                    f"`kubectl describe deployment {manifest.name}` tell why"
-                )
-            time.sleep(POLL_SECONDS)
+            self._check_deadline(manifest, deadline, progress.last)
+            version = str((body.get("metadata") or {}).get("resourceVersion") or "")
+            if not self._watch_until_done(
+                resource, manifest, namespace, version, progress, deadline
+            ):
+                time.sleep(POLL_SECONDS)
+
+    def _watch_until_done(
+        self,
+        resource: Any,
+        manifest: Manifest,
+        namespace: str,
+        version: str,
+        progress: _RolloutProgress,
+        deadline: float,
+    ) -> bool:
+        """Follow the Deployment's changes after ``version``: True once rolled out, False
+        when the watch ended or failed (the caller reads it again)."""
+        remaining = max(1, int(deadline - time.monotonic()) + 1)
+        try:
+            events = self._client().watch(
+                resource,
+                namespace=namespace,
+                name=manifest.name,
+                resource_version=version or None,
+                timeout=min(WATCH_SECONDS, remaining),
+            )
+            for event in events:
+                body = event.get("raw_object")
+                if event.get("type") not in ("ADDED", "MODIFIED") or not isinstance(body, dict):
+                    return False  # deleted, or an ERROR such as an expired version
+                if progress.done(body):
+                    return True
+                self._check_deadline(manifest, deadline, progress.last)
+        except TargetUnavailable:
+            raise
+        except Exception as error:  # the GET that follows reports what is really wrong
+            log.debug("watching deployment/%s failed: %s", manifest.name, error)
+        return False
+
+    def _check_deadline(self, manifest: Manifest, deadline: float, progress: str) -> None:
+        if time.monotonic() > deadline:
+            raise TargetUnavailable(
+                f"deployment/{manifest.name} did not roll out in "
+                f"{self._rollout_seconds:.0f} s ({progress}); `podlink logs --all` and "
+                f"`kubectl describe deployment {manifest.name}` tell why"
+            )
+
+
+class _RolloutProgress:
+    """A Deployment's rollout as seen so far: a line when the counts change, an error when
+    it is stuck."""
+
+    def __init__(self, name: str, on_log: Callable[[str], None]) -> None:
+        self._name = name
+        self._on_log = on_log
+        self.last = ""
+
+    def done(self, body: dict[str, Any]) -> bool:
+        done, progress, stuck = _rollout_state(body)
+        if progress != self.last:
+            self._on_log(f"deployment/{self._name}: {progress}")
+            self.last = progress
+        if stuck and not done:
+            raise TargetUnavailable(f"deployment/{self._name} does not roll out: {stuck}")
+        return done
 
 
 def _rollout_state(body: dict[str, Any]) -> tuple[bool, str, str]:

@@ -73,6 +73,8 @@ class _EarlyBuild:
         self._waiting_lines: list[str] = []
         self._on_log: Callable[[str], None] | None = None
         self._done = threading.Event()
+        # Set by the first line (the build is under way in the Engine) or the end.
+        self.under_way = threading.Event()
         self._result: tuple[BuiltImage, bool] | None = None
         self._error: BaseException | None = None
         threading.Thread(target=self._run, name="podlink-early-build", daemon=True).start()
@@ -86,8 +88,10 @@ class _EarlyBuild:
             self._error = error
         finally:
             self._done.set()
+            self.under_way.set()
 
     def _log(self, line: str) -> None:
+        self.under_way.set()
         with self._lock:
             if self._on_log is None:
                 self._waiting_lines.append(line)
@@ -114,13 +118,23 @@ _early_builds: dict[Path, _EarlyBuild] = {}
 _early_lock = threading.Lock()
 
 
+# How long ``start_early`` waits for the Engine to have the build.
+UNDER_WAY_SECONDS = 1.0
+
+
 def start_early(folder: Path, image: ImageBuildConfig) -> None:
     """Begin building (and delivering, where that needs no context) the image of the
     workspace ``folder`` now, in a thread; the first ``ImageSteps.build`` for the same folder
-    and image section joins it. Returns at once."""
+    and image section joins it.
+
+    Returns once the Engine has the build (or after a second): until then the thread imports
+    the Docker SDK and hashes the context, which the caller's own imports would slow down,
+    while afterwards it only waits on the Engine."""
     with _early_lock:
-        if folder.resolve() not in _early_builds:
-            _early_builds[folder.resolve()] = _EarlyBuild(folder, image)
+        early = _early_builds.get(folder.resolve())
+        if early is None:
+            early = _early_builds[folder.resolve()] = _EarlyBuild(folder, image)
+    early.under_way.wait(UNDER_WAY_SECONDS)
 
 
 def _take_early(folder: Path, image: ImageBuildConfig) -> _EarlyBuild | None:
