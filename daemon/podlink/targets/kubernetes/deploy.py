@@ -254,6 +254,12 @@ class Deployer:
             if manifest.kind == "Deployment" and manifest.body["apiVersion"] == "apps/v1":
                 self.wait_for_rollout(manifest, namespace)
 
+    def look_up_kinds(self, manifests: Sequence[Manifest]) -> None:
+        """Read the cluster's API resources for these objects now, ahead of ``deploy``.
+        Raises TargetUnavailable for a kind the cluster does not have."""
+        for manifest in manifests:
+            self._resource(manifest)
+
     def apply(self, manifest: Manifest) -> str:
         """Server-side apply one object; the namespace it went to ("" if cluster-wide)."""
         resource = self._resource(manifest)
