@@ -198,17 +198,16 @@ async def _serve_up(
 def _start_image_build(folder: Path, config_file: str | None) -> None:
     """Start a kubernetes session's image build before the session's modules are imported,
     so that the Docker Engine builds meanwhile (``image_steps.start_early``)."""
-    from podlink.config import KubernetesTargetConfig, load_config
+    from podlink.config import load_config
 
     try:
         config = load_config(folder, config_file)
     except ConfigError:
         return  # the session reads the file again and reports it
-    image = config.build.image if config.build is not None else None
-    if isinstance(config.target, KubernetesTargetConfig) and image and config.deploy:
-        from podlink.targets.kubernetes.image_steps import start_early
+    if config.target_kind == "kubernetes" and config.build and config.build.image:
+        from podlink.targets.kubernetes.image_steps import start_early_for
 
-        start_early(config.folder, image)
+        start_early_for(config)
 
 
 def _clock() -> str:

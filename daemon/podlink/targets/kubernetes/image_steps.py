@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from podlink.config import ImageBuildConfig
+from podlink.config import Config, ImageBuildConfig, KubernetesTargetConfig
 from podlink.targets.kubernetes.build import BuiltImage
 from podlink.targets.kubernetes.delivery import build, deliver_built, needs_context
 
@@ -135,6 +135,14 @@ def start_early(folder: Path, image: ImageBuildConfig) -> None:
         if early is None:
             early = _early_builds[folder.resolve()] = _EarlyBuild(folder, image)
     early.under_way.wait(UNDER_WAY_SECONDS)
+
+
+def start_early_for(config: Config) -> None:
+    """``start_early`` for the image a session of ``config`` will build before it deploys,
+    if it builds one. Waits as ``start_early`` does."""
+    image = config.build.image if config.build is not None else None
+    if isinstance(config.target, KubernetesTargetConfig) and image and config.deploy:
+        start_early(config.folder, image)
 
 
 def _take_early(folder: Path, image: ImageBuildConfig) -> _EarlyBuild | None:
