@@ -25,6 +25,7 @@ from podlink.config import (
     DevModeConfig,
     DockerBuildConfig,
     DockerTargetConfig,
+    HelmReleaseConfig,
     ImageBuildConfig,
     KubernetesTargetConfig,
     LocalTargetConfig,
@@ -803,6 +804,32 @@ def test_deploy_lists_manifests_and_an_image_to_put_in_place(tmp_path: Path) -> 
     )
 
 
+def test_deploy_renders_helm_releases_with_values_and_set(tmp_path: Path) -> None:
+    (tmp_path / "chart").mkdir()
+    (tmp_path / "values-dev.yaml").write_text("replicaCount: 2\n")
+    config = parse(
+        KUBE_TARGET
+        + "deploy:\n"
+        + "  helm:\n"
+        + "    - chart: chart/\n"
+        + "      release: web\n"
+        + "      values: [values-dev.yaml]\n"
+        + "      set: {image.tag: dev, replicaCount: 3, debug: true}\n",
+        tmp_path,
+    )
+
+    assert config.deploy == DeployConfig(
+        helm=(
+            HelmReleaseConfig(
+                chart="chart/",
+                release="web",
+                values=("values-dev.yaml",),
+                set={"image.tag": "dev", "replicaCount": 3, "debug": True},
+            ),
+        ),
+    )
+
+
 def test_without_deploy_nothing_is_deployed(tmp_path: Path) -> None:
     assert parse(KUBE_TARGET, tmp_path).deploy is None
 
@@ -827,7 +854,36 @@ def test_without_deploy_nothing_is_deployed(tmp_path: Path) -> None:
             "outside the workspace",
             id="outside",
         ),
-        pytest.param("deploy: {}\n", 5, "deploy", "missing required key 'manifests'", id="none"),
+        pytest.param("deploy: {}\n", 5, "deploy.manifests", "or a helm: release", id="none"),
+        pytest.param(
+            "deploy:\n  helm:\n    - {chart: chart/, release: Web_1}\n",
+            7,
+            "deploy.helm[0].release",
+            "'Web_1' is not a helm release name",
+            id="helm-release-name",
+        ),
+        pytest.param(
+            "deploy:\n  helm:\n    - {chart: ./nochart, release: web}\n",
+            7,
+            "deploy.helm[0].chart",
+            "'./nochart' is not a chart folder inside the workspace",
+            id="helm-chart-missing",
+        ),
+        pytest.param(
+            "deploy:\n  helm:\n    - chart: chart/\n      release: web\n"
+            "      values: [values-dev.yaml]\n",
+            9,
+            "deploy.helm[0].values[0]",
+            "'values-dev.yaml' is not a file inside the workspace",
+            id="helm-values-missing",
+        ),
+        pytest.param(
+            "deploy:\n  helm:\n    - {chart: chart/}\n",
+            7,
+            "deploy.helm[0]",
+            "missing required key 'release'",
+            id="helm-without-release",
+        ),
         pytest.param(
             "deploy:\n  manifests: [k8s/]\n  images: {}\n",
             7,
@@ -855,6 +911,7 @@ def test_a_bad_deploy_section_names_line_and_key(
     tmp_path: Path, section: str, line: int, key: str, fragment: str
 ) -> None:
     (tmp_path / "k8s").mkdir()
+    (tmp_path / "chart").mkdir()
     with pytest.raises(ConfigError) as caught:
         parse(KUBE_TARGET + section, tmp_path)
 

@@ -343,6 +343,27 @@ def test_kubernetes_starter_builds_the_dockerfile_into_the_image_the_deployment_
     assert "loaded into a kind or minikube cluster" in text
 
 
+def test_kubernetes_starter_deploys_the_first_overlay_of_a_kustomization(project: Path) -> None:
+    kubernetes_project(project)
+    write(project, "deploy/k8s/kustomization.yaml", "resources: [web.yaml]\n")
+    overlay = "resources: [../../k8s]\nnamePrefix: {}-\n"
+    write(project, "deploy/overlays/prod/kustomization.yaml", overlay.format("prod"))
+    write(project, "deploy/overlays/dev/kustomization.yaml", overlay.format("dev"))
+
+    text = render_starter_config(project)
+    write_starter_config(project)
+    config = load_config(project)
+
+    assert detect_project(project).kustomizations == (
+        Path("deploy/overlays/dev"),
+        Path("deploy/overlays/prod"),
+    )
+    assert config.deploy is not None
+    assert config.deploy.manifests == ("deploy/overlays/dev",)
+    assert "Assumed: the kustomization in deploy/overlays/dev is the one to deploy" in text
+    assert "Also here: deploy/overlays/prod." in text
+
+
 def test_a_kubernetes_starter_without_a_dockerfile_builds_nothing(project: Path) -> None:
     kubernetes_project(project)
     write_starter_config(project)

@@ -151,6 +151,7 @@ async def _run_up(
 async def _serve_up(
     folder: Path, config_file: str | None, console: Console, *, debug: bool
 ) -> None:
+    _start_image_build(folder, config_file)
     from podlink.session.registry import SessionRegistry
 
     listener = ConsoleListener(console)
@@ -192,6 +193,21 @@ async def _serve_up(
         console.print("stopping…")
     finally:
         await registry.stop_all()
+
+
+def _start_image_build(folder: Path, config_file: str | None) -> None:
+    """Start a kubernetes session's image build before the session's modules are imported,
+    so that the Docker Engine builds meanwhile (``image_steps.start_early``)."""
+    from podlink.config import load_config
+
+    try:
+        config = load_config(folder, config_file)
+    except ConfigError:
+        return  # the session reads the file again and reports it
+    if config.target_kind == "kubernetes" and config.build and config.build.image:
+        from podlink.targets.kubernetes.image_steps import start_early_for
+
+        start_early_for(config)
 
 
 def _clock() -> str:

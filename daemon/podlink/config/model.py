@@ -129,10 +129,29 @@ class DeployImageConfig(_Section, frozen=True, kw_only=True):
     replace: str
 
 
-class DeployConfig(_Section, frozen=True, kw_only=True):
-    """Manifest files or folders (relative to the workspace) applied before the pod is picked."""
+class HelmReleaseConfig(_Section, frozen=True, kw_only=True):
+    """A chart rendered by ``helm template`` (helm on PATH), then applied like a manifest.
 
-    manifests: tuple[str, ...]
+    ``chart`` is a folder in the workspace or a reference helm resolves (``repo/name``,
+    ``oci://...``); ``values`` are files in the workspace, ``set`` single values, as helm's
+    ``-f`` and ``--set``.
+    """
+
+    chart: str
+    release: str
+    values: tuple[str, ...] = ()
+    set: dict[str, str | int | float | bool] = msgspec.field(default_factory=dict)
+
+
+class DeployConfig(_Section, frozen=True, kw_only=True):
+    """Manifest files or folders (relative to the workspace) applied before the pod is picked.
+
+    A folder holding a ``kustomization.yaml`` is rendered by kustomize rather than read
+    file by file; ``helm`` releases are rendered by ``helm template`` and applied after the
+    manifests. At least one manifest or release."""
+
+    manifests: tuple[str, ...] = ()
+    helm: tuple[HelmReleaseConfig, ...] = ()
     image: DeployImageConfig | None = None
 
 

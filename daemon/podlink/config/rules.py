@@ -21,6 +21,7 @@ from podlink.config.model import (
     DebugConfig,
     DeployConfig,
     DockerTargetConfig,
+    HelmReleaseConfig,
     KeyPath,
     KubernetesTargetConfig,
     LocalTargetConfig,
@@ -134,10 +135,10 @@ def _check_deploy(
             "deploys manifests to Kubernetes, but the target is not a kubernetes one",
             hint="set target: {kubernetes: ...}, or remove deploy:",
         )
-    if not deploy.manifests:
+    if not deploy.manifests and not deploy.helm:
         raise source.error(
             ("deploy", "manifests"),
-            "needs at least one file or folder",
+            "needs at least one file or folder (or a helm: release)",
             hint="for example: [k8s/]",
         )
     for position, manifest in enumerate(deploy.manifests):
@@ -155,11 +156,47 @@ def _check_deploy(
                 f"'{manifest}' does not exist",
                 hint="name a YAML file or a folder of them, relative to the workspace",
             )
+    for position, release in enumerate(deploy.helm):
+        _check_helm_release(source, ("deploy", "helm", position), release, folder)
     if deploy.image is not None:
         for key, value in (("name", deploy.image.name), ("replace", deploy.image.replace)):
             if not value.strip():
                 raise source.error(("deploy", "image", key), "is empty", hint="name an image")
     return deploy
+
+
+# What helm accepts as a release name: a DNS label of at most 53 characters.
+_RELEASE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,51}[a-z0-9])?")
+
+
+def _check_helm_release(
+    source: _Source, where: KeyPath, release: HelmReleaseConfig, folder: Path
+) -> None:
+    if not _RELEASE_NAME.fullmatch(release.release):
+        raise source.error(
+            (*where, "release"),
+            f"{release.release!r} is not a helm release name",
+            hint="lowercase letters, digits and '-', at most 53 characters, e.g. web",
+        )
+    if not release.chart.strip():
+        raise source.error((*where, "chart"), "is empty", hint="name a chart folder, e.g. chart/")
+    chart = (folder / release.chart).resolve()
+    # A chart that is no folder here is one helm resolves itself (repo/name, oci://...).
+    local = release.chart.startswith((".", "/")) or chart.exists()
+    if local and (not chart.is_relative_to(folder) or not chart.is_dir()):
+        raise source.error(
+            (*where, "chart"),
+            f"'{release.chart}' is not a chart folder inside the workspace {folder}",
+            hint="name the folder that holds Chart.yaml, relative to the workspace",
+        )
+    for position, values in enumerate(release.values):
+        path = (folder / values).resolve()
+        if not path.is_relative_to(folder) or not path.is_file():
+            raise source.error(
+                (*where, "values", position),
+                f"'{values}' is not a file inside the workspace {folder}",
+                hint="name a values file relative to the workspace",
+            )
 
 
 def _check_command(source: _Source, key_path: KeyPath, command: Sequence[str]) -> None:

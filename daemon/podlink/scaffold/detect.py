@@ -24,6 +24,7 @@ WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "Pod"})
 MANIFEST_SEARCH_DEPTH = 3
 MAX_FILE_BYTES = 1 << 20
 # Besides hidden folders: these hold dependencies and caches, not the project's manifests.
+KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml")
 SKIPPED_FOLDERS = frozenset({"node_modules", "venv", "__pycache__", "site-packages"})
 SYNC_EXCLUDES = (".git/", ".venv/", "node_modules/", "__pycache__/", ".podlink/")
 PYTEST_COMMAND = ("python3", "-m", "pytest")
@@ -50,6 +51,9 @@ class ProjectHints(msgspec.Struct, frozen=True, kw_only=True):
     # Why that service: it builds from or mounts this folder, or it is simply the first.
     compose_reason: str | None = None
     kubernetes_manifests: tuple[Path, ...] = ()
+    # Folders with a kustomization.yaml that no other kustomization names as a base: the
+    # overlays one of which is deployed (rendered by kustomize), in name order.
+    kustomizations: tuple[Path, ...] = ()
     deployment_name: str | None = None
     deployment_namespace: str | None = None
     pod_labels: tuple[tuple[str, str], ...] = ()
@@ -77,6 +81,7 @@ def detect_project(folder: Path) -> ProjectHints:
         **_compose_hints(folder),
         **_deployment_hints(folder, manifests),
         kubernetes_manifests=manifests,
+        kustomizations=_find_overlays(folder),
         python_entry=entry,
         run_command=_run_command(entry),
         test_command=PYTEST_COMMAND if _uses_pytest(folder) else None,
@@ -237,6 +242,26 @@ def _find_workload_manifests(folder: Path) -> Iterator[Path]:
             yield path.relative_to(folder)
 
 
+def _find_overlays(folder: Path) -> tuple[Path, ...]:
+    kustomizations = [
+        path.parent for path in _yaml_files(folder) if path.name in KUSTOMIZATION_NAMES
+    ]
+    bases: set[Path] = set()
+    for kustomization in kustomizations:
+        file = next(kustomization / n for n in KUSTOMIZATION_NAMES if (kustomization / n).is_file())
+        documents = _load_yaml_documents(file)
+        for key in ("resources", "bases", "components"):
+            entries = _get(documents[0], key) if documents else None
+            for entry in entries if isinstance(entries, list) else []:
+                if isinstance(entry, str) and "://" not in entry:
+                    bases.add((kustomization / entry).resolve())
+    return tuple(
+        kustomization.relative_to(folder)
+        for kustomization in kustomizations
+        if kustomization.resolve() not in bases
+    )
+
+
 def _yaml_files(folder: Path) -> Iterator[Path]:
     for directory, subdirectories, files in os.walk(folder):
         depth = len(Path(directory).relative_to(folder).parts)
@@ -364,7 +389,3 @@ def _uses_pytest(folder: Path) -> bool:
         "tox.ini": "[pytest]",
     }
     return any(marker in (_read_text(folder / name) or "") for name, marker in markers.items())
-
-
-# ---------------------------------------------------------------------------------------
-# Rendering.

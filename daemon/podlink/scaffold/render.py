@@ -208,17 +208,34 @@ def _kubernetes_block(hints: ProjectHints) -> list[str]:
 
 
 def _deploy_section(hints: ProjectHints) -> list[str]:
-    """The manifests that hold the Deployment, applied before the pod is picked."""
+    """The manifests that hold the Deployment, applied before the pod is picked: the first
+    overlay where the project has kustomizations, else the files."""
     if hints.deployment_name is None or not hints.kubernetes_manifests:
         return []
+    if hints.kustomizations:
+        chosen, *others = (path.as_posix() for path in hints.kustomizations)
+        lines = [
+            "deploy:                    # applied (server-side apply) by `podlink up` first",
+            f"  manifests: {_flow_list([chosen])}",
+            f"  # Assumed: the kustomization in {chosen} is the one to deploy; podlink renders",
+            "  # it with `kubectl kustomize` (or `kustomize build`).",
+        ]
+        if others:
+            lines.append(f"  # Also here: {', '.join(others)}.")
+        return [*lines, _IMAGE_SWAP_COMMENT, ""]
     manifests = [path.as_posix() for path in hints.kubernetes_manifests]
     return [
         "deploy:                    # applied (server-side apply) by `podlink up` first",
         f"  manifests: {_flow_list(manifests)}",
         "  # The files that hold workloads; add the Services and ConfigMaps they need.",
-        "  # image: {name: web, replace: registry.example/web:dev}   # swap the built image in",
+        _IMAGE_SWAP_COMMENT,
         "",
     ]
+
+
+_IMAGE_SWAP_COMMENT = (
+    "  # image: {name: web, replace: registry.example/web:dev}   # swap the built image in"
+)
 
 
 def _build_section(hints: ProjectHints) -> list[str]:

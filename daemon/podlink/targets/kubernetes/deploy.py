@@ -1,7 +1,9 @@
 """``deploy:``: apply the workspace's manifests with server-side apply, then wait for rollouts.
 
 Manifests are files or folders of YAML (a folder: its ``*.yaml`` and ``*.yml`` files, by
-name), each possibly holding several documents, applied in the order given. Every object
+name), each possibly holding several documents, applied in the order given. A folder with
+a kustomization file is rendered by kustomize instead, and ``helm`` releases by ``helm
+template`` (``render``); what they print is applied the same way, after the manifests. Every object
 goes through the API server's server-side apply as field manager ``podlink`` (conflicts
 forced: podlink owns what the workspace says), in the target's namespace unless the object
 names one. Applying an unchanged manifest changes nothing, so a Deployment keeps its
@@ -16,6 +18,7 @@ grant.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -30,14 +33,25 @@ from kubernetes.dynamic.exceptions import DynamicApiError, ResourceNotFoundError
 from podlink.config import ConfigError, DeployConfig, DeployImageConfig
 from podlink.targets.base import TargetUnavailable
 from podlink.targets.kubernetes.ledger import AppliedObject
+from podlink.targets.kubernetes.render import (
+    KUSTOMIZATION_FILES,
+    kustomization_of,
+    render_helm,
+    render_kustomization,
+)
 
 # The dynamic client is untyped.
 _dynamic_module: Any = dynamic
 
+log = logging.getLogger(__name__)
+
 FIELD_MANAGER = "podlink"
 ROLLOUT_SECONDS = 300.0
-# A rollout is watched closely: the loop waits on it before anything else can start.
+# A rollout is watched: the loop waits on it before anything else can start, and a watch
+# hears of each status change as it happens. Polling is the fallback when a watch fails.
 POLL_SECONDS = 0.1
+# The server ends a watch after this long; the wait then reads the Deployment afresh.
+WATCH_SECONDS = 30
 REQUEST_TIMEOUT = (10, 60)
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 
@@ -51,6 +65,9 @@ class Manifest:
     body: dict[str, Any]
     # The path as the user knows it: relative to the workspace.
     shown: str = ""
+    # The command whose output held the object ("" for a file applied as written); ``line``
+    # is then a line of that output, not of a file.
+    rendered_by: str = ""
 
     @property
     def kind(self) -> str:
@@ -62,30 +79,65 @@ class Manifest:
 
     @property
     def label(self) -> str:
-        """``Deployment/web (k8s/web.yaml:3)``, for messages."""
-        return f"{self.kind}/{self.name} ({self.shown or self.path}:{self.line})"
+        """``Deployment/web (k8s/web.yaml:3)``, for messages; for a rendered object
+        ``Deployment/web (k8s/dev, rendered by kubectl kustomize)``."""
+        where = self.shown or str(self.path)
+        if self.rendered_by:
+            return f"{self.kind}/{self.name} ({where}, rendered by {self.rendered_by})"
+        return f"{self.kind}/{self.name} ({where}:{self.line})"
 
 
 def manifest_files(folder: Path, deploy: DeployConfig) -> list[Path]:
-    """The files the section names, in order: a folder's YAML files sorted by name."""
+    """The files and kustomizations the section names, in order: a folder's YAML files
+    sorted by name; a folder that is a kustomization as itself."""
     files: list[Path] = []
     for entry in deploy.manifests:
         path = (folder / entry).resolve()
-        if path.is_dir():
-            files.extend(
-                sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in MANIFEST_SUFFIXES)
-            )
+        if path.is_dir() and kustomization_of(path) is None:
+            files.extend(_folder_files(folder, entry, path))
         else:
             files.append(path)
     return files
 
 
-def load_manifests(folder: Path, deploy: DeployConfig) -> list[Manifest]:
-    """Every object of the manifests, with the image put in place. Raises ConfigError."""
+def _folder_files(workspace: Path, entry: str, path: Path) -> list[Path]:
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in MANIFEST_SUFFIXES)
+    for file in files:
+        if file.name in KUSTOMIZATION_FILES:
+            # Its folder is a base or an overlay: applying it file by file would apply the
+            # raw base and every overlay at once.
+            nested = file.parent.relative_to(workspace.resolve()).as_posix()
+            raise ConfigError(
+                file,
+                f"the folder {entry} holds the kustomization {nested}; podlink renders a "
+                "kustomization only when deploy.manifests names its folder",
+                hint=f"list {nested} (the overlay to deploy) in deploy.manifests, not {entry}",
+            )
+    return files
+
+
+def load_manifests(folder: Path, deploy: DeployConfig, namespace: str = "") -> list[Manifest]:
+    """Every object of the manifests, kustomizations and helm releases, with the image put
+    in place. ``namespace``: the one helm renders a release for. Raises ConfigError."""
     manifests: list[Manifest] = []
+    workspace = folder.resolve()
     for path in manifest_files(folder, deploy):
-        shown = path.relative_to(folder.resolve()).as_posix()
-        manifests.extend(replace(each, shown=shown) for each in _parse_file(path))
+        shown = path.relative_to(workspace).as_posix()
+        if path.is_dir():
+            text, renderer = render_kustomization(path)
+            rendered = _parse_text(path, text)
+            manifests.extend(replace(each, shown=shown, rendered_by=renderer) for each in rendered)
+        else:
+            manifests.extend(replace(each, shown=shown) for each in _parse_file(path))
+    for release in deploy.helm:
+        text = render_helm(workspace, release, namespace)
+        chart = (workspace / release.chart).resolve()
+        blame = chart if chart.is_dir() else workspace
+        shown = f"helm release {release.release}"
+        rendered = _parse_text(blame, text)
+        manifests.extend(
+            replace(each, shown=shown, rendered_by="helm template") for each in rendered
+        )
     if deploy.image is not None:
         for manifest in manifests:
             replace_image(manifest.body, deploy.image)
@@ -97,6 +149,10 @@ def _parse_file(path: Path) -> list[Manifest]:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(path, f"cannot read the manifest: {error}") from None
+    return _parse_text(path, text)
+
+
+def _parse_text(path: Path, text: str) -> list[Manifest]:
     manifests = []
     loader = yaml.SafeLoader(text)
     try:
@@ -197,6 +253,12 @@ class Deployer:
         for manifest, namespace in zip(manifests, applied, strict=True):
             if manifest.kind == "Deployment" and manifest.body["apiVersion"] == "apps/v1":
                 self.wait_for_rollout(manifest, namespace)
+
+    def look_up_kinds(self, manifests: Sequence[Manifest]) -> None:
+        """Read the cluster's API resources for these objects now, ahead of ``deploy``.
+        Raises TargetUnavailable for a kind the cluster does not have."""
+        for manifest in manifests:
+            self._resource(manifest)
 
     def apply(self, manifest: Manifest) -> str:
         """Server-side apply one object; the namespace it went to ("" if cluster-wide)."""
@@ -304,7 +366,7 @@ class Deployer:
         updated and available, with a line each time the counts change."""
         resource = self._resource(manifest)
         deadline = time.monotonic() + self._rollout_seconds
-        last = ""
+        progress = _RolloutProgress(manifest.name, self._on_log)
         while True:
             try:
                 body = (
@@ -319,21 +381,74 @@ class Deployer:
                 )
             except DynamicApiError as error:
                 raise self._refused(manifest, error, resource.name, namespace) from error
-            done, progress, stuck = _rollout_state(body)
-            if progress != last:
-                self._on_log(f"deployment/{manifest.name}: {progress}")
-                last = progress
-            if done:
+            if progress.done(body):
                 return
-            if stuck:
-                raise TargetUnavailable(f"deployment/{manifest.name} does not roll out: {stuck}")
-            if time.monotonic() > deadline:
-                raise TargetUnavailable(
-                    f"deployment/{manifest.name} did not roll out in "
-                    f"{self._rollout_seconds:.0f} s ({progress}); `podlink logs --all` and "
-                    f"`kubectl describe deployment {manifest.name}` tell why"
-                )
-            time.sleep(POLL_SECONDS)
+            self._check_deadline(manifest, deadline, progress.last)
+            version = str((body.get("metadata") or {}).get("resourceVersion") or "")
+            if not self._watch_until_done(
+                resource, manifest, namespace, version, progress, deadline
+            ):
+                time.sleep(POLL_SECONDS)
+
+    def _watch_until_done(
+        self,
+        resource: Any,
+        manifest: Manifest,
+        namespace: str,
+        version: str,
+        progress: _RolloutProgress,
+        deadline: float,
+    ) -> bool:
+        """Follow the Deployment's changes after ``version``: True once rolled out, False
+        when the watch ended or failed (the caller reads it again)."""
+        remaining = max(1, int(deadline - time.monotonic()) + 1)
+        try:
+            events = self._client().watch(
+                resource,
+                namespace=namespace,
+                name=manifest.name,
+                resource_version=version or None,
+                timeout=min(WATCH_SECONDS, remaining),
+            )
+            for event in events:
+                body = event.get("raw_object")
+                if event.get("type") not in ("ADDED", "MODIFIED") or not isinstance(body, dict):
+                    return False  # deleted, or an ERROR such as an expired version
+                if progress.done(body):
+                    return True
+                self._check_deadline(manifest, deadline, progress.last)
+        except TargetUnavailable:
+            raise
+        except Exception as error:  # the GET that follows reports what is really wrong
+            log.debug("watching deployment/%s failed: %s", manifest.name, error)
+        return False
+
+    def _check_deadline(self, manifest: Manifest, deadline: float, progress: str) -> None:
+        if time.monotonic() > deadline:
+            raise TargetUnavailable(
+                f"deployment/{manifest.name} did not roll out in "
+                f"{self._rollout_seconds:.0f} s ({progress}); `podlink logs --all` and "
+                f"`kubectl describe deployment {manifest.name}` tell why"
+            )
+
+
+class _RolloutProgress:
+    """A Deployment's rollout as seen so far: a line when the counts change, an error when
+    it is stuck."""
+
+    def __init__(self, name: str, on_log: Callable[[str], None]) -> None:
+        self._name = name
+        self._on_log = on_log
+        self.last = ""
+
+    def done(self, body: dict[str, Any]) -> bool:
+        done, progress, stuck = _rollout_state(body)
+        if progress != self.last:
+            self._on_log(f"deployment/{self._name}: {progress}")
+            self.last = progress
+        if stuck and not done:
+            raise TargetUnavailable(f"deployment/{self._name} does not roll out: {stuck}")
+        return done
 
 
 def _rollout_state(body: dict[str, Any]) -> tuple[bool, str, str]:

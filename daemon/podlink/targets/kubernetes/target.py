@@ -24,8 +24,9 @@ import functools
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -78,11 +79,22 @@ from podlink.targets.kubernetes.streams import (
 )
 from podlink.targets.kubernetes.trouble import why_unusable
 
+if TYPE_CHECKING:
+    from podlink.targets.kubernetes.deploy import Deployer, Manifest
+
 log = logging.getLogger(__name__)
 
 
 # Failed watches in a row before the session hears of it: one blip is retried quietly.
 WATCH_FAILURES_SHOWN = 3
+
+
+@dataclass(frozen=True)
+class _PreparedDeploy:
+    """The objects to apply (the built image not yet in place) and who applies them."""
+
+    manifests: list[Manifest]
+    deployer: Deployer
 
 
 class KubernetesTarget:
@@ -135,6 +147,7 @@ class KubernetesTarget:
     async def connect(self) -> None:
         self._loop = asyncio.get_running_loop()
         building: asyncio.Future[BuiltImage] | None = None
+        prepared: _PreparedDeploy | None = None
         if self._image is not None and self._deploy is not None and not self._deployed:
             # The build needs nothing from the cluster: it runs while the client connects.
             building = asyncio.ensure_future(asyncio.to_thread(self._image.build))
@@ -144,6 +157,9 @@ class KubernetesTarget:
                 if self._deploy is None or self._deployed:
                     # A deploy checks it without the typed client (``deploy``).
                     await asyncio.to_thread(self._check_namespace)
+            if building is not None:
+                # Reading the manifests and the cluster's resource list overlaps it too.
+                prepared = await asyncio.to_thread(self._prepare_deploy)
         except BaseException:
             if building is not None:
                 building.cancel()
@@ -152,7 +168,7 @@ class KubernetesTarget:
             await building
         if self._deploy is not None and not self._deployed:
             # Once per session: a reconnect finds what was applied already in place.
-            await asyncio.to_thread(self.deploy)
+            await asyncio.to_thread(self._apply_deploy, prepared or self._prepare_deploy())
         if self._config.dev_mode is not None:
             await asyncio.to_thread(self._engage_dev_mode)
         pod = await asyncio.to_thread(self._find_pod)
@@ -170,21 +186,22 @@ class KubernetesTarget:
 
         Blocking. Raises ConfigError for a manifest that does not parse (before the cluster
         is contacted), TargetUnavailable for what the cluster refuses."""
-        from podlink.targets.kubernetes import ledger
-        from podlink.targets.kubernetes.deploy import Deployer, load_manifests, replace_image
-
         if self._deploy is None:
             return
-        manifests = load_manifests(self._folder, self._deploy)
+        self._apply_deploy(self._prepare_deploy())
+
+    def _prepare_deploy(self) -> _PreparedDeploy:
+        """What a deploy does before it needs the image: read (and render) the manifests,
+        check the namespace, look up the API resource of each object. Blocking."""
+        from podlink.targets.kubernetes import ledger
+        from podlink.targets.kubernetes.deploy import Deployer, load_manifests
+
+        assert self._deploy is not None
         if self._api is None:
+            # Reads the kubeconfig only: helm needs the namespace before anything is sent.
             self._api = self._open_client()
+        manifests = load_manifests(self._folder, self._deploy, self._namespace)
         self._check_namespace(untyped=True)
-        if self._image is not None:
-            reference = self._image.reference_in_cluster(self._context)
-            substitution = DeployImageConfig(name=self._image.image.name, replace=reference)
-            for manifest in manifests:
-                replace_image(manifest.body, substitution)
-        self._on_log(f"deploying {len(manifests)} objects to namespace {self._namespace}")
         deployer = Deployer(
             self._api,
             self._namespace,
@@ -192,7 +209,21 @@ class KubernetesTarget:
             where=self._where(),
             on_created=functools.partial(ledger.record, self._folder),
         )
-        deployer.deploy(manifests)
+        deployer.look_up_kinds(manifests)
+        return _PreparedDeploy(manifests, deployer)
+
+    def _apply_deploy(self, prepared: _PreparedDeploy) -> None:
+        """Put the built image in place, apply, wait for the rollouts. Blocking."""
+        from podlink.targets.kubernetes.deploy import replace_image
+
+        manifests = prepared.manifests
+        if self._image is not None:
+            reference = self._image.reference_in_cluster(self._context)
+            substitution = DeployImageConfig(name=self._image.image.name, replace=reference)
+            for manifest in manifests:
+                replace_image(manifest.body, substitution)
+        self._on_log(f"deploying {len(manifests)} objects to namespace {self._namespace}")
+        prepared.deployer.deploy(manifests)
         self._deployed = True
 
     def find_leftovers(self, remotes: Sequence[str]) -> Leftovers:
