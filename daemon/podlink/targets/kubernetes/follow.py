@@ -8,23 +8,30 @@ thread of its own that lists, then watches, and starts over when the watch expir
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
 from podlink.targets.base import TargetEvent, TargetEventKind
-from podlink.targets.kubernetes.cluster import REQUEST_TIMEOUT
+from podlink.targets.kubernetes.cluster import REQUEST_TIMEOUT, status_of
 from podlink.targets.kubernetes.pods import is_ready, is_usable, restart_count
 from podlink.targets.kubernetes.trouble import pod_trouble
+
+if TYPE_CHECKING:
+    from podlink.targets.kubernetes.connection import ClusterConnection
 
 # The client's Watch is untyped in an otherwise typed package.
 _watch_module: Any = watch
 
 WATCH_SECONDS = 240
 WATCH_RETRY_FIRST, WATCH_RETRY_MAX = 0.5, 15.0
+
+
+log = logging.getLogger(__name__)
 
 
 class PodFollower:
@@ -196,3 +203,76 @@ def watch_pods(
             on_failure(failures, error)
             stop.wait(delay)
             delay = min(delay * 2, WATCH_RETRY_MAX)
+
+
+# Failed watches in a row before the session hears of it: one blip is retried quietly.
+WATCH_FAILURES_SHOWN = 3
+
+
+class PodWatch:
+    """The watch on the target's pods, on a thread of its own: what it sees goes through the
+    follower into target events; a watch that keeps failing leaves the session blind to its
+    pod being replaced, so it ends the target (GONE: degraded, reconnect) rather than retry
+    in silence."""
+
+    def __init__(
+        self,
+        cluster: ClusterConnection,
+        follower: PodFollower,
+        emit: Callable[[list[TargetEvent]], None],
+        pod_name: Callable[[], str],
+    ) -> None:
+        self._cluster = cluster
+        self._follower = follower
+        self._emit = emit
+        self._pod_name = pod_name
+        self._stop = threading.Event()
+        self._watch: Any = None
+        self._thread: threading.Thread | None = None
+
+    def start(self, scope: dict[str, str]) -> None:
+        """Watch the pods ``scope`` selects (a label or field selector), once."""
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, args=(scope,), name="podlink-kube-watch", daemon=True
+            )
+            self._thread.start()
+
+    def _run(self, scope: dict[str, str]) -> None:
+        watch_pods(
+            self._cluster.core(),
+            self._cluster.namespace,
+            scope,
+            self._stop,
+            on_watch=self._keep,
+            on_listing=lambda pods: self._emit(self._follower.observe_listing(pods)),
+            on_change=lambda kind, pod: self._emit(self._follower.observe(kind, pod)),
+            on_failure=self._failed,
+        )
+
+    def _keep(self, pod_watch: Any) -> None:
+        self._watch = pod_watch
+
+    def _failed(self, failures: int, error: BaseException) -> None:
+        if isinstance(error, ApiException):
+            _, reason = status_of(error)
+            message = f"{error.status} {reason}".strip()
+        else:
+            message = str(error) or type(error).__name__
+        log.warning("pod watch failed (%d in a row): %s", failures, message)
+        if failures % WATCH_FAILURES_SHOWN == 0:
+            where = self._cluster.where()
+            self._emit(
+                [
+                    TargetEvent(
+                        TargetEventKind.GONE,
+                        f"cannot follow pod {self._pod_name()} in {where}: the pod watch "
+                        f"failed {failures} times in a row ({message})",
+                    )
+                ]
+            )
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._watch is not None:
+            self._watch.stop()

@@ -11,7 +11,7 @@ import contextlib
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -20,7 +20,11 @@ from podlink.config import KubernetesTargetConfig
 from podlink.targets.base import TargetUnavailable
 from podlink.targets.capabilities import LogRequest
 from podlink.targets.kubernetes.cluster import REQUEST_TIMEOUT, explain_failure, status_of
-from podlink.targets.kubernetes.pods import is_ready, last_events, named_pod
+
+if TYPE_CHECKING:
+    from podlink.targets.kubernetes.connection import ClusterConnection
+
+from podlink.targets.kubernetes.pods import is_ready, last_events, named_pod, pick_container
 
 CHUNK_BYTES = 64 * 1024
 CONNECT_SECONDS = 10
@@ -224,4 +228,40 @@ def explain_log_failure(
         namespace=namespace,
         verb="get",
         resource="pods/log",
+    )
+
+
+def logs_of(
+    cluster: ClusterConnection, config: KubernetesTargetConfig, request: LogRequest
+) -> PodLog:
+    """The log a ``podlink logs`` request asks for, of the pods ``config`` names. Blocking."""
+    if cluster.api is None:
+        cluster.api = cluster.open_client()
+    core = cluster.core()
+    try:
+        pods = pods_for_logs(
+            cluster.api,
+            core,
+            config,
+            cluster.namespace,
+            cluster.where(),
+            every_pod=request.every_pod,
+        )
+    except ApiException as error:
+        raise cluster.failure(
+            error, "looking up the pods for their logs", "list", "pods"
+        ) from error
+    except TargetUnavailable:
+        raise
+    except Exception as error:
+        raise cluster.failure(error, "looking up the pods for their logs") from error
+    container = pick_container(pods[0], config.container)
+    return open_pod_logs(
+        core,
+        cluster.namespace,
+        [(pod.metadata.name, container) for pod in pods],
+        request,
+        lambda error, pod: explain_log_failure(
+            error, core, cluster.namespace, cluster.where(), pod, container
+        ),
     )

@@ -20,21 +20,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
-import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.stream import portforward
 
 from podlink.config import (
     DeployConfig,
-    DeployImageConfig,
     ImageBuildConfig,
     KubernetesTargetConfig,
 )
@@ -45,22 +40,16 @@ from podlink.targets.base import (
     TargetUnavailable,
 )
 from podlink.targets.capabilities import Leftovers, LogRequest
-from podlink.targets.kubernetes.build import BuiltImage
 from podlink.targets.kubernetes.cluster import (
     REQUEST_TIMEOUT,
-    cluster_settings,
-    explain_failure,
     load_client_models_soon,
-    status_of,
 )
+from podlink.targets.kubernetes.connection import ClusterConnection
 from podlink.targets.kubernetes.devmode import DevMode, session_owner
-from podlink.targets.kubernetes.follow import PodFollower, watch_pods
-from podlink.targets.kubernetes.image_steps import ImageSteps
+from podlink.targets.kubernetes.follow import PodFollower, PodWatch
 from podlink.targets.kubernetes.logs import (
     PodLog,
-    explain_log_failure,
-    open_pod_logs,
-    pods_for_logs,
+    logs_of,
 )
 from podlink.targets.kubernetes.pods import (
     is_ready,
@@ -78,23 +67,15 @@ from podlink.targets.kubernetes.streams import (
     wrapped_argv,
 )
 from podlink.targets.kubernetes.trouble import why_unusable
+from podlink.targets.kubernetes.workload import WorkloadSetUp
 
 if TYPE_CHECKING:
-    from podlink.targets.kubernetes.deploy import Deployer, Manifest
+    pass
 
 log = logging.getLogger(__name__)
 
 
 # Failed watches in a row before the session hears of it: one blip is retried quietly.
-WATCH_FAILURES_SHOWN = 3
-
-
-@dataclass(frozen=True)
-class _PreparedDeploy:
-    """The objects to apply (the built image not yet in place) and who applies them."""
-
-    manifests: list[Manifest]
-    deployer: Deployer
 
 
 class KubernetesTarget:
@@ -115,70 +96,39 @@ class KubernetesTarget:
         load_client_models_soon()
         self._config = config
         self._folder = folder or Path.cwd()
-        self._deploy = deploy
-        self._deployed = False
         self._on_log = on_log or log.info
-        self._image: ImageSteps | None = None
-        if image is not None:
-            self._image = ImageSteps(self._folder, image, self._on_log)
         self._kubeconfig = kubeconfig
         self._owner = session_owner(folder or Path.cwd())
         self._dev_mode: DevMode | None = None
         # In dev mode the pods are the Deployment's, whatever pod: says.
         self._selector = config.pod.selector
-        self._api: Any = None
-        self._configuration: Any = None
-        self._context = config.context or ""
-        self._namespace = config.namespace or "default"
-        self._server = ""
+        self._cluster = ClusterConnection(config, kubeconfig)
+        self._workload = WorkloadSetUp(self._cluster, self._folder, deploy, image, self._on_log)
         self._pod_name = config.pod.name or ""
         self._container = config.container or ""
         self._follower = PodFollower()
         self._execs: set[KubeExec] = set()
         self._events: asyncio.Queue[TargetEvent | None] = asyncio.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop_watching = threading.Event()
-        self._watch: Any = None
-        self._watch_thread: threading.Thread | None = None
+        self._pod_watch = PodWatch(
+            self._cluster, self._follower, self._emit_all, lambda: self._pod_name
+        )
         self._closed = False
 
     # -- connecting -----------------------------------------------------------------------
 
     async def connect(self) -> None:
         self._loop = asyncio.get_running_loop()
-        building: asyncio.Future[BuiltImage] | None = None
-        prepared: _PreparedDeploy | None = None
-        if self._image is not None and self._deploy is not None and not self._deployed:
-            # The build needs nothing from the cluster: it runs while the client connects.
-            building = asyncio.ensure_future(asyncio.to_thread(self._image.build))
-        try:
-            if self._api is None:
-                self._api = await asyncio.to_thread(self._open_client)
-                if self._deploy is None or self._deployed:
-                    # A deploy checks it without the typed client (``deploy``).
-                    await asyncio.to_thread(self._check_namespace)
-            if building is not None:
-                # Reading the manifests and the cluster's resource list overlaps it too.
-                prepared = await asyncio.to_thread(self._prepare_deploy)
-        except BaseException:
-            if building is not None:
-                building.cancel()
-            raise
-        if building is not None:
-            await building
-        if self._deploy is not None and not self._deployed:
-            # Once per session: a reconnect finds what was applied already in place.
-            await asyncio.to_thread(self._apply_deploy, prepared or self._prepare_deploy())
+        await self._workload.put_in_place()
         if self._config.dev_mode is not None:
             await asyncio.to_thread(self._engage_dev_mode)
         pod = await asyncio.to_thread(self._find_pod)
         self._pod_name = pod.metadata.name
         self._follower.follow(pod, self._container)
-        if self._watch_thread is None:
-            self._watch_thread = threading.Thread(
-                target=self._watch_pods, name="podlink-kube-watch", daemon=True
-            )
-            self._watch_thread.start()
+        if self._selector is not None:
+            self._pod_watch.start({"label_selector": self._selector})
+        else:
+            self._pod_watch.start({"field_selector": f"metadata.name={self._config.pod.name}"})
         self._events.put_nowait(TargetEvent(TargetEventKind.STARTED))
 
     def deploy(self) -> None:
@@ -186,45 +136,7 @@ class KubernetesTarget:
 
         Blocking. Raises ConfigError for a manifest that does not parse (before the cluster
         is contacted), TargetUnavailable for what the cluster refuses."""
-        if self._deploy is None:
-            return
-        self._apply_deploy(self._prepare_deploy())
-
-    def _prepare_deploy(self) -> _PreparedDeploy:
-        """What a deploy does before it needs the image: read (and render) the manifests,
-        check the namespace, look up the API resource of each object. Blocking."""
-        from podlink.targets.kubernetes import ledger
-        from podlink.targets.kubernetes.deploy import Deployer, load_manifests
-
-        assert self._deploy is not None
-        if self._api is None:
-            # Reads the kubeconfig only: helm needs the namespace before anything is sent.
-            self._api = self._open_client()
-        manifests = load_manifests(self._folder, self._deploy, self._namespace)
-        self._check_namespace(untyped=True)
-        deployer = Deployer(
-            self._api,
-            self._namespace,
-            self._on_log,
-            where=self._where(),
-            on_created=functools.partial(ledger.record, self._folder),
-        )
-        deployer.look_up_kinds(manifests)
-        return _PreparedDeploy(manifests, deployer)
-
-    def _apply_deploy(self, prepared: _PreparedDeploy) -> None:
-        """Put the built image in place, apply, wait for the rollouts. Blocking."""
-        from podlink.targets.kubernetes.deploy import replace_image
-
-        manifests = prepared.manifests
-        if self._image is not None:
-            reference = self._image.reference_in_cluster(self._context)
-            substitution = DeployImageConfig(name=self._image.image.name, replace=reference)
-            for manifest in manifests:
-                replace_image(manifest.body, substitution)
-        self._on_log(f"deploying {len(manifests)} objects to namespace {self._namespace}")
-        prepared.deployer.deploy(manifests)
-        self._deployed = True
+        self._workload.deploy()
 
     def find_leftovers(self, remotes: Sequence[str]) -> Leftovers:
         """Deployments dev mode left patched in the namespace and what the workspace's ledger
@@ -236,25 +148,19 @@ class KubernetesTarget:
     def open_api(self) -> tuple[Any, str]:
         """A client for the configured cluster and the namespace the configuration resolves
         to, without looking for a pod (``podlink purge``). Blocks; the caller closes it."""
-        return self._open_client(), self._namespace
+        return self._cluster.open_client(), self._cluster.namespace
 
     def where(self) -> str:
         """The context and API server, for messages."""
-        return self._where()
-
-    def _open_client(self) -> Any:
-        cluster = cluster_settings(self._config, self._kubeconfig)
-        self._context, self._namespace = cluster.context, cluster.namespace
-        self._server, self._configuration = cluster.server, cluster.configuration
-        return client.ApiClient(cluster.configuration)
+        return self._cluster.where()
 
     def _engage_dev_mode(self) -> None:
         """Patch the Deployment (again after a reconnect) and wait for its dev pod."""
         assert self._config.dev_mode is not None
         if self._dev_mode is None:
             self._dev_mode = DevMode(
-                self._api,
-                self._namespace,
+                self._cluster.api,
+                self._cluster.namespace,
                 self._config.dev_mode,
                 container=self._config.container,
                 owner=self._owner,
@@ -263,18 +169,20 @@ class KubernetesTarget:
         try:
             self._dev_mode.engage()
         except ApiException as error:
-            raise self._failure(
+            raise self._cluster.failure(
                 error, f"patching deployment {name} for devMode", "patch", "deployments"
             ) from error
         except TargetUnavailable:
             raise
         except Exception as error:
-            raise self._failure(error, f"patching deployment {name} for devMode") from error
+            raise self._cluster.failure(error, f"patching deployment {name} for devMode") from error
         self._selector = self._dev_mode.selector
         try:
-            self._dev_mode.wait_for_pod(self._core(), is_ready)
+            self._dev_mode.wait_for_pod(self._cluster.core(), is_ready)
         except Exception as error:
-            raise self._failure(error, "waiting for the devMode pod", "list", "pods") from error
+            raise self._cluster.failure(
+                error, "waiting for the devMode pod", "list", "pods"
+            ) from error
 
     def _release_dev_mode(self) -> None:
         dev_mode = self._dev_mode
@@ -289,117 +197,60 @@ class KubernetesTarget:
                 error,
             )
 
-    def _core(self) -> Any:
-        if self._api is None:
-            raise TargetUnavailable("the Kubernetes target is not connected")
-        return client.CoreV1Api(self._api)
-
-    @contextlib.contextmanager
-    def _stream_core(self) -> Iterator[Any]:
-        """A CoreV1Api on an ApiClient of its own, for one exec or port-forward.
-
-        The client's ``stream()`` and ``portforward()`` swap the ``request`` function of the
-        ApiClient they are given while they open their WebSocket: a call made meanwhile on
-        the same ApiClient from another thread (the pod watch's) would go to the WebSocket
-        function and fail. The opened WebSocket does not need its ApiClient afterwards.
-        """
-        if self._api is None or self._configuration is None:
-            raise TargetUnavailable("the Kubernetes target is not connected")
-        api: Any = client.ApiClient(self._configuration)
-        try:
-            yield client.CoreV1Api(api)
-        finally:
-            api.close()
-
-    def _check_namespace(self, *, untyped: bool = False) -> None:
-        """``untyped``: through the dynamic client, which needs none of the typed client's
-        models (seconds to load): a deploy goes first and the models load meanwhile."""
-        try:
-            if untyped:
-                from kubernetes import dynamic
-
-                untyped_module: Any = dynamic
-                namespaces = untyped_module.DynamicClient(self._api)
-                kind = namespaces.resources.get(api_version="v1", kind="Namespace")
-                namespaces.get(kind, name=self._namespace, _request_timeout=REQUEST_TIMEOUT)
-            else:
-                self._core().read_namespace(self._namespace, _request_timeout=REQUEST_TIMEOUT)
-        except ApiException as error:
-            if error.status == 403:
-                return  # many developers may not read namespaces; the pod lookup tells more
-            if error.status == 404:
-                raise TargetUnavailable(
-                    f"namespace {self._namespace!r} does not exist in {self._where()}; "
-                    "set target.kubernetes.namespace (`kubectl get namespaces` lists them)"
-                ) from error
-            raise self._failure(
-                error, f"looking up namespace {self._namespace!r}", "get", "namespaces"
-            ) from error
-        except Exception as error:
-            raise self._failure(error, f"looking up namespace {self._namespace!r}") from error
-
     def _find_pod(self) -> Any:
-        core = self._core()
+        core = self._cluster.core()
         selector = self._selector
         try:
             if selector is None:
                 candidates = [
-                    named_pod(core, self._namespace, self._config.pod.name, self._where())
+                    named_pod(
+                        core, self._cluster.namespace, self._config.pod.name, self._cluster.where()
+                    )
                 ]
             else:
                 listing = core.list_namespaced_pod(
-                    self._namespace, label_selector=selector, _request_timeout=REQUEST_TIMEOUT
+                    self._cluster.namespace,
+                    label_selector=selector,
+                    _request_timeout=REQUEST_TIMEOUT,
                 )
                 candidates = [p for p in listing.items if not p.metadata.deletion_timestamp]
                 if self._dev_mode is not None:
                     # Pods of the template from before the patch may still be around.
                     candidates = [p for p in candidates if self._dev_mode.runs_dev_spec(p)]
                 if not candidates and self._dev_mode is not None:
+                    namespace = self._cluster.namespace
                     raise TargetUnavailable(
                         f"no pod of deployment {self._dev_mode.deployment} runs the devMode "
-                        f"command yet (selector {selector!r}, namespace {self._namespace!r}, "
-                        f"{self._where()}); `kubectl rollout status deployment/"
-                        f"{self._dev_mode.deployment} -n {self._namespace}` shows why"
+                        f"command yet (selector {selector!r}, namespace {namespace!r}, "
+                        f"{self._cluster.where()}); `kubectl rollout status deployment/"
+                        f"{self._dev_mode.deployment} -n {namespace}` shows why"
                     )
                 if not candidates:
                     raise TargetUnavailable(
-                        f"no pod in namespace {self._namespace!r} matches the selector "
-                        f"{selector!r} ({self._where()})"
+                        f"no pod in namespace {self._cluster.namespace!r} matches the selector "
+                        f"{selector!r} ({self._cluster.where()})"
                     )
         except ApiException as error:
-            raise self._failure(
+            raise self._cluster.failure(
                 error, "looking up the pod", "get" if selector is None else "list", "pods"
             ) from error
         except TargetUnavailable:
             raise
         except Exception as error:
-            raise self._failure(error, "looking up the pod") from error
+            raise self._cluster.failure(error, "looking up the pod") from error
         candidates.sort(key=lambda p: p.metadata.creation_timestamp or 0, reverse=True)
         container = pick_container(candidates[0], self._config.container)
         usable = [p for p in candidates if is_usable(p, container)]
         if not usable:
-            events = last_events(self._core(), self._namespace, candidates[0].metadata.name)
-            raise TargetUnavailable(why_unusable(candidates[0], container, self._namespace, events))
+            events = last_events(
+                self._cluster.core(), self._cluster.namespace, candidates[0].metadata.name
+            )
+            raise TargetUnavailable(
+                why_unusable(candidates[0], container, self._cluster.namespace, events)
+            )
         ready = [p for p in usable if is_ready(p)]
         self._container = container
         return (ready or usable)[0]
-
-    def _where(self) -> str:
-        return f"context {self._context or '(current)'}, API server {self._server or '?'}"
-
-    def _failure(
-        self, error: BaseException, attempted: str, verb: str = "", resource: str = ""
-    ) -> TargetUnavailable:
-        return TargetUnavailable(
-            explain_failure(
-                error,
-                attempted=attempted,
-                where=self._where(),
-                namespace=self._namespace,
-                verb=verb,
-                resource=resource,
-            )
-        )
 
     # -- logs (``ContainerLogs``) --------------------------------------------------------
 
@@ -407,36 +258,7 @@ class KubernetesTarget:
         """The container log of the session's pod, or with ``every_pod`` of every pod of its
         Deployment (or selector). Blocking; needs no ``connect`` and changes nothing, so a
         crash-looping pod's log (``previous``: the instance that crashed) can be read too."""
-        if self._api is None:
-            self._api = self._open_client()
-        core = self._core()
-        try:
-            pods = pods_for_logs(
-                self._api,
-                core,
-                self._config,
-                self._namespace,
-                self._where(),
-                every_pod=request.every_pod,
-            )
-        except ApiException as error:
-            raise self._failure(
-                error, "looking up the pods for their logs", "list", "pods"
-            ) from error
-        except TargetUnavailable:
-            raise
-        except Exception as error:
-            raise self._failure(error, "looking up the pods for their logs") from error
-        container = pick_container(pods[0], self._config.container)
-        return open_pod_logs(
-            core,
-            self._namespace,
-            [(pod.metadata.name, container) for pod in pods],
-            request,
-            lambda error, pod: explain_log_failure(
-                error, core, self._namespace, self._where(), pod, container
-            ),
-        )
+        return logs_of(self._cluster, self._config, request)
 
     # -- running ------------------------------------------------------------------------
 
@@ -453,15 +275,21 @@ class KubernetesTarget:
         command = wrapped_argv(argv, tty=tty, env=env, cwd=cwd)
 
         def open_exec() -> Any:
-            with self._stream_core() as core:
+            with self._cluster.stream_core() as core:
                 return open_exec_stream(
-                    core, pod, self._namespace, self._container, command, stdin=stdin, tty=tty
+                    core,
+                    pod,
+                    self._cluster.namespace,
+                    self._container,
+                    command,
+                    stdin=stdin,
+                    tty=tty,
                 )
 
         try:
             websocket = await asyncio.to_thread(open_exec)
         except Exception as error:
-            raise self._failure(
+            raise self._cluster.failure(
                 error, f"running {argv[0]!r} in pod {pod}", "create", "pods/exec"
             ) from error
         stop_capturing(websocket)
@@ -481,25 +309,27 @@ class KubernetesTarget:
         return execution
 
     def _signal_group(self, pid: int, signal_name: str) -> None:
-        with contextlib.suppress(Exception), self._stream_core() as core:
-            signal_group(core, self._pod_name, self._namespace, self._container, pid, signal_name)
+        with contextlib.suppress(Exception), self._cluster.stream_core() as core:
+            signal_group(
+                core, self._pod_name, self._cluster.namespace, self._container, pid, signal_name
+            )
 
     async def tunnel(self, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         pod = self._pod_name
 
         def open_forward() -> Any:
-            with self._stream_core() as core:
+            with self._cluster.stream_core() as core:
                 return portforward(
                     core.connect_get_namespaced_pod_portforward,
                     pod,
-                    self._namespace,
+                    self._cluster.namespace,
                     ports=str(port),
                 )
 
         try:
             forward = await asyncio.to_thread(open_forward)
         except Exception as error:
-            raise self._failure(
+            raise self._cluster.failure(
                 error,
                 f"forwarding port {port} of pod {self._pod_name}",
                 "create",
@@ -520,10 +350,10 @@ class KubernetesTarget:
             kind="kubernetes",
             name=self._pod_name or pod.name or pod.selector or "",
             detail={
-                "namespace": self._namespace,
-                "context": self._context,
+                "namespace": self._cluster.namespace,
+                "context": self._cluster.context,
                 "container": self._container,
-                "server": self._server,
+                "server": self._cluster.server,
                 "selector": self._selector,
                 "deployment": self._dev_mode.deployment if self._dev_mode is not None else None,
                 "problems": self.pod_problems(),
@@ -531,43 +361,6 @@ class KubernetesTarget:
         )
 
     # -- following the pod ------------------------------------------------------------------
-
-    def _watch_pods(self) -> None:
-        if self._selector is not None:
-            scope = {"label_selector": self._selector}
-        else:
-            scope = {"field_selector": f"metadata.name={self._config.pod.name}"}
-        watch_pods(
-            self._core(),
-            self._namespace,
-            scope,
-            self._stop_watching,
-            on_watch=self._keep_watch,
-            on_listing=lambda pods: self._emit_all(self._follower.observe_listing(pods)),
-            on_change=lambda kind, pod: self._emit_all(self._follower.observe(kind, pod)),
-            on_failure=self._watch_failed,
-        )
-
-    def _keep_watch(self, pod_watch: Any) -> None:
-        self._watch = pod_watch
-
-    def _watch_failed(self, failures: int, error: BaseException) -> None:
-        """A watch that keeps failing leaves the session blind to its pod being replaced:
-        say so (the session goes degraded and reconnects) rather than retry in silence."""
-        if isinstance(error, ApiException):
-            _, reason = status_of(error)
-            message = f"{error.status} {reason}".strip()
-        else:
-            message = str(error) or type(error).__name__
-        log.warning("pod watch failed (%d in a row): %s", failures, message)
-        if failures % WATCH_FAILURES_SHOWN == 0:
-            self._emit(
-                TargetEvent(
-                    TargetEventKind.GONE,
-                    f"cannot follow pod {self._pod_name} in {self._where()}: the pod watch "
-                    f"failed {failures} times in a row ({message})",
-                )
-            )
 
     def pod_problems(self) -> list[str]:
         """What is wrong with the pods of the workload now, one line each."""
@@ -589,16 +382,14 @@ class KubernetesTarget:
 
     async def close(self) -> None:
         self._closed = True
-        self._stop_watching.set()
         running = list(self._execs)
         await asyncio.gather(
             *(each.terminate(grace_seconds=2.0) for each in running), return_exceptions=True
         )
-        if self._watch is not None:
-            self._watch.stop()
-        if self._api is not None and self._dev_mode is not None:
+        self._pod_watch.stop()
+        if self._cluster.api is not None and self._dev_mode is not None:
             await asyncio.to_thread(self._release_dev_mode)
-        if self._api is not None:
+        if self._cluster.api is not None:
             with contextlib.suppress(Exception):
-                await asyncio.to_thread(self._api.close)
+                await asyncio.to_thread(self._cluster.api.close)
         self._events.put_nowait(None)
