@@ -72,6 +72,8 @@ class SessionSync:
             owner=entry.owner,
             delete_unknown=entry.delete_unknown,
             report=lambda text: session.log("sync", text),
+            # The main transport already said which kind the target gets: the lane's is the same.
+            open_lane=functools.partial(start_transport, target, lambda _same_warning: None),
         )
 
     def rules_factory(self, entry: SyncEntryConfig) -> Callable[[], IgnoreRules]:

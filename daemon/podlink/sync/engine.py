@@ -8,6 +8,11 @@ tree, or the paths that changed) and hands each scope to its ``PassRunner``, whi
 pass against the agreed state (``core.pass_plan``: merge, safety, plan) and applies it.
 Failures on single paths become problems (data); the rest of the pass goes on. A halted pass
 applies nothing until the user resumes or resets.
+
+Passes run one at a time, with one exception, the lane: while a bulk pass (an initial sync,
+a branch switch) is sending, a save of a few files it leaves alone runs beside it, through
+a second transport of its own, so it is in the target in milliseconds instead of waiting
+for megabytes queued ahead of it. Any other pass waits until the lane is idle again.
 """
 
 from __future__ import annotations
@@ -16,13 +21,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from podlink.agent.client import AgentError, AgentGone, RemoteChanges
 from podlink.agent.transport import FileTransport
 from podlink.sync.agreed import AgreedState
 from podlink.sync.ancestor import AncestorStore
+from podlink.sync.core.pass_plan import PassPlan
 from podlink.sync.core.plan import is_within, restrict
 from podlink.sync.core.reconcile import Conflict, Mode
 from podlink.sync.core.safety import Halt, RootState
@@ -43,6 +50,14 @@ from podlink.sync.scan import (
 log = logging.getLogger(__name__)
 
 INLINE_SCAN_LIMIT = 8
+# A change of at most this many paths may take the lane past a bulk pass.
+LANE_MAX_PATHS = INLINE_SCAN_LIMIT
+# A pass with at least this many operations is bulk: small changes need not wait for it.
+BULK_OPERATIONS = 32
+
+# Starts another transport into the same target: the lane's own, so its requests never
+# queue behind the bulk pass's in the first transport's stream.
+LaneOpener = Callable[[], Awaitable[FileTransport]]
 
 __all__ = ["RemoteResultCallback", "SyncEngine", "SyncRootRefused"]
 
@@ -75,12 +90,15 @@ class SyncEngine:
         owner: str | None = None,
         delete_unknown: bool = False,
         report: Callable[[str], None] | None = None,
+        open_lane: LaneOpener | None = None,
     ) -> None:
         """``rules``: the rules a first local scan was already made with, if any.
 
         ``delete_unknown``: in upload mode, a first sync may delete what the target held
         that the workspace does not have; otherwise those paths are left alone for good.
         ``report``: told about target-side changes upload mode replaces, before they go.
+        ``open_lane``: how to start the lane's transport (without it the lane shares
+        ``agent``, so a lane pass still runs beside the bulk one but queues in its stream).
         """
         self._agent = agent
         self.local_root = local_root
@@ -117,6 +135,13 @@ class SyncEngine:
         self._lock = asyncio.Lock()
         self._failed_since_rescan = False
         self._follower = TargetFollower(report)
+        # The lane: the bulk pass being applied (with the folders above what it examined),
+        # the lock lane passes take, and the lane's own transport once started.
+        self._bulk: PassPlan | None = None
+        self._bulk_folders: frozenset[str] = frozenset()
+        self._lane_lock = asyncio.Lock()
+        self._open_lane = open_lane
+        self._lane: asyncio.Task[FileTransport] | None = None
 
     @property
     def agent(self) -> FileTransport:
@@ -127,6 +152,7 @@ class SyncEngine:
         """A new transport, after the old one was lost (its agent stopped)."""
         self._agent = transport
         self._passes.agent = transport
+        self._drop_lane()
 
     def is_ignored(self, path: str) -> bool:
         return self.rules.is_ignored(path)
@@ -171,7 +197,7 @@ class SyncEngine:
         ``local_scan``: a scan of the local tree already under way (made with ``rules``),
         so it could overlap with reaching the target.
         """
-        async with self._lock:
+        async with self._exclusive():
             started = time.monotonic()
             # The agent answers requests in order, so the scan can be sent right behind the
             # request that makes the root: one round trip to a far target instead of two.
@@ -193,17 +219,15 @@ class SyncEngine:
                 self.problems[path] = f"in the target: {message}"
             self._set_view(self._kept(remote.entries))
             self.agreed.forget_left(self.agreed.left - self.remote_view.keys())
-            result = self._noted(
-                await self._passes.run(
-                    local,
-                    dict(self.remote_view),
-                    self.agreed.entries,
-                    local_root=self._local_root_state(),
-                    remote_root=RootState.MISSING if remote.missing else RootState.PRESENT,
-                    progress=progress,
-                    allow_deletions=allow_deletions,
-                    as_seen=False,
-                )
+            result = await self._pass(
+                local,
+                dict(self.remote_view),
+                self.agreed.entries,
+                local_root=self._local_root_state(),
+                remote_root=RootState.MISSING if remote.missing else RootState.PRESENT,
+                progress=progress,
+                allow_deletions=allow_deletions,
+                as_seen=False,
             )
             result.seconds = time.monotonic() - started
             return result
@@ -213,7 +237,11 @@ class SyncEngine:
         changed = set(paths)
         if any(is_ignore_file(path) for path in changed) or "" in changed:
             return await self.rescan(reload_rules=True)
-        async with self._lock:
+        if self._may_pass_bulk(changed):
+            passed = await self._lane_pass(changed)
+            if passed is not None:
+                return passed
+        async with self._exclusive():
             if self.halt is not None:
                 return BatchResult(halted=self.halt)
             relevant = {path for path in changed if not self.rules.is_ignored(path)}
@@ -224,13 +252,114 @@ class SyncEngine:
     async def _pass_over(self, relevant: set[str], local: LocalScan) -> BatchResult:
         """A pass over some paths: the local scan of them against the view and the ancestor."""
         started = time.monotonic()
-        result = self._noted(
-            await self._passes.run(
-                local, restrict(self.remote_view, relevant), restrict(self.agreed.entries, relevant)
-            )
+        result = await self._pass(
+            local, restrict(self.remote_view, relevant), restrict(self.agreed.entries, relevant)
         )
         result.seconds = time.monotonic() - started
         return result
+
+    async def _pass(
+        self,
+        local: LocalScan,
+        remote: dict[str, Entry],
+        ancestor: dict[str, Entry],
+        **options: Any,
+    ) -> BatchResult:
+        """A pass under the engine's lock; small changes may pass it while it applies."""
+        try:
+            return self._noted(
+                await self._passes.run(local, remote, ancestor, on_planned=self._planned, **options)
+            )
+        finally:
+            self._bulk, self._bulk_folders = None, frozenset()
+
+    # -- the lane ----------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _exclusive(self) -> AsyncIterator[None]:
+        """The engine's lock, once no lane pass is running any more."""
+        async with self._lock:
+            # A lane pass only starts while a bulk pass applies, which needs this lock: once
+            # the running one is done, none follows until this holder plans a bulk pass.
+            async with self._lane_lock:
+                pass
+            yield
+
+    def _planned(self, plan: PassPlan) -> None:
+        if len(plan.upload.operations) + len(plan.download.operations) < BULK_OPERATIONS:
+            return
+        folders = {
+            path[:cut]
+            for path in plan.examined
+            for cut in (index for index, char in enumerate(path) if char == "/")
+        }
+        self._bulk, self._bulk_folders = plan, frozenset(folders)
+        if self._lane is None and self._open_lane is not None:
+            self._lane = asyncio.ensure_future(self._open_lane())
+
+    def _may_pass_bulk(self, changed: set[str]) -> bool:
+        """Whether a pass over ``changed`` cannot touch what the bulk pass is applying: no
+        path it examined, none below a path of ``changed``, and every folder above
+        ``changed`` already in the target and left alone by the bulk pass."""
+        bulk = self._bulk
+        if bulk is None or self.halt is not None or len(changed) > LANE_MAX_PATHS:
+            return False
+        for path in changed:
+            if path in bulk.examined or path in self._bulk_folders:
+                return False
+            folder = path.rpartition("/")[0]
+            while folder:
+                known = self.remote_view.get(folder)
+                if known is None or known.kind is not Kind.DIRECTORY or folder in bulk.examined:
+                    return False
+                folder = folder.rpartition("/")[0]
+        return True
+
+    async def _lane_pass(self, changed: set[str]) -> BatchResult | None:
+        """A pass over ``changed`` beside the bulk pass; None when it must wait its turn."""
+        async with self._lane_lock:
+            if not self._may_pass_bulk(changed):
+                return None  # the bulk pass ended while this one waited for the lane
+            try:
+                local = scan_paths(self.local_root, changed, self.rules, walk_folders=False)
+            except FolderFound:
+                return None  # a folder's subtree could reach into the bulk pass's paths
+            self._forget_special_files(local, changed)
+            relevant = {path for path in changed if not self.rules.is_ignored(path)}
+            started = time.monotonic()
+            transport = await self._lane_transport()
+            try:
+                result = await self._passes.run(
+                    local,
+                    restrict(self.remote_view, relevant),
+                    restrict(self.agreed.entries, relevant),
+                    via=transport,
+                )
+            except AgentGone as error:
+                if transport is self.agent:
+                    raise
+                log.info("the sync lane's transport stopped (%s): back to the main one", error)
+                self._drop_lane()
+                return None
+            result = self._noted(result)
+            result.seconds = time.monotonic() - started
+            return result
+
+    async def _lane_transport(self) -> FileTransport:
+        if self._lane is None:
+            return self.agent
+        try:
+            return await asyncio.shield(self._lane)
+        except (AgentError, AgentGone, OSError) as error:
+            log.info("no second transport for the sync lane (%s): sharing the main one", error)
+            self._open_lane = None  # not tried again: the main transport works
+            self._lane = None
+            return self.agent
+
+    def _drop_lane(self) -> None:
+        lane, self._lane = self._lane, None
+        if lane is not None:
+            lane.add_done_callback(_close_transport)
 
     async def _scan_changed(self, changed: set[str]) -> LocalScan:
         if len(changed) <= INLINE_SCAN_LIMIT:
@@ -252,7 +381,7 @@ class SyncEngine:
 
     async def rescan(self, *, reload_rules: bool = False) -> BatchResult:
         """Compare the whole local tree with the target view; the barrier behind a flush."""
-        async with self._lock:
+        async with self._exclusive():
             started = time.monotonic()
             if reload_rules:
                 self.rules = self._make_rules()
@@ -264,13 +393,11 @@ class SyncEngine:
             self.ignored = local.ignored
             self._forget_special_files(local)
             self._failed_since_rescan = False
-            result = self._noted(
-                await self._passes.run(
-                    local,
-                    dict(self.remote_view),
-                    self.agreed.entries,
-                    local_root=self._local_root_state(),
-                )
+            result = await self._pass(
+                local,
+                dict(self.remote_view),
+                self.agreed.entries,
+                local_root=self._local_root_state(),
             )
             result.seconds = time.monotonic() - started
             return result
@@ -332,7 +459,7 @@ class SyncEngine:
         if any(changes.overflow for changes in batch):
             log.info("the target's change queue overflowed: rescanning it")
             return await self.initial_sync()
-        async with self._lock:
+        async with self._exclusive():
             # Most reports are the echo of this engine's own writes: the view already holds
             # them, and a pass for each would only slow down the next upload.
             changed = absorb_changes(self.remote_view, batch, self.rules)
@@ -342,6 +469,22 @@ class SyncEngine:
             return await self._pass_over(relevant, await self._scan_changed(relevant))
 
     async def close(self) -> None:
-        """Stop following the target and write the agreed state now."""
+        """Stop following the target, close the lane and write the agreed state now."""
         await self._follower.stop()
+        lane, self._lane = self._lane, None
+        if lane is not None:
+            with contextlib.suppress(Exception):
+                await (await lane).close()
         await self.agreed.close()
+
+
+def _close_transport(started: asyncio.Task[FileTransport]) -> None:
+    """Close a lane transport nobody uses any more, once it has started (if it did)."""
+    if started.cancelled() or started.exception() is not None:
+        return
+    closing = asyncio.ensure_future(started.result().close())
+    _closing.add(closing)
+    closing.add_done_callback(_closing.discard)
+
+
+_closing: set[asyncio.Future[None]] = set()

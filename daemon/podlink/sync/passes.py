@@ -38,7 +38,8 @@ REPORTED_OVERWRITES = 20
 
 
 class PassRunner:
-    """Runs the passes of one engine, one at a time (the engine's lock sees to that).
+    """Runs the passes of one engine: one at a time under the engine's lock, except a small
+    change's pass the engine lets run beside a bulk one on paths that bulk pass leaves alone.
 
     ``remote_view``, ``problems`` and ``conflicts`` are the engine's own, kept current here.
     """
@@ -71,13 +72,12 @@ class PassRunner:
         self.delete_unknown = delete_unknown
         self._report = report
         self._digests = DigestCache()
-        self._uploader = RemoteApplier(local_root, remote_root, remote_view, self._digests)
         self.deletions = DeletionWindow()
         self._last_stamp = ""
         self._stamp_count = 0
 
-    def two_way(self) -> TwoWayTransport:
-        reader = self.agent.two_way
+    def two_way(self, agent: FileTransport | None = None) -> TwoWayTransport:
+        reader = (agent or self.agent).two_way
         if reader is None:
             raise AgentError("unsupported", "two-way sync needs python3 in the target")
         return reader
@@ -93,12 +93,17 @@ class PassRunner:
         progress: ProgressCallback | None = None,
         allow_deletions: bool = False,
         as_seen: bool = True,
+        via: FileTransport | None = None,
+        on_planned: Callable[[PassPlan], None] | None = None,
     ) -> BatchResult:
         """Plan and apply one scanned scope (the same on all three snapshots).
 
         ``as_seen``: the pass follows changes as they were made (not a start, a resume or a
         reset, which also carry over what changed long ago): files it creates are fresh.
+        ``via``: the transport for this pass instead of ``agent`` (the engine's lane for
+        small changes). ``on_planned``: told the plan right before it is applied.
         """
+        agent = via or self.agent
         result = BatchResult()
         for path, message in local.problems:
             self.problems[path] = message
@@ -110,7 +115,7 @@ class PassRunner:
                 remote, local.entries.keys(), self.agreed.left, self.agreed.guarded
             )
         needed = hashes_needed(ancestor, local.entries, remote, self.mode)
-        source = await self._with_digests(needed, local.entries, remote)
+        source = await self._with_digests(agent, needed, local.entries, remote)
         sides = MergeInput(
             ancestor,
             source,
@@ -119,19 +124,21 @@ class PassRunner:
             conflict_stamp=self._conflict_stamp(),
             first_sync=not self.agreed.ever_agreed,
         )
-        plan = await self._plan(sides, local_root, remote_root, allow_deletions)
+        plan = await self._plan(agent, sides, local_root, remote_root, allow_deletions)
         if plan.halt is not None:
             result.halted = plan.halt
             return result
         self._report_overwritten(plan.overwritten, remote)
         result.overwritten = list(plan.overwritten)
-        if not await self._save_conflict_copies(plan):
+        if not await self._save_conflict_copies(agent, plan):
             return result  # without a copy the target's version would be lost: apply nothing
         for conflict in plan.conflicts:
             self.conflicts[conflict.copy_path or conflict.path] = conflict
             self._report(f"conflict on {conflict.path}: {conflict.message}")
         result.conflicts = list(plan.conflicts)
-        written = await self._apply(plan, source, remote, progress, result)
+        if on_planned is not None:
+            on_planned(plan)
+        written = await self._apply(agent, plan, source, remote, progress, result)
         examined = plan.examined
         self.agreed.record(examined, plan.merged, written, result.failed)
         self.agreed.forget_left(path for path in examined if path in plan.merged)
@@ -141,13 +148,14 @@ class PassRunner:
 
     async def _plan(
         self,
+        agent: FileTransport,
         sides: MergeInput,
         local_root: RootState,
         remote_root: RootState,
         allow_deletions: bool,
     ) -> PassPlan:
         """The pass's plan; a burst of deletions is judged whole before any of it goes."""
-        renames = self.agent.two_way is not None
+        renames = agent.two_way is not None
         if allow_deletions:
             return plan_pass(sides, None, renames=renames)
         recent, fresh = self.deletions.recent(self.agreed.entries)
@@ -169,13 +177,13 @@ class PassRunner:
         check = msgspec.structs.replace(check, recently_deleted=(recent[0] + unseen, recent[1]))
         return plan_pass(sides, check, renames=renames)
 
-    async def _save_conflict_copies(self, plan: PassPlan) -> bool:
+    async def _save_conflict_copies(self, agent: FileTransport, plan: PassPlan) -> bool:
         """Save the target's versions of the pass's conflicts; whether all of them were."""
         if not plan.copies:
             return True
         for copy in plan.copies:
             try:
-                saver = LocalApplier(self.two_way(), self.local_root, self.remote_root)
+                saver = LocalApplier(self.two_way(agent), self.local_root, self.remote_root)
                 await saver.copy_conflict(copy, self.remote_view)
             except (OSError, AgentError) as error:
                 message = getattr(error, "message", None) or str(error)
@@ -185,6 +193,7 @@ class PassRunner:
 
     async def _apply(
         self,
+        agent: FileTransport,
         plan: PassPlan,
         source: dict[str, Entry],
         remote: dict[str, Entry],
@@ -193,17 +202,19 @@ class PassRunner:
     ) -> dict[str, Entry]:
         """Carry ``plan`` out on both sides; the workspace entries downloads wrote."""
         written: dict[str, Entry] = {}
-        upload, merged = self._uploader.apply, plan.merged
+        # One applier per plan: a small change's pass may run beside a bulk one (the lane).
+        uploader = RemoteApplier(self.local_root, self.remote_root, self.remote_view, self._digests)
+        upload, merged = uploader.apply, plan.merged
         if self.mode is Mode.TWO_WAY:
-            downloader = LocalApplier(self.two_way(), self.local_root, self.remote_root)
+            downloader = LocalApplier(self.two_way(agent), self.local_root, self.remote_root)
             uploaded, downloaded = await asyncio.gather(
-                upload(self.agent, plan.upload, merged, progress, result, guard=remote),
+                upload(agent, plan.upload, merged, progress, result, guard=remote),
                 downloader.apply(plan.download, merged, source, result, written),
             )
             uploaded.fold_into(self.problems)
             downloaded.fold_into(self.problems)
         else:
-            uploaded = await upload(self.agent, plan.upload, merged, progress, result)
+            uploaded = await upload(agent, plan.upload, merged, progress, result)
             uploaded.fold_into(self.problems)
         return written
 
@@ -260,7 +271,11 @@ class PassRunner:
                 del self.conflicts[key]
 
     async def _with_digests(
-        self, needed: list[str], source: dict[str, Entry], remote: dict[str, Entry]
+        self,
+        agent: FileTransport,
+        needed: list[str],
+        source: dict[str, Entry],
+        remote: dict[str, Entry],
     ) -> dict[str, Entry]:
         """``source`` with digests for ``needed``; ``remote`` and the view get theirs."""
         filled, remote_digests = await fill_digests(
@@ -269,7 +284,7 @@ class PassRunner:
             remote,
             cache=self._digests,
             local_root=self.local_root,
-            transport=self.agent,
+            transport=agent,
             remote_root=self.remote_root,
         )
         for path, digest in remote_digests.items():

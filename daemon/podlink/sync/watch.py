@@ -69,6 +69,9 @@ WATCHED_EVENTS: list[type[FileSystemEvent]] = [
 BatchHandler = Callable[[set[str], float], Awaitable[None]]
 
 POLL_INTERVAL_SECONDS = 1.0
+# A batch this small fires even while another batch runs: a save must not wait behind a
+# checkout's thousands of files (the engine decides whether it may pass them or must queue).
+PRIORITY_MAX_PATHS = 8
 # Never synced (the agent's temporary-file prefix is always excluded) and gone at once.
 BARRIER_PREFIX = ".podlink-tmp-barrier-"
 WATCH_LIMIT_FILE = Path("/proc/sys/fs/inotify/max_user_watches")
@@ -189,8 +192,10 @@ class _Forwarder(FileSystemEventHandler):
 class TreeWatcher:
     """Watches one local root and hands batches of changed relative paths to ``on_batch``.
 
-    ``on_batch`` runs on the event loop, one batch at a time: changes that arrive while a
-    batch is being applied are collected into the next one.
+    ``on_batch`` runs on the event loop. Changes that arrive while a batch is being applied
+    are collected into the next one, except that a few paths (``PRIORITY_MAX_PATHS``) go at
+    once as a priority batch beside the running one. Nothing noticed later ever goes ahead of
+    something noticed earlier that has not gone yet: a priority batch takes all that waits.
     """
 
     def __init__(
@@ -229,6 +234,7 @@ class TreeWatcher:
         self._first_change_at: float | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._running_batch: asyncio.Task[None] | None = None
+        self._priority_batch: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -293,17 +299,15 @@ class TreeWatcher:
             await asyncio.to_thread(observer.join, 5.0)
         if self._timer is not None:
             self._timer.cancel()
-        if self._running_batch is not None:
-            await asyncio.gather(self._running_batch, return_exceptions=True)
+        running = [task for task in (self._running_batch, self._priority_batch) if task]
+        await asyncio.gather(*running, return_exceptions=True)
 
     async def drain(self) -> None:
         """Apply whatever is pending now, and wait until no batch is running."""
-        if self._pending and self._running_batch is None:
-            self._fire()
+        self._fire()
         while not self._idle.is_set() or self._pending:
             await self._idle.wait()
-            if self._pending and self._running_batch is None:
-                self._fire()
+            self._fire()
 
     @property
     def pending_count(self) -> int:
@@ -336,7 +340,7 @@ class TreeWatcher:
         fire_at = min(now + quiet, self._first_change_at + self._max_delay)
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = loop.call_at(fire_at, self._fire)
+        self._timer = loop.call_at(fire_at, self._on_quiet)
 
     def _relative(self, absolute: str) -> str | None:
         if absolute == self._root_text:
@@ -349,23 +353,40 @@ class TreeWatcher:
             return None
         return relative
 
-    def _fire(self) -> None:
+    def _on_quiet(self) -> None:
         self._timer = None
-        if self._running_batch is not None or not self._pending:
+        self._fire()
+
+    def _fire(self) -> None:
+        if not self._pending:
             return
+        priority = self._running_batch is not None
+        too_many = len(self._pending) > PRIORITY_MAX_PATHS
+        if priority and (self._priority_batch is not None or too_many):
+            return  # goes when the running batch is done
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         batch, self._pending = self._pending, set()
         first_seen = self._first_change_at or asyncio.get_running_loop().time()
         self._first_change_at = None
-        self._running_batch = asyncio.ensure_future(self._run(batch, first_seen))
+        task = asyncio.ensure_future(self._run(batch, first_seen, priority=priority))
+        if priority:
+            self._priority_batch = task
+        else:
+            self._running_batch = task
 
-    async def _run(self, batch: set[str], first_seen: float) -> None:
+    async def _run(self, batch: set[str], first_seen: float, *, priority: bool) -> None:
         try:
             await self._on_batch(batch, first_seen)
         except Exception:
             log.exception("applying a batch of %d changes failed", len(batch))
         finally:
-            self._running_batch = None
+            if priority:
+                self._priority_batch = None
+            else:
+                self._running_batch = None
             if self._pending:
                 self._fire()
-            else:
+            elif self._running_batch is None and self._priority_batch is None:
                 self._idle.set()
