@@ -18,7 +18,7 @@ from podlink.agent.client import Agent, WriteManyResult
 from podlink.agent.transport import FileTransport
 from podlink.sync.engine import BULK_OPERATIONS, SyncEngine
 from podlink.sync.ignore import IgnoreRules
-from podlink.sync.watch import TreeWatcher
+from podlink.sync.watch import BARRIER_PREFIX, PRIORITY_MAX_PATHS, TreeWatcher
 from podlink.targets.local import LocalTarget
 
 BULK_FILES = 4 * BULK_OPERATIONS
@@ -162,23 +162,75 @@ async def test_a_save_the_bulk_pass_is_writing_waits_for_it_and_wins(
     await held.close()
 
 
-async def test_a_few_changes_go_while_a_big_batch_is_still_being_applied(tmp_path: Path) -> None:
-    let_first_finish = asyncio.Event()
-    batches: asyncio.Queue[set[str]] = asyncio.Queue()
+class BlockedWatcher:
+    """A watcher whose first batch stays running until the test lets it finish."""
 
-    async def on_batch(paths: set[str], first_seen: float) -> None:
-        await batches.put(paths)
+    def __init__(self, root: Path) -> None:
+        self.may_go = False
+        self.first_finish = asyncio.Event()
+        self.batches: asyncio.Queue[set[str]] = asyncio.Queue()
+        self.watcher = TreeWatcher(
+            root,
+            # As the sync rules do: the barrier's marker file is never synced.
+            lambda path: path.startswith(BARRIER_PREFIX),
+            self._on_batch,
+            may_go_first=lambda paths: self.may_go,
+        )
+
+    async def _on_batch(self, paths: set[str], first_seen: float) -> None:
+        await self.batches.put(paths)
         if "first.txt" in paths:
-            await let_first_finish.wait()
+            await self.first_finish.wait()
 
-    watcher = TreeWatcher(tmp_path, lambda path: False, on_batch)
-    watcher.start()
+    async def start(self, root: Path) -> None:
+        self.watcher.start()
+        (root / "first.txt").write_text("a batch that takes long")
+        assert "first.txt" in await asyncio.wait_for(self.batches.get(), WAIT_SECONDS)
+
+    async def stop(self) -> None:
+        self.first_finish.set()
+        await self.watcher.stop()
+
+
+async def test_a_save_goes_while_a_batch_is_still_being_applied(tmp_path: Path) -> None:
+    blocked = BlockedWatcher(tmp_path)
+    blocked.may_go = True
+    await blocked.start(tmp_path)
     try:
-        (tmp_path / "first.txt").write_text("a batch that takes long")
-        assert "first.txt" in await asyncio.wait_for(batches.get(), WAIT_SECONDS)
         (tmp_path / "saved.txt").write_text("a save")
-        assert await asyncio.wait_for(batches.get(), WAIT_SECONDS) == {"saved.txt"}
-        assert watcher.pending_count == 0
+        assert await asyncio.wait_for(blocked.batches.get(), WAIT_SECONDS) == {"saved.txt"}
+        assert not blocked.first_finish.is_set()
     finally:
-        let_first_finish.set()
-        await watcher.stop()
+        await blocked.stop()
+
+
+async def test_only_the_newest_changes_apart_from_the_older_ones_go_first(
+    tmp_path: Path,
+) -> None:
+    blocked = BlockedWatcher(tmp_path)
+    await blocked.start(tmp_path)
+    try:
+        (tmp_path / "pkg").mkdir()
+        for index in range(PRIORITY_MAX_PATHS + 2):
+            (tmp_path / "pkg" / f"module{index}.py").write_text(f"value = {index}\n")
+        (tmp_path / "top.txt").write_text("saved last")
+        assert await blocked.watcher.barrier()
+        waiting = blocked.watcher.pending_count
+
+        # The newest few include files in pkg/, whose folder is still waiting to go: only
+        # the newest one, which is elsewhere, may pass.
+        blocked.may_go = True
+        blocked.watcher.offer_priority()
+        assert blocked.watcher.pending_count == waiting - 1
+        assert await asyncio.wait_for(blocked.batches.get(), WAIT_SECONDS) == {"top.txt"}
+
+        (tmp_path / "pkg" / "late.py").write_text("saved into a folder still waiting")
+        assert await blocked.watcher.barrier()
+        blocked.watcher.offer_priority()
+        assert blocked.watcher.pending_count == waiting  # top.txt went, late.py waits
+
+        blocked.first_finish.set()
+        rest = await asyncio.wait_for(blocked.batches.get(), WAIT_SECONDS)
+        assert {"pkg", "pkg/late.py", "pkg/module0.py"} <= rest
+    finally:
+        await blocked.stop()

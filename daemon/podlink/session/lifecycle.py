@@ -114,6 +114,7 @@ class Lifecycle:
                     functools.partial(sync.on_batch, index),
                     on_warning=sync.warn,
                     is_unwatched=functools.partial(_never_synced, prepared[index]),
+                    may_go_first=functools.partial(sync.may_go_first, index),
                 )
                 watcher.start()
                 session.watchers.append(watcher)
@@ -125,8 +126,10 @@ class Lifecycle:
                 scan.cancel()
             raise
         session.store.dispatch(Connected())
-        for entry, rules in zip(config.sync, prepared, strict=True):
-            session.engines.append(sync.make_engine(target, entry, rules))
+        for entry, rules, watcher in zip(config.sync, prepared, session.watchers, strict=True):
+            engine = sync.make_engine(target, entry, rules)
+            engine.on_bulk_applying = watcher.offer_priority
+            session.engines.append(engine)
         sync.engines_ready.set()
         try:
             await sync.initial_sync(target, progress, local_scans)

@@ -161,6 +161,11 @@ class SessionSync:
         rules = engines[index].rules if len(engines) > index else first_rules
         return rules.is_ignored(path)
 
+    def may_go_first(self, index: int, paths: set[str]) -> bool:
+        """The watcher's question: may these changes pass the engine's running bulk pass?"""
+        engines = self._session.engines
+        return len(engines) > index and engines[index].may_pass_bulk(paths)
+
     async def on_batch(self, index: int, paths: set[str], first_seen: float) -> None:
         session = self._session
         await self.engines_ready.wait()

@@ -30,7 +30,7 @@ from podlink.agent.transport import FileTransport
 from podlink.sync.agreed import AgreedState
 from podlink.sync.ancestor import AncestorStore
 from podlink.sync.core.pass_plan import PassPlan
-from podlink.sync.core.plan import is_within, restrict
+from podlink.sync.core.plan import folders_above, is_within, restrict
 from podlink.sync.core.reconcile import Conflict, Mode
 from podlink.sync.core.safety import Halt, RootState
 from podlink.sync.core.snapshot import Entry, Kind
@@ -142,6 +142,8 @@ class SyncEngine:
         self._lane_lock = asyncio.Lock()
         self._open_lane = open_lane
         self._lane: asyncio.Task[FileTransport] | None = None
+        # Told when a bulk pass starts applying: changes held back may take the lane now.
+        self.on_bulk_applying: Callable[[], None] | None = None
 
     @property
     def agent(self) -> FileTransport:
@@ -237,7 +239,7 @@ class SyncEngine:
         changed = set(paths)
         if any(is_ignore_file(path) for path in changed) or "" in changed:
             return await self.rescan(reload_rules=True)
-        if self._may_pass_bulk(changed):
+        if self.may_pass_bulk(changed):
             passed = await self._lane_pass(changed)
             if passed is not None:
                 return passed
@@ -288,16 +290,14 @@ class SyncEngine:
     def _planned(self, plan: PassPlan) -> None:
         if len(plan.upload.operations) + len(plan.download.operations) < BULK_OPERATIONS:
             return
-        folders = {
-            path[:cut]
-            for path in plan.examined
-            for cut in (index for index, char in enumerate(path) if char == "/")
-        }
+        folders = {folder for path in plan.examined for folder in folders_above(path)}
         self._bulk, self._bulk_folders = plan, frozenset(folders)
         if self._lane is None and self._open_lane is not None:
             self._lane = asyncio.ensure_future(self._open_lane())
+        if self.on_bulk_applying is not None:
+            self.on_bulk_applying()
 
-    def _may_pass_bulk(self, changed: set[str]) -> bool:
+    def may_pass_bulk(self, changed: set[str]) -> bool:
         """Whether a pass over ``changed`` cannot touch what the bulk pass is applying: no
         path it examined, none below a path of ``changed``, and every folder above
         ``changed`` already in the target and left alone by the bulk pass."""
@@ -307,18 +307,16 @@ class SyncEngine:
         for path in changed:
             if path in bulk.examined or path in self._bulk_folders:
                 return False
-            folder = path.rpartition("/")[0]
-            while folder:
+            for folder in folders_above(path):
                 known = self.remote_view.get(folder)
                 if known is None or known.kind is not Kind.DIRECTORY or folder in bulk.examined:
                     return False
-                folder = folder.rpartition("/")[0]
         return True
 
     async def _lane_pass(self, changed: set[str]) -> BatchResult | None:
         """A pass over ``changed`` beside the bulk pass; None when it must wait its turn."""
         async with self._lane_lock:
-            if not self._may_pass_bulk(changed):
+            if not self.may_pass_bulk(changed):
                 return None  # the bulk pass ended while this one waited for the lane
             try:
                 local = scan_paths(self.local_root, changed, self.rules, walk_folders=False)

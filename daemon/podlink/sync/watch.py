@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import functools
+import itertools
 import logging
 import os
 import secrets
@@ -44,6 +45,7 @@ from watchdog.observers.api import DEFAULT_OBSERVER_TIMEOUT, BaseObserver
 from watchdog.observers.inotify import InotifyEmitter, InotifyWatchGroup
 from watchdog.observers.polling import PollingObserver
 
+from podlink.sync.core.plan import folders_above
 from podlink.sync.ignore import is_ignore_file
 
 log = logging.getLogger(__name__)
@@ -69,9 +71,12 @@ WATCHED_EVENTS: list[type[FileSystemEvent]] = [
 BatchHandler = Callable[[set[str], float], Awaitable[None]]
 
 POLL_INTERVAL_SECONDS = 1.0
-# A batch this small fires even while another batch runs: a save must not wait behind a
-# checkout's thousands of files (the engine decides whether it may pass them or must queue).
+# The newest changes, up to this many, may go while another batch runs: a save must not wait
+# behind a checkout's thousands of files.
 PRIORITY_MAX_PATHS = 8
+
+# Whether these changes may go before the running batch is done (the sync engine's lane).
+GoesFirst = Callable[[set[str]], bool]
 # Never synced (the agent's temporary-file prefix is always excluded) and gone at once.
 BARRIER_PREFIX = ".podlink-tmp-barrier-"
 WATCH_LIMIT_FILE = Path("/proc/sys/fs/inotify/max_user_watches")
@@ -193,9 +198,10 @@ class TreeWatcher:
     """Watches one local root and hands batches of changed relative paths to ``on_batch``.
 
     ``on_batch`` runs on the event loop. Changes that arrive while a batch is being applied
-    are collected into the next one, except that a few paths (``PRIORITY_MAX_PATHS``) go at
-    once as a priority batch beside the running one. Nothing noticed later ever goes ahead of
-    something noticed earlier that has not gone yet: a priority batch takes all that waits.
+    are collected into the next one, except that the newest few (``PRIORITY_MAX_PATHS``) go
+    at once as a priority batch beside the running one when ``may_go_first`` allows it and
+    they share no path or folder with the changes still waiting: going first then cannot
+    change what either of them does.
     """
 
     def __init__(
@@ -210,10 +216,12 @@ class TreeWatcher:
         on_warning: Callable[[str], None] | None = None,
         is_unwatched: FolderFilter = lambda folder: False,
         observer_factory: Callable[[], BaseObserver] | None = None,
+        may_go_first: GoesFirst = lambda paths: False,
     ) -> None:
         """``is_unwatched``: folders (relative) never synced, so never watched, whatever
         happens inside them; it must not change while the watcher runs.
-        ``observer_factory``: the watchdog observer to try first (polling is the fallback)."""
+        ``observer_factory``: the watchdog observer to try first (polling is the fallback).
+        ``may_go_first``: whether a few changes may be handed over while a batch runs."""
         self.root = root
         self._on_warning = on_warning or (lambda text: log.warning("%s", text))
         self._observer_factory = observer_factory or functools.partial(
@@ -225,12 +233,14 @@ class TreeWatcher:
         self._root_text = str(root)
         self._is_ignored = is_ignored
         self._on_batch = on_batch
+        self._may_go_first = may_go_first
         self._quiet = quiet_seconds
         self._after_close = after_close_seconds
         self._max_delay = max_delay_seconds
         self._loop: asyncio.AbstractEventLoop | None = None
         self._observer: BaseObserver | None = None
-        self._pending: set[str] = set()
+        # Each waiting path with the loop time it was first noticed, oldest notice first.
+        self._pending: dict[str, float] = {}
         self._first_change_at: float | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._running_batch: asyncio.Task[None] | None = None
@@ -328,10 +338,12 @@ class TreeWatcher:
         changed = {rel for path in absolute_paths if (rel := self._relative(path)) is not None}
         if not changed:
             return
-        self._pending |= changed
-        self._idle.clear()
         loop = asyncio.get_running_loop()
         now = loop.time()
+        for path in changed:
+            # Noticed again: it moves to the newest end, and keeps its first notice's time.
+            self._pending[path] = self._pending.pop(path, now)
+        self._idle.clear()
         if self._first_change_at is None:
             self._first_change_at = now
         # A closed file is a finished save: wait only long enough to merge a rename that
@@ -357,24 +369,56 @@ class TreeWatcher:
         self._timer = None
         self._fire()
 
+    def offer_priority(self) -> None:
+        """What may go first now could go: the engine began applying a bulk pass."""
+        if self._running_batch is not None:
+            self._fire()
+
     def _fire(self) -> None:
         if not self._pending:
             return
-        priority = self._running_batch is not None
-        too_many = len(self._pending) > PRIORITY_MAX_PATHS
-        if priority and (self._priority_batch is not None or too_many):
-            return  # goes when the running batch is done
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        batch, self._pending = self._pending, set()
-        first_seen = self._first_change_at or asyncio.get_running_loop().time()
-        self._first_change_at = None
+        if self._running_batch is None:
+            self._hand_over(set(self._pending), priority=False)
+        elif self._priority_batch is None:
+            newest = self._newest_apart()
+            if newest and self._may_go_first(newest):
+                self._hand_over(newest, priority=True)
+            # Anything else goes when the running batch is done.
+
+    def _hand_over(self, batch: set[str], *, priority: bool) -> None:
+        first_seen = min(self._pending.pop(path) for path in batch)
+        if not self._pending:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._first_change_at = None
         task = asyncio.ensure_future(self._run(batch, first_seen, priority=priority))
         if priority:
             self._priority_batch = task
         else:
             self._running_batch = task
+
+    def _newest_apart(self) -> set[str]:
+        """The newest waiting changes (a few, else the newest one) that share no path or
+        folder with the older ones; empty when there are none such."""
+        newest = list(itertools.islice(reversed(self._pending), PRIORITY_MAX_PATHS))
+        for chosen in (set(newest), set(newest[:1])):
+            if chosen and self._apart(chosen):
+                return chosen
+        return set()
+
+    def _apart(self, chosen: set[str]) -> bool:
+        if "" in chosen:
+            return False
+        above_chosen = {folder for path in chosen for folder in folders_above(path)}
+        for path in self._pending:
+            if path in chosen:
+                continue
+            if path == "" or path in above_chosen:
+                return False
+            if any(folder in chosen for folder in folders_above(path)):
+                return False
+        return True
 
     async def _run(self, batch: set[str], first_seen: float, *, priority: bool) -> None:
         try:

@@ -80,11 +80,16 @@ def restrict(snapshot: Snapshot, roots: Iterable[str]) -> dict[str, Entry]:
     return chosen
 
 
-def _ancestors_and_self(path: str) -> set[str]:
-    found = {path}
+def folders_above(path: str) -> list[str]:
+    """The folders that hold ``path`` (relative), nearest first; the root is not one."""
+    found = []
     while (path := posixpath.dirname(path)) != "":
-        found.add(path)
+        found.append(path)
     return found
+
+
+def _ancestors_and_self(path: str) -> set[str]:
+    return {path, *folders_above(path)}
 
 
 def quick_match(source: Entry, target: Entry) -> bool:
