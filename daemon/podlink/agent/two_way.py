@@ -23,9 +23,7 @@ from typing import Any, Literal, TypeAlias
 import msgspec
 
 from podlink.agent import wire
-from podlink.sync.core.snapshot import Entry, Kind
-
-_KINDS = {"f": Kind.FILE, "d": Kind.DIRECTORY, "l": Kind.SYMLINK}
+from podlink.sync.core.snapshot import KIND_OF_VALUE, Entry, Kind
 
 # Received chunks are written on the event loop up to this size: a hop to a worker thread
 # costs more than writing a few kilobytes to the page cache.
@@ -198,7 +196,7 @@ def decode_changes(payload: bytes) -> RemoteChanges:
 def entry_from_row(row: wire.EntryRow) -> tuple[str, Entry]:
     path, kind, mode, size, mtime_ns, inode, link_target, digest = row
     entry = Entry(
-        kind=_KINDS[kind],
+        kind=KIND_OF_VALUE[kind],
         mode=mode,
         size=size,
         mtime_ns=mtime_ns,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import msgspec
 
-from podlink.sync.core.snapshot import Entry, Kind
+from podlink.sync.core.snapshot import KIND_OF_VALUE, Entry
 
 log = logging.getLogger(__name__)
 
@@ -75,18 +75,22 @@ class AncestorStore:
             return None
         if stored.version != FORMAT_VERSION:
             return None
-        entries = {
-            path: Entry(
-                kind=Kind(kind),
-                mode=mode,
-                size=size,
-                mtime_ns=mtime_ns,
-                digest=digest,
-                link_target=link_target,
-                inode=inode,
-            )
-            for path, kind, mode, size, mtime_ns, digest, link_target, inode in stored.rows
-        }
+        try:
+            entries = {
+                path: Entry(
+                    kind=KIND_OF_VALUE[kind],
+                    mode=mode,
+                    size=size,
+                    mtime_ns=mtime_ns,
+                    digest=digest,
+                    link_target=link_target,
+                    inode=inode,
+                )
+                for path, kind, mode, size, mtime_ns, digest, link_target, inode in stored.rows
+            }
+        except KeyError as error:
+            log.warning("ignoring a sync state %s with an unknown entry kind %s", self.path, error)
+            return None
         return Agreed(entries, frozenset(stored.left))
 
     def save(self, snapshot: Mapping[str, Entry], left: Iterable[str] = ()) -> None:

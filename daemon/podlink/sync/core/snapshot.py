@@ -14,6 +14,10 @@ class Kind(enum.Enum):
     SYMLINK = "l"
 
 
+# Kind(value) goes through enum's machinery: ~2 µs, which a 100,000-entry snapshot feels.
+KIND_OF_VALUE = {kind.value: kind for kind in Kind}
+
+
 class Entry(msgspec.Struct, frozen=True):
     """One file system object, as scanned. ``digest`` is filled only where it was needed.
 
