@@ -19,6 +19,7 @@ from podlink.agent.transport import FileTransport
 from podlink.sync.engine import BULK_OPERATIONS, SyncEngine
 from podlink.sync.ignore import IgnoreRules
 from podlink.sync.watch import BARRIER_PREFIX, PRIORITY_MAX_PATHS, TreeWatcher
+from podlink.targets.base import TargetUnavailable
 from podlink.targets.local import LocalTarget
 
 BULK_FILES = 4 * BULK_OPERATIONS
@@ -234,3 +235,34 @@ async def test_only_the_newest_changes_apart_from_the_older_ones_go_first(
         assert {"pkg", "pkg/late.py", "pkg/module0.py"} <= rest
     finally:
         await blocked.stop()
+
+
+async def test_a_lane_that_cannot_start_shares_the_main_transport(
+    target: LocalTarget, workspace: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_bulk(workspace, "first")
+    held = HeldAgent(await Agent.start(target))
+
+    async def cannot_open() -> FileTransport:
+        raise TargetUnavailable("the container stopped accepting exec")
+
+    transport: Any = held
+    engine = SyncEngine(
+        transport,
+        workspace,
+        target.target_path("/app"),
+        lambda: IgnoreRules.for_tree(workspace),
+        open_lane=cannot_open,
+    )
+    remote = Path(target.target_path("/app"))
+    initial = asyncio.ensure_future(engine.initial_sync())
+    await asyncio.wait_for(held.batch_waiting.wait(), WAIT_SECONDS)
+    (workspace / "fresh.py").write_text("saved while the lane could not start\n")
+    save = asyncio.ensure_future(engine.sync_paths(["fresh.py"]))
+    held.release()
+    await asyncio.wait_for(asyncio.gather(initial, save), WAIT_SECONDS)
+    assert (remote / "fresh.py").read_text() == "saved while the lane could not start\n"
+    assert "the container stopped accepting exec" in caplog.text
+    assert (await engine.rescan()).files_written == 0
+    await engine.close()
+    await held.close()

@@ -348,8 +348,8 @@ class SyncEngine:
             return self.agent
         try:
             return await asyncio.shield(self._lane)
-        except (AgentError, AgentGone, OSError) as error:
-            log.info("no second transport for the sync lane (%s): sharing the main one", error)
+        except Exception as error:  # whatever stopped it, the main transport works
+            log.warning("no second transport for the sync lane (%s): sharing the main one", error)
             self._open_lane = None  # not tried again: the main transport works
             self._lane = None
             return self.agent
