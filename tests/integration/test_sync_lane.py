@@ -266,3 +266,34 @@ async def test_a_lane_that_cannot_start_shares_the_main_transport(
     assert (await engine.rescan()).files_written == 0
     await engine.close()
     await held.close()
+
+
+async def test_a_deletion_never_passes_the_bulk_pass(target: LocalTarget, workspace: Path) -> None:
+    # The safety halt judges a burst of deletions whole: a few of them must not slip past
+    # it beside a bulk pass whose own deletions are not counted yet.
+    (workspace / "docs" / "old.md").write_text("to be deleted\n")
+    engine, held, _ = await engine_in(target, workspace)
+    held.release()
+    await engine.initial_sync()
+    remote = Path(target.target_path("/app"))
+    held._released.clear()
+    held.batch_waiting.clear()
+
+    switch = asyncio.ensure_future(engine.sync_paths(write_bulk(workspace, "switched")))
+    finished: list[str] = []
+    switch.add_done_callback(lambda _: finished.append("switch"))
+    await asyncio.wait_for(held.batch_waiting.wait(), WAIT_SECONDS)
+    (workspace / "docs" / "old.md").unlink()
+    assert not engine.may_pass_bulk({"docs/old.md"})
+    deletion = asyncio.ensure_future(engine.sync_paths(["docs/old.md"]))
+    deletion.add_done_callback(lambda _: finished.append("deletion"))
+    (workspace / "docs" / "index.md").write_text("# an edit still passes\n")
+    await asyncio.wait_for(engine.sync_paths(["docs/index.md"]), WAIT_SECONDS)
+    assert (remote / "docs" / "old.md").exists()
+
+    held.release()
+    await asyncio.wait_for(asyncio.gather(switch, deletion), WAIT_SECONDS)
+    assert finished == ["switch", "deletion"]
+    assert not (remote / "docs" / "old.md").exists()
+    await engine.close()
+    await held.close()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
@@ -300,12 +301,18 @@ class SyncEngine:
     def may_pass_bulk(self, changed: set[str]) -> bool:
         """Whether a pass over ``changed`` cannot touch what the bulk pass is applying: no
         path it examined, none below a path of ``changed``, and every folder above
-        ``changed`` already in the target and left alone by the bulk pass."""
+        ``changed`` already in the target and left alone by the bulk pass.
+
+        Deletions never pass: the safety halt judges a burst of them whole, and the bulk
+        pass's own deletions are counted only once it is done.
+        """
         bulk = self._bulk
         if bulk is None or self.halt is not None or len(changed) > LANE_MAX_PATHS:
             return False
         for path in changed:
             if path in bulk.examined or path in self._bulk_folders:
+                return False
+            if not os.path.lexists(self.local_root / path):
                 return False
             for folder in folders_above(path):
                 known = self.remote_view.get(folder)
@@ -322,8 +329,10 @@ class SyncEngine:
                 local = scan_paths(self.local_root, changed, self.rules, walk_folders=False)
             except FolderFound:
                 return None  # a folder's subtree could reach into the bulk pass's paths
-            self._forget_special_files(local, changed)
             relevant = {path for path in changed if not self.rules.is_ignored(path)}
+            if not relevant <= local.entries.keys():
+                return None  # deleted meanwhile: deletions wait for the bulk pass
+            self._forget_special_files(local, changed)
             started = time.monotonic()
             transport = await self._lane_transport()
             try:
