@@ -379,11 +379,9 @@ class TreeWatcher:
             return
         if self._running_batch is None:
             self._hand_over(set(self._pending), priority=False)
-        elif self._priority_batch is None:
-            newest = self._newest_apart()
-            if newest and self._may_go_first(newest):
-                self._hand_over(newest, priority=True)
-            # Anything else goes when the running batch is done.
+        elif self._priority_batch is None and (newest := self._newest_going_first()):
+            self._hand_over(newest, priority=True)
+        # Anything else goes when the running batch is done.
 
     def _hand_over(self, batch: set[str], *, priority: bool) -> None:
         first_seen = min(self._pending.pop(path) for path in batch)
@@ -398,12 +396,14 @@ class TreeWatcher:
         else:
             self._running_batch = task
 
-    def _newest_apart(self) -> set[str]:
-        """The newest waiting changes (a few, else the newest one) that share no path or
-        folder with the older ones; empty when there are none such."""
+    def _newest_going_first(self) -> set[str]:
+        """The newest waiting changes (a few, else the newest one) that may pass the running
+        batch and share no path or folder with the older ones; empty when there are none.
+        The engine is asked first: without a bulk pass it says no at once, where the walk
+        over everything waiting costs a look at each path."""
         newest = list(itertools.islice(reversed(self._pending), PRIORITY_MAX_PATHS))
         for chosen in (set(newest), set(newest[:1])):
-            if chosen and self._apart(chosen):
+            if chosen and self._may_go_first(chosen) and self._apart(chosen):
                 return chosen
         return set()
 
