@@ -36,13 +36,9 @@ if command -v readlink >/dev/null 2>&1; then echo readlink; fi
 exit 0
 """
 
-# Refuses (exit 3) when a folder on the way to a path is a symlink: the `L` records name
-# them. Otherwise prints `R`, extracts the tar stream from standard input (when $1 is 1)
-# and sets modes (pairs of mode and path), reporting `S` for a symlink and `F` for a failed
-# chmod. Records end with NUL. Exits with tar's status.
-APPLY_SCRIPT = r"""
-root=$1 count=$2
-shift 2
+# The refusal both scripts start with: `L` for each of the next $count paths (folders on the
+# way to what they change) that is a symlink, then exit 3; else `R`, and the script goes on.
+_REFUSE_LINKS = r"""
 refused=
 while [ "$count" -gt 0 ]; do
     if [ -L "$root/$1" ]; then printf 'L%s\0' "$1"; refused=1; fi
@@ -51,6 +47,19 @@ while [ "$count" -gt 0 ]; do
 done
 if [ -n "$refused" ]; then exit 3; fi
 printf 'R\0'
+"""
+
+# Refuses (exit 3) when a folder on the way to a path is a symlink: the `L` records name
+# them. Otherwise prints `R`, extracts the tar stream from standard input (when $1 is 1)
+# and sets modes (pairs of mode and path), reporting `S` for a symlink and `F` for a failed
+# chmod. Records end with NUL. Exits with tar's status.
+APPLY_SCRIPT = (
+    r"""
+root=$1 count=$2
+shift 2
+"""
+    + _REFUSE_LINKS
+    + r"""
 status=0
 if [ "$1" = 1 ]; then
     tar -x -p --no-same-owner -C "$root" -f - || status=$?
@@ -66,20 +75,17 @@ while [ $# -gt 0 ]; do
 done
 exit "$status"
 """
+)
 
 # The same refusal, then `R`, one `y` or `n` per path (whether it existed), and the removal:
 # `rm -rf` of all of them at once, or one by one without recursion.
-DELETE_SCRIPT = r"""
+DELETE_SCRIPT = (
+    r"""
 root=$1 recursive=$2 count=$3
 shift 3
-refused=
-while [ "$count" -gt 0 ]; do
-    if [ -L "$root/$1" ]; then printf 'L%s\0' "$1"; refused=1; fi
-    shift
-    count=$((count - 1))
-done
-if [ -n "$refused" ]; then exit 3; fi
-printf 'R\0'
+"""
+    + _REFUSE_LINKS
+    + r"""
 for path do
     if [ -e "$root/$path" ] || [ -L "$root/$path" ]; then printf y; else printf n; fi
 done
@@ -96,6 +102,7 @@ for path do
     fi
 done
 """
+)
 
 ROOT_NOT_FOLDER = 4
 ROOT_MISSING = 5

@@ -27,6 +27,18 @@ FOLDER_ARGUMENT = click.argument(
     default=".",
     required=False,
 )
+# For commands whose arguments are something else (test ids, paths to explain).
+FOLDER_OPTION = click.option(
+    "-C",
+    "--folder",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=".",
+    show_default=True,
+    help="The workspace folder.",
+)
+CONFIG_OPTION = click.option(
+    "--config", "config_file", help="Config file, relative to the workspace folder."
+)
 
 
 def fail(message: str, code: int) -> NoReturn:

@@ -10,11 +10,13 @@ it runs, are kept unless ``--all``: its status file in the state folder names it
 from __future__ import annotations
 
 import asyncio
+import functools
 import sys
 import urllib.parse
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -24,6 +26,8 @@ from podlink.runtime import live_session_records
 from podlink.targets.base import TargetUnavailable
 from podlink.targets.capabilities import LeavesLeftovers, Leftovers
 from podlink.terminal import plural
+
+LeftoverT = TypeVar("LeftoverT")
 
 if TYPE_CHECKING:
     from podlink.targets.docker.admin import ManagedContainer, ManagedImage
@@ -212,30 +216,37 @@ def _folder_of(uri: str) -> Path:
     return Path(urllib.parse.unquote(parsed.path)) if parsed.scheme == "file" else Path(uri)
 
 
+async def _remove_each(
+    leftovers: Sequence[LeftoverT], remove: Callable[[LeftoverT], object], failures: list[str]
+) -> int:
+    """Remove each leftover in a worker thread, printing one line each; how many went.
+    What could not be removed is added to ``failures``."""
+    from podlink.targets.docker import admin as docker_admin
+
+    removed = 0
+    for leftover in leftovers:
+        try:
+            await asyncio.to_thread(remove, leftover)
+        except docker_admin.RemovalFailed as error:
+            failures.append(str(error))
+            continue
+        click.echo(f"removed {leftover}")
+        removed += 1
+    return removed
+
+
 async def _remove_leftovers(plan: _PurgePlan) -> list[str]:
     """Remove what the plan lists, printing one line each; the failures, as messages."""
     from podlink.targets.docker import admin as docker_admin
 
     in_target = await asyncio.to_thread(plan.in_target.remove, click.echo)
     failures = list(in_target.failures)
-    removed_containers = 0
-    for container in plan.containers:
-        try:
-            await asyncio.to_thread(docker_admin.remove_container, plan.engine, container)
-        except docker_admin.RemovalFailed as error:
-            failures.append(str(error))
-            continue
-        click.echo(f"removed {container}")
-        removed_containers += 1
-    removed_images = 0
-    for image in plan.images:
-        try:
-            await asyncio.to_thread(docker_admin.remove_image, plan.engine, image)
-        except docker_admin.RemovalFailed as error:
-            failures.append(str(error))
-            continue
-        click.echo(f"removed {image}")
-        removed_images += 1
+    removed_containers = await _remove_each(
+        plan.containers, functools.partial(docker_admin.remove_container, plan.engine), failures
+    )
+    removed_images = await _remove_each(
+        plan.images, functools.partial(docker_admin.remove_image, plan.engine), failures
+    )
     summary = (
         f"purged {plural(removed_containers, 'container')}, {plural(removed_images, 'image')} "
         f"and {plural(in_target.files, 'temporary file')}"

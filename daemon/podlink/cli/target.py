@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from podlink.cli.common import (
+    CONFIG_OPTION,
     EXIT_BAD_CONFIG,
     FOLDER_ARGUMENT,
     exit_on_known_errors,
@@ -50,7 +51,7 @@ class _CommandAfterDashes(click.Command):
 
 @click.command("shell", cls=_CommandAfterDashes)
 @FOLDER_ARGUMENT
-@click.option("--config", "config_file", help="Config file, relative to FOLDER.")
+@CONFIG_OPTION
 @click.pass_context
 def shell(ctx: click.Context, folder: Path, config_file: str | None) -> None:
     """Open a shell in FOLDER's target, in the first sync entry's remote folder.
@@ -127,7 +128,7 @@ def _note_missing_folder(remote: str, instead: str) -> None:
 
 @click.command("logs")
 @FOLDER_ARGUMENT
-@click.option("--config", "config_file", help="Config file, relative to FOLDER.")
+@CONFIG_OPTION
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new output (Ctrl-C stops).")
 @click.option("--tail", type=click.IntRange(min=0), help="Start with the last N lines only.")
 @click.option(
@@ -203,7 +204,7 @@ async def _print_container_logs(target: Target, request: LogRequest) -> None:
 
 @click.command("deploy")
 @FOLDER_ARGUMENT
-@click.option("--config", "config_file", help="Config file, relative to FOLDER.")
+@CONFIG_OPTION
 def deploy(folder: Path, config_file: str | None) -> None:
     """Apply FOLDER's deploy: manifests to its cluster and wait for the rollouts.
 

@@ -23,7 +23,15 @@ from rich.console import Console
 from rich.markup import escape
 
 from podlink import protocol
-from podlink.cli.common import EXIT_BAD_CONFIG, EXIT_FAILED, exit_on_known_errors, fail
+from podlink.cli.common import (
+    CONFIG_OPTION,
+    EXIT_BAD_CONFIG,
+    EXIT_FAILED,
+    FOLDER_ARGUMENT,
+    FOLDER_OPTION,
+    exit_on_known_errors,
+    fail,
+)
 from podlink.config import load_config
 from podlink.diagnostics import Diagnostic, DiagnosticSource
 
@@ -69,17 +77,6 @@ async def _session(
         yield session
     finally:
         await session.stop()
-
-
-FOLDER_OPTION = click.option(
-    "-C",
-    "--folder",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=".",
-    show_default=True,
-    help="The workspace folder.",
-)
-CONFIG_OPTION = click.option("--config", "config_file", help="Config file, relative to the folder.")
 
 
 @click.command("test")
@@ -206,12 +203,7 @@ def _print_problem(console: Console, reported: ReportedTest) -> None:
 
 
 @click.command("build")
-@click.argument(
-    "folder",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=".",
-    required=False,
-)
+@FOLDER_ARGUMENT
 @CONFIG_OPTION
 def build_command(folder: Path, config_file: str | None) -> None:
     """Run the build command (`build:` in podlink.yaml) in FOLDER's target.

@@ -16,53 +16,53 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from podlink import protocol
-from podlink.cli.common import EXIT_BAD_CONFIG, EXIT_FAILED, FOLDER_ARGUMENT, fail
+from podlink.cli.common import (
+    CONFIG_OPTION,
+    EXIT_BAD_CONFIG,
+    EXIT_FAILED,
+    FOLDER_ARGUMENT,
+    exit_on_known_errors,
+    fail,
+)
 from podlink.config import ConfigError
 from podlink.diagnostics import Diagnostic, DiagnosticSource
 from podlink.runtime import FolderServed, claim_folder, setup_logging
 from podlink.signal_channel import answer_requests_on_signal
-from podlink.targets.base import TargetUnavailable
 
 
 @click.command("up")
 @FOLDER_ARGUMENT
-@click.option("--config", "config_file", help="Config file, relative to FOLDER.")
+@CONFIG_OPTION
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail to stderr.")
 def up(folder: Path, config_file: str | None, verbose: bool) -> None:
     """Start a session for FOLDER here: sync it, watch it, run the app. Ctrl-C stops it."""
-    setup_logging(verbose=verbose)
-    console = _up_console()
-    try:
-        asyncio.run(_run_up(folder, config_file, console))
-    except ConfigError as error:
-        fail(str(error), EXIT_BAD_CONFIG)
-    except FolderServed as error:
-        fail(f"podlink: {error}", EXIT_FAILED)
-    except TargetUnavailable as error:
-        fail(f"podlink: {error}", EXIT_FAILED)
+    _serve(folder, config_file, verbose=verbose, debug=False)
 
 
 @click.command("debug")
 @FOLDER_ARGUMENT
-@click.option("--config", "config_file", help="Config file, relative to FOLDER.")
+@CONFIG_OPTION
 @click.option("-v", "--verbose", is_flag=True, help="Log debug detail to stderr.")
 def debug(folder: Path, config_file: str | None, verbose: bool) -> None:
     """Like `up`, with the app under debugpy: prints the VS Code attach configuration (JSON)
     once the debug server is ready, and keeps it there across restarts. Ctrl-C stops it."""
+    _serve(folder, config_file, verbose=verbose, debug=True)
+
+
+def _serve(folder: Path, config_file: str | None, *, verbose: bool, debug: bool) -> None:
+    """``up`` and ``debug``: run the session here until Ctrl-C; errors a user can fix become
+    a message and the documented exit code."""
     from podlink.session.debug import DebugNotPossible
 
     setup_logging(verbose=verbose)
     console = _up_console()
     try:
-        asyncio.run(_run_up(folder, config_file, console, debug=True))
-    except ConfigError as error:
-        fail(str(error), EXIT_BAD_CONFIG)
+        with exit_on_known_errors():
+            asyncio.run(_run_up(folder, config_file, console, debug=debug))
     except FolderServed as error:
         fail(f"podlink: {error}", EXIT_FAILED)
     except DebugNotPossible as error:
         fail(f"podlink: {error}", EXIT_BAD_CONFIG)
-    except TargetUnavailable as error:
-        fail(f"podlink: {error}", EXIT_FAILED)
 
 
 def _up_console() -> Console:

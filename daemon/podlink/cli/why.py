@@ -13,21 +13,14 @@ from pathlib import Path
 import click
 import msgspec
 
-from podlink.cli.common import EXIT_BAD_CONFIG
+from podlink.cli.common import CONFIG_OPTION, EXIT_BAD_CONFIG, FOLDER_OPTION
 from podlink.config import ConfigError, load_config
 
 
 @click.command("why")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "-C",
-    "--folder",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=".",
-    show_default=True,
-    help="The workspace folder.",
-)
-@click.option("--config", "config_file", help="Config file, relative to the folder.")
+@FOLDER_OPTION
+@CONFIG_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the answers as JSON.")
 def why_command(
     paths: tuple[Path, ...], folder: Path, config_file: str | None, as_json: bool

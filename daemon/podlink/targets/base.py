@@ -79,6 +79,25 @@ class PidLine:
         return self.known.result() if self.known.done() else None
 
 
+class ReportsPid:
+    """``pid`` and ``wait_for_pid`` of an exec whose wrapped command reports its pid on
+    stderr first (``PidLine``); a TTY has no separate stderr, so there it stays unknown."""
+
+    _pid_line: PidLine
+    _tty: bool
+
+    @property
+    def pid(self) -> int | None:
+        """The command's pid in the target, once reported."""
+        return self._pid_line.pid
+
+    async def wait_for_pid(self) -> int | None:
+        """The command's pid in the container (None with a TTY, where it is not printed)."""
+        if self._tty:
+            return None
+        return await self._pid_line.known
+
+
 class TargetEventKind(enum.Enum):
     STARTED = "started"
     RESTARTED = "restarted"

@@ -20,7 +20,7 @@ from podlink.sync.core.names import TEMP_PREFIX
 from podlink.targets.base import TargetUnavailable
 from podlink.targets.capabilities import Leftovers, LeftoversRemoved
 from podlink.targets.docker import exec as docker_exec
-from podlink.targets.docker.containers import FOLDER_LABEL, MANAGED_LABEL
+from podlink.targets.docker.containers import FOLDER_LABEL, MANAGED_LABEL, look_up_container
 from podlink.targets.docker.exec import EngineUnavailable
 
 MANAGED_FILTER = {"label": f"{MANAGED_LABEL}=1"}
@@ -101,7 +101,9 @@ def remove_container(client: docker.DockerClient, container: ManagedContainer) -
     except docker.errors.NotFound:
         return  # already gone: what was asked for holds
     except docker.errors.APIError as error:
-        raise RemovalFailed(f"cannot remove {container}: {_explain(error)}") from error
+        raise RemovalFailed(
+            f"cannot remove {container}: {docker_exec.engine_error_text(error)}"
+        ) from error
 
 
 def remove_image(client: docker.DockerClient, image: ManagedImage) -> None:
@@ -116,7 +118,9 @@ def remove_image(client: docker.DockerClient, image: ManagedImage) -> None:
     except docker.errors.ImageNotFound:
         return
     except docker.errors.APIError as error:
-        raise RemovalFailed(f"cannot remove {image}: {_explain(error)}") from error
+        raise RemovalFailed(
+            f"cannot remove {image}: {docker_exec.engine_error_text(error)}"
+        ) from error
 
 
 def temp_files_in_container(
@@ -125,14 +129,9 @@ def temp_files_in_container(
     """The agent's temporary files under ``folders`` in a running container, one ``find`` exec
     per folder; with ``delete`` they are removed by that same ``find``. Paths in the container.
     """
-    try:
-        container = client.containers.get(container_name)
-    except docker.errors.NotFound as error:
-        raise TargetUnavailable(f"there is no container {container_name!r}") from error
-    except docker.errors.APIError as error:
-        raise TargetUnavailable(
-            f"cannot look up container {container_name!r}: {_explain(error)}"
-        ) from error
+    container = look_up_container(client, container_name)
+    if container is None:
+        raise TargetUnavailable(f"there is no container {container_name!r}")
     if container.status != "running":
         raise TargetUnavailable(
             f"container {container_name!r} is {container.status}, not running; "
@@ -148,7 +147,7 @@ def temp_files_in_container(
         except docker.errors.APIError as error:
             raise TargetUnavailable(
                 f"cannot run `{shlex.join(argv)}` in container {container_name!r}: "
-                f"{_explain(error)}"
+                f"{docker_exec.engine_error_text(error)}"
             ) from error
         stdout, stderr = output
         problem = (stderr or b"").decode(errors="replace").strip()
@@ -159,9 +158,6 @@ def temp_files_in_container(
             )
         found.extend(line for line in (stdout or b"").decode(errors="replace").splitlines() if line)
     return found
-
-
-_explain = docker_exec.engine_error_text
 
 
 @dataclass

@@ -38,6 +38,19 @@ def container_name_for(folder: Path) -> str:
     return f"podlink-{slug[:40]}-{digest}"
 
 
+def look_up_container(client: docker.DockerClient, name: str) -> Container | None:
+    """The container ``name``, or None when the Engine has none of that name; an Engine that
+    cannot answer is TargetUnavailable."""
+    try:
+        return client.containers.get(name)
+    except docker.errors.NotFound:
+        return None
+    except docker.errors.APIError as error:
+        raise TargetUnavailable(
+            f"cannot look up container {name!r}: {engine_error_text(error)}"
+        ) from error
+
+
 class ContainerFinder:
     """The container a Docker target configuration names, or the dev container it makes."""
 
@@ -56,18 +69,12 @@ class ContainerFinder:
         self._log_from_thread = on_log
 
     def attach(self, name: str) -> Container:
-        client = self._client
-        try:
-            container = client.containers.get(name)
-        except docker.errors.NotFound as error:
+        container = look_up_container(self._client, name)
+        if container is None:
             raise TargetUnavailable(
                 f"no container named {name!r} on the Docker Engine at {self._address}; "
                 "`docker ps -a` lists the containers there"
-            ) from error
-        except docker.errors.APIError as error:
-            raise TargetUnavailable(
-                f"cannot look up container {name!r}: {_short(error)}"
-            ) from error
+            )
         if container.status != "running":
             raise TargetUnavailable(
                 f"container {name!r} is {container.status}, not running; "
@@ -109,7 +116,7 @@ class ContainerFinder:
         except docker.errors.APIError as error:
             raise TargetUnavailable(
                 f"cannot create a dev container from {self._config.image or image!r}: "
-                f"{_short(error)}"
+                f"{engine_error_text(error)}"
             ) from error
 
     def _resolve_image(self) -> str:
@@ -141,7 +148,4 @@ class ContainerFinder:
         try:
             return follow_build(messages, dockerfile, self._log_from_thread)
         except docker.errors.APIError as error:
-            raise BuildFailure(dockerfile, _short(error)) from error
-
-
-_short = engine_error_text
+            raise BuildFailure(dockerfile, engine_error_text(error)) from error

@@ -64,7 +64,7 @@ class ContainerEvents:
                     loop.call_soon_threadsafe(self._queue.put_nowait, translated)
         except Exception as error:  # the stream breaks when the engine goes away
             if not self._closed:
-                reason = f"lost the Docker Engine's event stream: {_short(error)}"
+                reason = f"lost the Docker Engine's event stream: {engine_error_text(error)}"
                 with contextlib.suppress(RuntimeError):
                     loop.call_soon_threadsafe(
                         self._queue.put_nowait, TargetEvent(TargetEventKind.GONE, reason)
@@ -92,6 +92,3 @@ class ContainerEvents:
         if self._stream is not None:
             with contextlib.suppress(Exception):
                 self._stream.close()
-
-
-_short = engine_error_text

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
-from podlink.targets.base import PidLine
+from podlink.targets.base import PidLine, ReportsPid
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ class _ReadGate(asyncio.ReadTransport):
         self.open.set()
 
 
-class DockerExec:
+class DockerExec(ReportsPid):
     """One command in a container: stdin, split stdout/stderr, exit code, group stop."""
 
     # The Engine call that sizes a TTY exec's terminal (the SDK's ``api.exec_resize``), set by
@@ -213,17 +213,6 @@ class DockerExec:
         if self._gate is None:
             self._gate = _ReadGate()
             self.stdout.set_transport(self._gate)
-
-    @property
-    def pid(self) -> int | None:
-        """The command's pid in the target, once reported."""
-        return self._pid_line.pid
-
-    async def wait_for_pid(self) -> int | None:
-        """The command's pid in the container (None with a TTY, where it is not printed)."""
-        if self._tty:
-            return None
-        return await self._pid_line.known
 
     async def _demultiplex(self) -> None:
         try:

@@ -29,6 +29,7 @@ from podlink.targets.capabilities import Leftovers, LogRequest
 from podlink.targets.docker.containers import (
     ContainerFinder,
     container_name_for,
+    look_up_container,
 )
 from podlink.targets.docker.events import ContainerEvents
 from podlink.targets.docker.exec import (
@@ -179,7 +180,7 @@ class DockerTarget:
         except (docker.errors.APIError, EngineUnavailable) as error:
             await _discard_connection(connecting)
             raise TargetUnavailable(
-                f"cannot run {argv[0]!r} in container {self._name()}: {_short(error)}"
+                f"cannot run {argv[0]!r} in container {self._name()}: {engine_error_text(error)}"
             ) from error
         execution = DockerExec(
             created["Id"],
@@ -293,7 +294,7 @@ class DockerTarget:
             )
         except docker.errors.APIError as error:
             raise TargetUnavailable(
-                f"cannot read the logs of container {self._name()}: {_short(error)}"
+                f"cannot read the logs of container {self._name()}: {engine_error_text(error)}"
             ) from error
         return chunks
 
@@ -316,15 +317,7 @@ class DockerTarget:
     def _look_up_container(self) -> Container | None:
         if self._client is None:
             self._address, self._client = self._open_client()
-        name = self._name()
-        try:
-            return self._client.containers.get(name)
-        except docker.errors.NotFound:
-            return None
-        except docker.errors.APIError as error:
-            raise TargetUnavailable(
-                f"cannot look up container {name!r}: {_short(error)}"
-            ) from error
+        return look_up_container(self._client, self._name())
 
     # -- lifecycle events -------------------------------------------------------------------
 
@@ -367,6 +360,3 @@ class DockerTarget:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self._client.close)
         self._events.put_nowait(None)
-
-
-_short = engine_error_text

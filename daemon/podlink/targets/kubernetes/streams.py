@@ -26,7 +26,7 @@ from typing import Any
 
 from kubernetes.stream import stream
 
-from podlink.targets.base import PidLine, PortRefused
+from podlink.targets.base import PidLine, PortRefused, ReportsPid
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def exit_code_from_status(raw: bytes) -> int:
     return -1
 
 
-class KubeExec:
+class KubeExec(ReportsPid):
     """One command in a pod's container: stdin, split stdout/stderr, exit code, group stop."""
 
     def __init__(
@@ -175,17 +175,6 @@ class KubeExec:
             self._done.set_result(code)
         if self.stdin is not None:
             self.stdin.close()
-
-    @property
-    def pid(self) -> int | None:
-        """The command's pid in the target, once reported."""
-        return self._pid_line.pid
-
-    async def wait_for_pid(self) -> int | None:
-        """The command's pid in the container (None with a TTY, where it is not printed)."""
-        if self._tty:
-            return None
-        return await self._pid_line.known
 
     async def close_stdin(self) -> None:
         if self.stdin is not None and not self.stdin.is_closing():
