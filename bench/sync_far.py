@@ -49,12 +49,13 @@ from bench.sync_docker import (
     append_line,
     edit_files,
     measure_edits,
+    new_session,
     ratio,
+    time_start,
+    write_config,
 )
-from bench.sync_local import QuietListener, percentile
+from bench.sync_local import percentile
 from bench.tree import make_tree
-from podlink.config import load_config
-from podlink.session import Session
 from podlink.sync.ignore import IgnoreRules
 from podlink.sync.scan import scan_tree
 
@@ -96,31 +97,6 @@ def rsync_over_link(tree: Path, container: str, link: FarLink) -> float:
     )
 
 
-def write_config(scratch: Path, container: str) -> Path:
-    path = scratch / f"podlink-{container}.yaml"
-    path.write_text(
-        "version: 1\n"
-        f"target: {{docker: {{container: {json.dumps(container)}}}}}\n"
-        f"sync: [{{local: tree, remote: {REMOTE_ROOT}, mode: upload}}]\n"
-    )
-    return path
-
-
-def new_session(config: Path) -> Session:
-    return Session(load_config(config.parent, config), QuietListener())
-
-
-async def time_start(config: Path) -> float:
-    os.sync()
-    session = new_session(config)
-    started = time.perf_counter()
-    try:
-        await session.start()
-        return time.perf_counter() - started
-    finally:
-        await session.stop()
-
-
 def local_scan_seconds(tree: Path, repeats: int) -> float:
     times = []
     for _ in range(repeats):
@@ -134,7 +110,7 @@ async def saves_and_flushes(
     args: argparse.Namespace, tree: Path, config: Path, container: str
 ) -> tuple[list[float], list[float], list[float]]:
     """Save latencies (ms), flush after a save (ms), flush with nothing changed (ms)."""
-    session = new_session(config)
+    session = new_session(tree, config)
     await session.start()
     poller = await Poller.start_over([*LOCAL_ENGINE, "exec", "-i", container])
     try:
@@ -174,7 +150,7 @@ def run(args: argparse.Namespace, link: FarLink, scratch: Path, containers: Cont
             container = containers.create()
             try:
                 if name == "podlink":
-                    seconds = asyncio.run(time_start(write_config(scratch, container)))
+                    seconds = asyncio.run(time_start(tree, write_config(scratch, container)))
                 elif name == "tar":
                     seconds = tar_over_link(tree, container, link)
                 else:
@@ -202,7 +178,7 @@ def run(args: argparse.Namespace, link: FarLink, scratch: Path, containers: Cont
     )  # fmt: skip
 
     config = write_config(scratch, kept["podlink"])
-    fresh = [asyncio.run(time_start(config)) for _ in range(args.repeats)]
+    fresh = [asyncio.run(time_start(tree, config)) for _ in range(args.repeats)]
     if "rsync" not in kept:
         raise PeerFailed(f"rsync is the no-change peer and failed: {notes.get('rsync')}")
     rsync_again = [rsync_over_link(tree, kept["rsync"], link) for _ in range(args.repeats)]
