@@ -143,6 +143,7 @@ class SyncEngine:
         self._lane_lock = asyncio.Lock()
         self._open_lane = open_lane
         self._lane: asyncio.Task[FileTransport] | None = None
+        self._closing_lanes: set[asyncio.Future[None]] = set()
         # Told when a bulk pass starts applying: changes held back may take the lane now.
         self.on_bulk_applying: Callable[[], None] | None = None
 
@@ -240,7 +241,7 @@ class SyncEngine:
         changed = set(paths)
         if any(is_ignore_file(path) for path in changed) or "" in changed:
             return await self.rescan(reload_rules=True)
-        if self.may_pass_bulk(changed):
+        if self._apart_from_bulk(changed):
             passed = await self._lane_pass(changed)
             if passed is not None:
                 return passed
@@ -299,20 +300,23 @@ class SyncEngine:
             self.on_bulk_applying()
 
     def may_pass_bulk(self, changed: set[str]) -> bool:
+        """Whether a pass over ``changed`` may run beside the bulk pass now (the watcher's
+        question): apart from it, and no deletion among them. Deletions never pass: the
+        safety halt judges a burst of them whole, and the bulk pass's own deletions are
+        counted only once it is done."""
+        return self._apart_from_bulk(changed) and all(
+            os.path.lexists(self.local_root / path) for path in changed
+        )
+
+    def _apart_from_bulk(self, changed: set[str]) -> bool:
         """Whether a pass over ``changed`` cannot touch what the bulk pass is applying: no
         path it examined, none below a path of ``changed``, and every folder above
-        ``changed`` already in the target and left alone by the bulk pass.
-
-        Deletions never pass: the safety halt judges a burst of them whole, and the bulk
-        pass's own deletions are counted only once it is done.
-        """
+        ``changed`` already in the target and left alone by the bulk pass."""
         bulk = self._bulk
         if bulk is None or self.halt is not None or len(changed) > LANE_MAX_PATHS:
             return False
         for path in changed:
             if path in bulk.examined or path in self._bulk_folders:
-                return False
-            if not os.path.lexists(self.local_root / path):
                 return False
             for folder in folders_above(path):
                 known = self.remote_view.get(folder)
@@ -323,7 +327,7 @@ class SyncEngine:
     async def _lane_pass(self, changed: set[str]) -> BatchResult | None:
         """A pass over ``changed`` beside the bulk pass; None when it must wait its turn."""
         async with self._lane_lock:
-            if not self.may_pass_bulk(changed):
+            if not self._apart_from_bulk(changed):
                 return None  # the bulk pass ended while this one waited for the lane
             try:
                 local = scan_paths(self.local_root, changed, self.rules, walk_folders=False)
@@ -331,7 +335,7 @@ class SyncEngine:
                 return None  # a folder's subtree could reach into the bulk pass's paths
             relevant = {path for path in changed if not self.rules.is_ignored(path)}
             if not relevant <= local.entries.keys():
-                return None  # deleted meanwhile: deletions wait for the bulk pass
+                return None  # a deletion: it waits for the bulk pass (see may_pass_bulk)
             self._forget_special_files(local, changed)
             started = time.monotonic()
             transport = await self._lane_transport()
@@ -364,9 +368,17 @@ class SyncEngine:
             return self.agent
 
     def _drop_lane(self) -> None:
+        """Close the lane's transport once it has started (if it does): nobody uses it now."""
         lane, self._lane = self._lane, None
         if lane is not None:
-            lane.add_done_callback(_close_transport)
+            lane.add_done_callback(self._close_started_lane)
+
+    def _close_started_lane(self, started: asyncio.Task[FileTransport]) -> None:
+        if started.cancelled() or started.exception() is not None:
+            return
+        closing = asyncio.ensure_future(started.result().close())
+        self._closing_lanes.add(closing)
+        closing.add_done_callback(self._closing_lanes.discard)
 
     async def _scan_changed(self, changed: set[str]) -> LocalScan:
         if len(changed) <= INLINE_SCAN_LIMIT:
@@ -482,16 +494,5 @@ class SyncEngine:
         if lane is not None:
             with contextlib.suppress(Exception):
                 await (await lane).close()
+        await asyncio.gather(*self._closing_lanes, return_exceptions=True)
         await self.agreed.close()
-
-
-def _close_transport(started: asyncio.Task[FileTransport]) -> None:
-    """Close a lane transport nobody uses any more, once it has started (if it did)."""
-    if started.cancelled() or started.exception() is not None:
-        return
-    closing = asyncio.ensure_future(started.result().close())
-    _closing.add(closing)
-    closing.add_done_callback(_closing.discard)
-
-
-_closing: set[asyncio.Future[None]] = set()
