@@ -9,31 +9,18 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { after, before, describe } from "node:test";
-import type { Browser, Locator } from "playwright-core";
-import {
-  CodeServer,
-  QUIET_USER_SETTINGS,
-  Steps,
-  Workbench,
-  freePort,
-  launchBrowser,
-  lineOf,
-  repoRoot,
-  settings,
-  waitUntil,
-} from "./harness";
+import type { Locator } from "playwright-core";
+import { Scenario, Workbench, freePort, lineOf, waitUntil } from "./harness";
 
 const TEST_IMAGE = process.env.PODLINK_TEST_IMAGE ?? "podlink-test-python:bookworm";
 const SESSION_READY_MS = 240_000;
 const STOP_MS = 90_000;
 const UI_MS = 60_000;
 
-const output = path.join(settings.output, "debug");
-const screenshots = path.join(output, "screenshots");
-const workspace = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "podlink-e2e-debug-")), "hello");
+const scenario = new Scenario("debug");
+const workspace = scenario.workspace;
 const greetingFile = path.join(workspace, "app", "greeting.py");
 // The first line of greet(): `name` is known there, `cleaned` one step over later.
 const BREAKPOINT_NEEDLE = "cleaned = name.strip()";
@@ -42,8 +29,7 @@ const testFile = path.join(workspace, "tests", "test_greeting.py");
 const TEST_BREAKPOINT_NEEDLE = 'assert greet("Ada") == "Hello, Ada!"';
 const container = `podlink-e2e-debug-${String(process.pid)}`;
 
-const steps = new Steps(output);
-const step = steps.step.bind(steps);
+const step = scenario.steps.step.bind(scenario.steps);
 let workbench: Workbench;
 let appPort = 0;
 
@@ -52,11 +38,7 @@ function docker(...args: string[]): string {
 }
 
 function prepareWorkspace(): void {
-  const example = path.join(repoRoot, "examples", "hello");
-  fs.cpSync(example, workspace, {
-    recursive: true,
-    filter: (source) => !/(^|\/)(\.podlink|__pycache__|\.pytest_cache)(\/|$)/.test(path.relative(example, source)),
-  });
+  scenario.copyExample();
   fs.writeFileSync(
     path.join(workspace, "podlink.yaml"),
     [
@@ -89,43 +71,25 @@ async function greeting(name: string, timeoutMs: number): Promise<string> {
 }
 
 describe("breakpoints in real VS Code on a Docker target", { timeout: 20 * 60_000 }, () => {
-  const codeServer = new CodeServer(output);
-  let browser: Browser | undefined;
   let breakpointLine = 0;
   // The request stopped at the breakpoint; it completes once the editor continues.
   let stoppedRequest: Promise<string> | undefined;
 
   before(async () => {
-    fs.rmSync(output, { recursive: true, force: true });
-    fs.mkdirSync(screenshots, { recursive: true });
     appPort = await freePort();
     prepareWorkspace();
     breakpointLine = lineOf(greetingFile, BREAKPOINT_NEEDLE);
     docker("run", "-d", "--rm", "--init", "--name", container, "--label", "podlink.test=1", TEST_IMAGE, "sleep", "infinity");
-
-    fs.mkdirSync(path.join(workspace, ".vscode"), { recursive: true });
-    fs.writeFileSync(path.join(workspace, ".vscode", "settings.json"), JSON.stringify({ "podlink.python": settings.python }, null, 2));
-    codeServer.writeUserSettings({ ...QUIET_USER_SETTINGS, "debug.openDebug": "openOnDebugBreak" });
-    await codeServer.installExtension(settings.vsix);
-    await codeServer.start(workspace);
-    browser = await launchBrowser();
-    const page = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
-    page.setDefaultTimeout(UI_MS);
-    workbench = new Workbench(page, screenshots);
-    steps.workbench = workbench;
-    await page.goto(codeServer.url(workspace));
-    await page.locator(".monaco-workbench").waitFor({ state: "visible", timeout: 120_000 });
+    workbench = await scenario.openWorkbench({ userSettings: { "debug.openDebug": "openOnDebugBreak" }, timeoutMs: UI_MS });
   });
 
   after(async () => {
-    await browser?.close();
-    await codeServer.stop();
+    await scenario.close();
     try {
       docker("rm", "-f", container);
     } catch {
       // never started, or already gone
     }
-    fs.rmSync(path.dirname(workspace), { recursive: true, force: true });
   });
 
   /** Sets a breakpoint at `line` of the open file by clicking the gutter beside it. */
@@ -295,17 +259,8 @@ describe("breakpoints in real VS Code on a Docker target", { timeout: 20 * 60_00
 
   step("a saved change restarts the app under debugpy and the same breakpoint stops the editor again", async () => {
     const page = workbench.page;
-    const editor = page.locator(".editor-instance .monaco-editor").first();
-    await editor.locator(".view-lines").click();
-    await page.keyboard.press("Control+H");
-    const widget = page.locator(".editor-widget.find-widget");
-    await widget.locator(".find-part textarea").fill("Hello");
-    await widget.locator(".matchesCount", { hasText: /1 of 1/ }).waitFor({ state: "visible" });
-    await widget.locator(".replace-part textarea").fill("Howdy");
-    await widget.getByRole("button", { name: /^Replace All/ }).click();
-    await widget.getByRole("button", { name: /^Close/ }).click();
-    await page.keyboard.press("Control+S");
-    await waitUntil("the change on disk", () => fs.readFileSync(greetingFile, "utf8").includes("Howdy"), UI_MS);
+    await workbench.replaceOnce("Hello", "Howdy");
+    await workbench.save(greetingFile, "Howdy", UI_MS);
     // The restarted app says Howdy once it runs; a request answered by the old one is retried.
     await requestUntilStopped("  Ada ");
     await assertStoppedAtBreakpoint("stopped-again-after-save");
@@ -323,15 +278,7 @@ describe("breakpoints in real VS Code on a Docker target", { timeout: 20 * 60_00
     await workbench.openFile("tests/test_greeting.py");
     await clickGutter(testLine);
 
-    await workbench.runCommand("Testing: Focus on Test Explorer View");
-    const explorer = page.locator(".test-explorer");
-    for (const label of ["tests", "test_greeting.py"]) {
-      const row = explorer.locator(".monaco-list-row").filter({ has: page.getByText(label, { exact: true }) }).first();
-      await row.waitFor({ state: "visible", timeout: SESSION_READY_MS });
-      if ((await row.getAttribute("aria-expanded")) === "false") {
-        await row.locator(".monaco-tl-twistie").click();
-      }
-    }
+    const explorer = await workbench.openTestExplorer(["tests", "test_greeting.py"], SESSION_READY_MS);
     const testRow = explorer
       .locator(".monaco-list-row")
       .filter({ has: page.getByText("test_greets_by_name", { exact: true }) })
@@ -377,9 +324,7 @@ describe("breakpoints in real VS Code on a Docker target", { timeout: 20 * 60_00
     await workbench.runCommand("Testing: Focus on Test Explorer View");
     // The one test debugged, failed: its mark in the tree and the run's summary.
     await page.locator(".test-explorer .codicon-testing-failed-icon").first().waitFor({ state: "visible", timeout: STOP_MS });
-    await page
-      .locator(".result-summary", { has: page.locator(".codicon-testing-failed-icon"), hasText: "0/1" })
-      .waitFor({ state: "visible" });
+    await workbench.testRunSummary("failed", "0/1").waitFor({ state: "visible" });
     await workbench.screenshot("debugged-test-failed");
   });
 });

@@ -1,10 +1,12 @@
 /**
  * The pieces of the end-to-end test that are not the scenario: a copy of the example project,
- * code-server with the packaged extension installed, and Chromium driving it.
+ * code-server with the packaged extension installed, Chromium driving it, and the moves a
+ * person makes in the workbench. A scenario file holds only its own set-up and steps.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as net from "node:net";
+import * as os from "node:os";
 import * as path from "node:path";
 import { it } from "node:test";
 import { chromium, type Browser, type Locator, type Page } from "playwright-core";
@@ -241,6 +243,61 @@ export class Workbench {
   statusBarItem(labelStart: string): Locator {
     return this.page.locator(`#workbench\\.parts\\.statusbar [aria-label^="${labelStart}"]`).first();
   }
+
+  /** The editor of the active tab. */
+  editor(): Locator {
+    return this.page.locator(".editor-instance .monaco-editor").first();
+  }
+
+  /**
+   * Replaces `find`, which must occur exactly once in the active editor, with the editor's find
+   * and replace widget, and closes the widget. The file is left unsaved: see `save`.
+   */
+  async replaceOnce(find: string, replacement: string): Promise<void> {
+    await this.editor().locator(".view-lines").click();
+    await this.page.keyboard.press("Control+H");
+    const widget = this.page.locator(".editor-widget.find-widget");
+    await widget.locator(".find-part textarea").fill(find);
+    await widget.locator(".matchesCount", { hasText: /1 of 1/ }).waitFor({ state: "visible" });
+    await widget.locator(".replace-part textarea").fill(replacement);
+    await widget.getByRole("button", { name: /^Replace All/ }).click();
+    await widget.locator(".matchesCount", { hasText: /No results/ }).waitFor({ state: "visible" });
+    await widget.getByRole("button", { name: /^Close/ }).click();
+    // A closed find widget stays in the page, hidden from assistive technology.
+    await this.page.locator('.editor-widget.find-widget[aria-hidden="true"]').waitFor({ state: "attached" });
+  }
+
+  /** Saves the active editor and waits until `file` on disk holds `savedText` and no tab is unsaved. */
+  async save(file: string, savedText: string, timeoutMs: number): Promise<void> {
+    await this.page.keyboard.press("Control+S");
+    await waitUntil(`${file} saved with ${JSON.stringify(savedText)}`, () => fs.readFileSync(file, "utf8").includes(savedText), timeoutMs);
+    await this.page.locator(".tabs-container .tab.dirty").waitFor({ state: "detached" });
+  }
+
+  /**
+   * The Test Explorer's summary of the last run once it has ended (the spinner gives way to the
+   * outcome's icon), with `passedOfAll` such as "2/3".
+   */
+  testRunSummary(outcome: "passed" | "failed", passedOfAll: string): Locator {
+    return this.page.locator(".result-summary", { has: this.page.locator(`.codicon-testing-${outcome}-icon`), hasText: passedOfAll });
+  }
+
+  /**
+   * Shows the Test Explorer and opens its tree along `folders` (each row's label, from the top),
+   * waiting up to `timeoutMs` for each row: the tree is the daemon's and fills in as it collects.
+   */
+  async openTestExplorer(folders: string[], timeoutMs: number): Promise<Locator> {
+    await this.runCommand("Testing: Focus on Test Explorer View");
+    const explorer = this.page.locator(".test-explorer");
+    for (const label of folders) {
+      const row = explorer.locator(".monaco-list-row").filter({ has: this.page.getByText(label, { exact: true }) }).first();
+      await row.waitFor({ state: "visible", timeout: timeoutMs });
+      if ((await row.getAttribute("aria-expanded")) === "false") {
+        await row.locator(".monaco-tl-twistie").click();
+      }
+    }
+    return explorer;
+  }
 }
 
 /** The user settings every scenario starts from: nothing pops up that a person did not ask for. */
@@ -302,6 +359,74 @@ export class Steps {
       .sort();
     const last = found.pop();
     return last === undefined ? undefined : path.join(logs, last);
+  }
+}
+
+/**
+ * What every scenario sets up around its steps: a folder of its own under the output
+ * (code-server's data and logs, the screenshots), a copy of the example project, and the
+ * workbench open on that copy in code-server with the packaged extension, in Chromium. The
+ * scenarios run one after the other, each cleaning its own folder.
+ */
+export class Scenario {
+  readonly output: string;
+  readonly screenshots: string;
+  /**
+   * Where `copyExample` puts the example: outside the repository, so no .gitignore of the
+   * repository applies to the example's sync.
+   */
+  readonly workspace: string;
+  readonly steps: Steps;
+  private readonly codeServer: CodeServer;
+  private browser: Browser | undefined;
+
+  constructor(name: string) {
+    this.output = path.join(settings.output, name);
+    this.screenshots = path.join(this.output, "screenshots");
+    this.workspace = path.join(fs.mkdtempSync(path.join(os.tmpdir(), `podlink-e2e-${name}-`)), "hello");
+    this.steps = new Steps(this.output);
+    this.codeServer = new CodeServer(this.output);
+  }
+
+  /** Copies examples/hello to `workspace`, without podlink's state or Python's caches. */
+  copyExample(): void {
+    const example = path.join(repoRoot, "examples", "hello");
+    fs.cpSync(example, this.workspace, {
+      recursive: true,
+      filter: (source) => !/(^|\/)(\.podlink|__pycache__|\.pytest_cache)(\/|$)/.test(path.relative(example, source)),
+    });
+  }
+
+  /**
+   * Opens `workspace` in code-server with the packaged extension installed, in Chromium, and
+   * waits for the workbench. `userSettings` go over QUIET_USER_SETTINGS; every wait on the page
+   * that names no timeout takes `timeoutMs`.
+   */
+  async openWorkbench(options: { userSettings?: Record<string, unknown>; timeoutMs: number }): Promise<Workbench> {
+    fs.rmSync(this.output, { recursive: true, force: true });
+    fs.mkdirSync(this.screenshots, { recursive: true });
+    // A machine-overridable setting: code-server, a remote host, does not take it from the
+    // user settings, so it goes where a project would keep it.
+    fs.mkdirSync(path.join(this.workspace, ".vscode"), { recursive: true });
+    fs.writeFileSync(path.join(this.workspace, ".vscode", "settings.json"), JSON.stringify({ "podlink.python": settings.python }, null, 2));
+    this.codeServer.writeUserSettings({ ...QUIET_USER_SETTINGS, ...options.userSettings });
+    await this.codeServer.installExtension(settings.vsix);
+    await this.codeServer.start(this.workspace);
+    this.browser = await launchBrowser();
+    const page = await this.browser.newPage({ viewport: { width: 1600, height: 1000 } });
+    page.setDefaultTimeout(options.timeoutMs);
+    const workbench = new Workbench(page, this.screenshots);
+    this.steps.workbench = workbench;
+    await page.goto(this.codeServer.url(this.workspace));
+    await page.locator(".monaco-workbench").waitFor({ state: "visible", timeout: 120_000 });
+    return workbench;
+  }
+
+  /** Closes what `openWorkbench` started, as far as it got, and removes the example's copy. */
+  async close(): Promise<void> {
+    await this.browser?.close();
+    await this.codeServer.stop();
+    fs.rmSync(path.dirname(this.workspace), { recursive: true, force: true });
   }
 }
 
