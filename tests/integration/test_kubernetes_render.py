@@ -23,7 +23,9 @@ from tests.integration.test_kubernetes_deploy import deployment_yaml
 from tests.kube_cluster import KubeCluster, RealCluster, needs_a_real_cluster, open_cluster
 
 needs_kubectl = pytest.mark.skipif(
-    shutil.which("kubectl") is None, reason="renders a kustomization with kubectl, not on PATH"
+    shutil.which("kubectl") is None,
+    reason="kubectl is not on PATH: kustomizations render with `kubectl kustomize`, which "
+    "podlink calls; install kubectl (or kustomize) to run these tests",
 )
 needs_helm = pytest.mark.skipif(
     shutil.which("helm") is None,
