@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from podlink.sync.core.plan import OperationKind, plan_mirror
+from podlink.sync.core.plan import OperationKind, folders_above, plan_mirror
 from podlink.sync.core.snapshot import Entry, Kind
-from podlink.sync.core.unknown import describe_left, folders_above, unknown_paths, without_left
+from podlink.sync.core.unknown import describe_left, unknown_paths, without_left
 
 
 def file(content: str = "x") -> Entry:

@@ -13,9 +13,8 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 
 from podlink.sync.ancestor import AncestorStore
-from podlink.sync.core.plan import is_within
+from podlink.sync.core.plan import folders_above, is_within
 from podlink.sync.core.snapshot import Entry, Kind
-from podlink.sync.core.unknown import folders_above
 
 log = logging.getLogger(__name__)
 

@@ -292,8 +292,7 @@ class SyncEngine:
     def _planned(self, plan: PassPlan) -> None:
         if len(plan.upload.operations) + len(plan.download.operations) < BULK_OPERATIONS:
             return
-        folders = {folder for path in plan.examined for folder in folders_above(path)}
-        self._bulk, self._bulk_folders = plan, frozenset(folders)
+        self._bulk, self._bulk_folders = plan, folders_above(plan.examined)
         if self._lane is None and self._open_lane is not None:
             self._lane = asyncio.ensure_future(self._open_lane())
         if self.on_bulk_applying is not None:
@@ -318,7 +317,7 @@ class SyncEngine:
         for path in changed:
             if path in bulk.examined or path in self._bulk_folders:
                 return False
-            for folder in folders_above(path):
+            for folder in folders_above((path,)):
                 known = self.remote_view.get(folder)
                 if known is None or known.kind is not Kind.DIRECTORY or folder in bulk.examined:
                     return False

@@ -410,13 +410,13 @@ class TreeWatcher:
     def _apart(self, chosen: set[str]) -> bool:
         if "" in chosen:
             return False
-        above_chosen = {folder for path in chosen for folder in folders_above(path)}
+        above_chosen = folders_above(chosen)
         for path in self._pending:
             if path in chosen:
                 continue
             if path == "" or path in above_chosen:
                 return False
-            if any(folder in chosen for folder in folders_above(path)):
+            if not chosen.isdisjoint(folders_above((path,))):
                 return False
         return True
 

@@ -80,16 +80,19 @@ def restrict(snapshot: Snapshot, roots: Iterable[str]) -> dict[str, Entry]:
     return chosen
 
 
-def folders_above(path: str) -> list[str]:
-    """The folders that hold ``path`` (relative), nearest first; the root is not one."""
-    found = []
-    while (path := posixpath.dirname(path)) != "":
-        found.append(path)
-    return found
+def folders_above(paths: Iterable[str]) -> frozenset[str]:
+    """Every folder that holds one of ``paths``, at any depth (the root excluded)."""
+    found: set[str] = set()
+    for path in paths:
+        parent = posixpath.dirname(path)
+        while parent and parent not in found:
+            found.add(parent)
+            parent = posixpath.dirname(parent)
+    return frozenset(found)
 
 
 def _ancestors_and_self(path: str) -> set[str]:
-    return {path, *folders_above(path)}
+    return {path, *folders_above((path,))}
 
 
 def quick_match(source: Entry, target: Entry) -> bool:

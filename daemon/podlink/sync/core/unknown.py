@@ -12,7 +12,7 @@ a left file with it in the target.
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Mapping
 
 from podlink.sync.core.snapshot import Entry, Kind, Snapshot
 
@@ -20,17 +20,6 @@ from podlink.sync.core.snapshot import Entry, Kind, Snapshot
 def unknown_paths(local: Snapshot, remote: Snapshot) -> frozenset[str]:
     """The target's paths (files, links and folders) that the workspace does not have."""
     return frozenset(remote.keys() - local.keys())
-
-
-def folders_above(paths: Iterable[str]) -> frozenset[str]:
-    """Every folder that holds one of ``paths``, at any depth (the root excluded)."""
-    found: set[str] = set()
-    for path in paths:
-        parent = posixpath.dirname(path)
-        while parent and parent not in found:
-            found.add(parent)
-            parent = posixpath.dirname(parent)
-    return frozenset(found)
 
 
 def without_left(
