@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import stat
-from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,6 +74,7 @@ from podlink.agent.tar_stream import (
 )
 from podlink.agent.wire import ErrorCode
 from podlink.sync.core.names import TEMP_PREFIX
+from podlink.sync.core.plan import folders_above
 from podlink.targets.base import ExecStream, Target, TargetUnavailable
 
 logger = logging.getLogger("podlink.agent.tar")
@@ -366,7 +367,7 @@ class TarTransport:
         """One exec of APPLY_SCRIPT; the folders it refused (then nothing was changed)."""
         members = [change for change in changes if not isinstance(change, ChmodRequest)]
         modes = [change for change in changes if isinstance(change, ChmodRequest)]
-        folders = _folders_on_the_way(change.path for change in changes)
+        folders = sorted(folders_above(change.path for change in changes))
         argv = [SHELL, "-c", APPLY_SCRIPT, "podlink-apply", root, str(len(folders)), *folders]
         argv.append("1" if members else "0")
         for change in modes:
@@ -389,7 +390,7 @@ class TarTransport:
         self, root: str, recursive: bool, deletes: list[DeleteRequest]
     ) -> list[str]:
         """One exec of DELETE_SCRIPT; the folders it refused (then nothing was removed)."""
-        folders = _folders_on_the_way(request.path for request in deletes)
+        folders = sorted(folders_above(request.path for request in deletes))
         argv = [SHELL, "-c", DELETE_SCRIPT, "podlink-delete", root, "1" if recursive else "0"]
         argv += (str(len(folders)), *folders, *(request.path for request in deletes))
         stream = await self._exec(argv)
@@ -451,15 +452,6 @@ def _check_mode(mode: int, path: str) -> None:
 
 def _agent_error(failure: Failure, path: str) -> AgentError:
     return AgentError(failure.code, failure.message, failure.path or path)
-
-
-def _folders_on_the_way(paths: Iterable[str]) -> list[str]:
-    """Every folder above the given paths, each once: none of them may be a symlink."""
-    folders: set[str] = set()
-    for path in paths:
-        parts = path.split("/")
-        folders.update("/".join(parts[:end]) for end in range(1, len(parts)))
-    return sorted(folders)
 
 
 def _refuse_behind(requests: list[RequestT], refused: list[str]) -> list[RequestT]:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from podlink.cli.common import EXIT_BAD_CONFIG, EXIT_FAILED, fail
+from podlink.cli.common import EXIT_BAD_CONFIG, EXIT_FAILED, fail, log_to_stderr
 from podlink.config import CONFIG_FILE_NAME, Config, ConfigError, load_config
 from podlink.runtime import live_session_records
 from podlink.targets.base import TargetUnavailable
@@ -142,7 +142,7 @@ async def _find_leftovers(
         return plan
     from podlink.targets.factory import make_target
 
-    target = make_target(config, on_log=lambda line: click.echo(line, err=True))
+    target = make_target(config, on_log=log_to_stderr)
     if isinstance(target, LeavesLeftovers):
         remotes = [entry.remote for entry in config.sync]
         plan.in_target = await asyncio.to_thread(target.find_leftovers, remotes)

@@ -7,13 +7,12 @@ would; no session needs to run.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
 import msgspec
 
-from podlink.cli.common import CONFIG_OPTION, EXIT_BAD_CONFIG, FOLDER_OPTION
+from podlink.cli.common import CONFIG_OPTION, EXIT_BAD_CONFIG, FOLDER_OPTION, fail
 from podlink.config import ConfigError, load_config
 
 
@@ -35,8 +34,7 @@ def why_command(
     try:
         config = load_config(folder.resolve(), config_file)
     except ConfigError as error:
-        click.echo(str(error), err=True)
-        sys.exit(EXIT_BAD_CONFIG)
+        fail(str(error), EXIT_BAD_CONFIG)
     answers = [explain_path(config, path.absolute()) for path in paths]
     if as_json:
         click.echo(json.dumps(msgspec.to_builtins(answers), indent=2))

@@ -85,7 +85,6 @@ class Lifecycle:
         debugging = session.debugger is not None
         await self._tear_down()
         session.config = config
-        session.store.dispatch(Starting())
         await self.start()
         if debugging:
             try:

@@ -47,12 +47,11 @@ from podlink.sync.scan import (
     scan_paths,
     scan_tree,
 )
+from podlink.sync.watch import PRIORITY_MAX_PATHS
 
 log = logging.getLogger(__name__)
 
 INLINE_SCAN_LIMIT = 8
-# A change of at most this many paths may take the lane past a bulk pass.
-LANE_MAX_PATHS = INLINE_SCAN_LIMIT
 # A pass with at least this many operations is bulk: small changes need not wait for it.
 BULK_OPERATIONS = 32
 
@@ -106,8 +105,6 @@ class SyncEngine:
         self.remote_root = remote_root
         self.mode = mode
         self.owner = owner
-        self.max_delete_share = max_delete_share
-        self.delete_unknown = delete_unknown
         self._make_rules = make_rules
         self.rules = rules if rules is not None else make_rules()
         self.remote_view: dict[str, Entry] = {}
@@ -312,7 +309,7 @@ class SyncEngine:
         path it examined, none below a path of ``changed``, and every folder above
         ``changed`` already in the target and left alone by the bulk pass."""
         bulk = self._bulk
-        if bulk is None or self.halt is not None or len(changed) > LANE_MAX_PATHS:
+        if bulk is None or self.halt is not None or len(changed) > PRIORITY_MAX_PATHS:
             return False
         for path in changed:
             if path in bulk.examined or path in self._bulk_folders:

@@ -72,7 +72,7 @@ BatchHandler = Callable[[set[str], float], Awaitable[None]]
 
 POLL_INTERVAL_SECONDS = 1.0
 # The newest changes, up to this many, may go while another batch runs: a save must not wait
-# behind a checkout's thousands of files.
+# behind a checkout's thousands of files. The engine lets no more than this pass a bulk pass.
 PRIORITY_MAX_PATHS = 8
 
 # Whether these changes may go before the running batch is done (the sync engine's lane).
@@ -408,17 +408,13 @@ class TreeWatcher:
         return set()
 
     def _apart(self, chosen: set[str]) -> bool:
-        if "" in chosen:
-            return False
-        above_chosen = folders_above(chosen)
-        for path in self._pending:
-            if path in chosen:
-                continue
-            if path == "" or path in above_chosen:
-                return False
-            if not chosen.isdisjoint(folders_above((path,))):
-                return False
-        return True
+        held = self._pending.keys() - chosen
+        return (
+            "" not in chosen
+            and "" not in held
+            and held.isdisjoint(folders_above(chosen))
+            and chosen.isdisjoint(folders_above(held))
+        )
 
     async def _run(self, batch: set[str], first_seen: float, *, priority: bool) -> None:
         try:

@@ -91,10 +91,6 @@ def folders_above(paths: Iterable[str]) -> frozenset[str]:
     return frozenset(found)
 
 
-def _ancestors_and_self(path: str) -> set[str]:
-    return {path, *folders_above((path,))}
-
-
 def quick_match(source: Entry, target: Entry) -> bool:
     """Equal size and modification time: the same file, as rsync's quick check assumes.
 
@@ -202,7 +198,7 @@ def _topmost(paths: Iterable[str]) -> list[str]:
     """Drop every path that lies below another one in the list."""
     chosen: set[str] = set()
     for path in sorted(set(paths), key=lambda p: (depth(p), p)):
-        if not (_ancestors_and_self(path) - {path}) & chosen:
+        if folders_above((path,)).isdisjoint(chosen):
             chosen.add(path)
     return sorted(chosen)
 
