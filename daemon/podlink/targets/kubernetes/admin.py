@@ -19,7 +19,7 @@ from kubernetes import client
 from podlink.config import KubernetesTargetConfig
 from podlink.targets.base import TargetUnavailable
 from podlink.targets.capabilities import Leftovers, LeftoversRemoved
-from podlink.targets.kubernetes.cluster import explain_failure
+from podlink.targets.kubernetes.connection import ClusterConnection
 from podlink.targets.kubernetes.devmode import (
     PatchedDeployment,
     patched_deployments,
@@ -27,16 +27,15 @@ from podlink.targets.kubernetes.devmode import (
 )
 from podlink.targets.kubernetes.ledger import Ledger, read_ledger
 from podlink.targets.kubernetes.purge import ledger_lines, remove_ledger
-from podlink.targets.kubernetes.target import KubernetesTarget
 
 
 class Namespace:
     """The configured namespace of a cluster, reached as a session would reach it."""
 
-    def __init__(self, config: KubernetesTargetConfig, folder: Path) -> None:
-        target = KubernetesTarget(config, folder=folder)
-        self.api, self.name = target.open_api()
-        self._where = target.where()
+    def __init__(self, config: KubernetesTargetConfig, kubeconfig: str | None = None) -> None:
+        self._cluster = ClusterConnection(config, kubeconfig)
+        self.api = self._cluster.open_client()
+        self.name = self._cluster.namespace
 
     def patched_deployments(self) -> list[PatchedDeployment]:
         try:
@@ -59,15 +58,8 @@ class Namespace:
         self.api.close()
 
     def _failure(self, error: BaseException, attempted: str, verb: str) -> TargetUnavailable:
-        return TargetUnavailable(
-            explain_failure(
-                error,
-                attempted=f"{attempted} in namespace {self.name!r}",
-                where=self._where,
-                namespace=self.name,
-                verb=verb,
-                resource="deployments",
-            )
+        return self._cluster.failure(
+            error, f"{attempted} in namespace {self.name!r}", verb, "deployments"
         )
 
 
@@ -82,7 +74,9 @@ class KubernetesLeftovers(Leftovers):
     folder: Path | None = None
 
     @classmethod
-    def find(cls, config: KubernetesTargetConfig, folder: Path) -> KubernetesLeftovers:
+    def find(
+        cls, config: KubernetesTargetConfig, folder: Path, kubeconfig: str | None = None
+    ) -> KubernetesLeftovers:
         found = cls(notes=["temporary files in a kubernetes target are not looked for"])
         found.folder = folder
         made = read_ledger(folder)
@@ -91,7 +85,7 @@ class KubernetesLeftovers(Leftovers):
         if config.dev_mode is None and not (made.objects):
             return found
         try:
-            found.namespace = Namespace(config, folder)
+            found.namespace = Namespace(config, kubeconfig)
             if config.dev_mode is not None:
                 found.deployments = found.namespace.patched_deployments()
         except TargetUnavailable as error:

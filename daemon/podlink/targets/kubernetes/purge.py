@@ -9,7 +9,7 @@ when purge returns. Every call blocks: run it in a worker thread.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,27 +69,40 @@ def remove_ledger(
             continue
         on_removed(f"deleted {each}")
         kubernetes_ledger.forget(folder, each)
-    for local in ledger.built:
-        try:
-            if _remove_local_image(local):
-                on_removed(f"removed {local}")
-        except RuntimeError as error:
-            failures.append(str(error))
-            continue
-        kubernetes_ledger.forget(folder, local)
+    if ledger.built:
+        failures += _remove_built_images(folder, ledger.built, on_removed)
     return failures
 
 
-def _remove_local_image(entry: LocalImage) -> bool:
-    """Untag (and so delete) a built image, unforced: one a container still uses stays."""
-    import docker.errors
-
+def _remove_built_images(
+    folder: Path, built: Sequence[LocalImage], on_removed: Callable[[str], None]
+) -> list[str]:
+    """Untag the images ``podlink up`` built, through one connection to the Engine."""
     from podlink.targets.docker.exec import EngineUnavailable, open_engine
 
     try:
         _, engine = open_engine()
     except EngineUnavailable as error:
-        raise RuntimeError(f"{entry} was not removed: {error}") from error
+        return [f"{entry} was not removed: {error}" for entry in built]
+    failures: list[str] = []
+    try:
+        for local in built:
+            try:
+                if _remove_local_image(engine, local):
+                    on_removed(f"removed {local}")
+            except RuntimeError as error:
+                failures.append(str(error))
+                continue
+            kubernetes_ledger.forget(folder, local)
+    finally:
+        engine.close()
+    return failures
+
+
+def _remove_local_image(engine: Any, entry: LocalImage) -> bool:
+    """Untag (and so delete) a built image, unforced: one a container still uses stays."""
+    import docker.errors
+
     try:
         if engine.images.get(entry.reference).id != entry.image_id:
             return False  # the tag names another image now
@@ -98,8 +111,6 @@ def _remove_local_image(entry: LocalImage) -> bool:
         return False
     except docker.errors.APIError as error:
         raise RuntimeError(f"cannot remove {entry}: {error.explanation or error}") from error
-    finally:
-        engine.close()
     return True
 
 

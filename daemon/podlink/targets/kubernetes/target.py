@@ -143,16 +143,7 @@ class KubernetesTarget:
         lists (``LeavesLeftovers``); the agent's temporary files in a pod are not looked for."""
         from podlink.targets.kubernetes.admin import KubernetesLeftovers
 
-        return KubernetesLeftovers.find(self._config, self._folder)
-
-    def open_api(self) -> tuple[Any, str]:
-        """A client for the configured cluster and the namespace the configuration resolves
-        to, without looking for a pod (``podlink purge``). Blocks; the caller closes it."""
-        return self._cluster.open_client(), self._cluster.namespace
-
-    def where(self) -> str:
-        """The context and API server, for messages."""
-        return self._cluster.where()
+        return KubernetesLeftovers.find(self._config, self._folder, self._kubeconfig)
 
     def _engage_dev_mode(self) -> None:
         """Patch the Deployment (again after a reconnect) and wait for its dev pod."""
