@@ -22,7 +22,7 @@ from podlink.config import Config
 from podlink.diagnostics import Diagnostic, DiagnosticSource
 from podlink.ignored import explain_path
 from podlink.session.app import AppRunner
-from podlink.session.debug import Debugger, DebugNotPossible
+from podlink.session.debug import DebugContext, Debugger, DebugNotPossible
 from podlink.session.debug_attach import RunningProcessDebugger
 from podlink.session.debug_tests import TestDebugging
 from podlink.session.diagnostics import SessionDiagnostics
@@ -178,6 +178,17 @@ class Session:
         if self.target is None or self.state in ("degraded", "stopped"):
             raise TargetUnavailable(self.error or "the session is not connected to its target")
 
+    def _debug_context(self, target: Target, log_source: protocol.LogSource) -> DebugContext:
+        """What a debugger of this session works with; its messages go to ``log_source``."""
+        return DebugContext(
+            config=self.config,
+            target=target,
+            transport=lambda: self.agent,
+            forwards=self.ports,
+            shares_loopback=self._shares_loopback(),
+            log=lambda text: self.log(log_source, text),
+        )
+
     async def start_debug(
         self, attach_port: int | None = None, attach_pid: int | None = None
     ) -> dict[str, Any]:
@@ -201,29 +212,14 @@ class Session:
         if self.target is None or self.state != "ready":
             raise TargetUnavailable(self.error or f"the session is {self.state}, not ready")
         if self.debugger is None:
-            self.debugger = Debugger(
-                config=self.config,
-                target=self.target,
-                transport=lambda: self.agent,
-                app=self.app,
-                forwards=self.ports,
-                shares_loopback=self._shares_loopback(),
-                log=lambda text: self.log("daemon", text),
-            )
+            self.debugger = Debugger(self._debug_context(self.target, "daemon"), self.app)
         return await self.debugger.start()
 
     def _running_process_debugger(self) -> RunningProcessDebugger:
         if self.target is None or self.state != "ready":
             raise TargetUnavailable(self.error or f"the session is {self.state}, not ready")
         if self.attacher is None:
-            self.attacher = RunningProcessDebugger(
-                config=self.config,
-                target=self.target,
-                transport=lambda: self.agent,
-                forwards=self.ports,
-                shares_loopback=self._shares_loopback(),
-                log=lambda text: self.log("daemon", text),
-            )
+            self.attacher = RunningProcessDebugger(self._debug_context(self.target, "daemon"))
         return self.attacher
 
     async def debug_tests(
@@ -241,14 +237,7 @@ class Session:
         if self.target is None or self.state != "ready":
             raise TargetUnavailable(self.error or f"the session is {self.state}, not ready")
         run_id = run_id or uuid.uuid4().hex[:12]
-        debugging = TestDebugging(
-            config=self.config,
-            target=self.target,
-            transport=self.agent,
-            forwards=self.ports,
-            shares_loopback=self._shares_loopback(),
-            log=lambda text: self.log("test", text),
-        )
+        debugging = TestDebugging(self._debug_context(self.target, "test"))
 
         async def run_then_clean_up() -> RunSummary:
             try:

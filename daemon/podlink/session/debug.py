@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import json
@@ -29,7 +30,7 @@ import socket
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePath, PurePosixPath
-from typing import Any
+from typing import Any, Literal
 
 import debugpy
 import msgspec
@@ -122,6 +123,14 @@ while time.monotonic() < deadline:
         sys.exit(0)
     time.sleep(0.02)
 sys.exit(1)
+"""
+
+# Bound and let go at once: a port the target's kernel considers free right now.
+FREE_PORT_SOURCE = r"""
+import socket, sys
+probe = socket.socket()
+probe.bind(("127.0.0.1", 0))
+sys.stdout.write(str(probe.getsockname()[1]))
 """
 
 
@@ -244,30 +253,69 @@ def copy_folder() -> str:
     return f"/tmp/podlink-debugpy-{debugpy.__version__}-{digest.hexdigest()[:10]}"
 
 
+# -- what the session's debuggers share ---------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DebugContext:
+    """The session's parts a debugger works with, and the port work it does in the target.
+
+    ``transport`` is asked each time: the file channel changes when the session reconnects.
+    """
+
+    config: Config
+    target: Target
+    transport: Callable[[], FileTransport | None]
+    forwards: PortForwards
+    shares_loopback: bool
+    log: Callable[[str], None]
+
+    async def free_port(self) -> int:
+        """A port free in the target right now. Raises TargetUnavailable."""
+        code, output, errors = await run_in_target(
+            self.target, (self.target.python, "-c", FREE_PORT_SOURCE)
+        )
+        if code != 0 or not output.strip().isdigit():
+            said = last_line(errors)
+            raise TargetUnavailable(
+                f"cannot find a free port in the target (exit code {code})"
+                + (f": {said}" if said else "")
+            )
+        return int(output)
+
+    async def port_script(
+        self, mode: Literal["wait", "release"], remote_port: int, seconds: float
+    ) -> int:
+        """``PORT_SOURCE``'s exit code for ``remote_port``. Raises TargetUnavailable."""
+        code, _ = await self.port_script_outcome(mode, remote_port, seconds)
+        return code
+
+    async def port_script_outcome(
+        self, mode: Literal["wait", "release"], remote_port: int, seconds: float
+    ) -> tuple[int, str]:
+        """``PORT_SOURCE``'s exit code for ``remote_port`` and the last line of its stderr
+        ("" if none), which says why when the script could not run at all. Raises
+        TargetUnavailable."""
+        argv = (self.target.python, "-c", PORT_SOURCE, mode, str(remote_port), str(seconds))
+        code, _, errors = await run_in_target(self.target, argv)
+        return code, last_line(errors)
+
+
+def last_line(output: bytes) -> str:
+    """The last line a command wrote, "" when it wrote none: a failure's reason."""
+    lines = output.decode(errors="replace").strip().splitlines()
+    return lines[-1] if lines else ""
+
+
 # -- the session's debugger ---------------------------------------------------------------
 
 
 class Debugger:
     """Debugging for one session: debugpy in place, the app under it, a forward to it."""
 
-    def __init__(
-        self,
-        *,
-        config: Config,
-        target: Target,
-        transport: Callable[[], FileTransport | None],
-        app: AppRunner,
-        forwards: PortForwards,
-        shares_loopback: bool,
-        log: Callable[[str], None],
-    ) -> None:
-        self._config = config
-        self._target = target
-        self._transport = transport
+    def __init__(self, context: DebugContext, app: AppRunner) -> None:
+        self._context = context
         self._app = app
-        self._forwards = forwards
-        self._shares_loopback = shares_loopback
-        self._log = log
         self._remote_port: int | None = None
         self.forward: Forward | None = None
         self._prepared_for: FileTransport | None = None
@@ -287,8 +335,8 @@ class Debugger:
         debug_command(self._app.command, remote_port)  # refuse a non-Python app before anything
         await self._prepare()
         if self.forward is None or self.forward.closed:
-            self.forward = await self._forwards.add(
-                remote_port, shares_loopback=self._shares_loopback
+            self.forward = await self._context.forwards.add(
+                remote_port, shares_loopback=self._context.shares_loopback
             )
         self._remote_port = remote_port
         self._app.wrapper = self
@@ -301,7 +349,9 @@ class Debugger:
                 "the app did not start a debug server"
                 + (f"; its last output:\n{tail}" if tail else "")
             )
-        return attach_configuration(self._config, self._target.target_path, self.forward.local_port)
+        return attach_configuration(
+            self._context.config, self._context.target.target_path, self.forward.local_port
+        )
 
     async def _already_serving(self) -> dict[str, Any] | None:
         """The attach configuration when the app already runs under debugpy: an editor that
@@ -324,7 +374,9 @@ class Debugger:
             raise
         if not served or self._app.state != "running":
             return None
-        return attach_configuration(self._config, self._target.target_path, self.forward.local_port)
+        return attach_configuration(
+            self._context.config, self._context.target.target_path, self.forward.local_port
+        )
 
     async def close(self) -> None:
         """Stop watching, and stop a debug adapter the app left behind (the app is stopped)."""
@@ -349,7 +401,9 @@ class Debugger:
             raise TargetUnavailable(f"cannot start the app under debugpy: {error}") from error
         released, self._released = self._released, False
         if not released and await self._port_script("release", 5.0) == 1:
-            self._log(f"port {self._remote_port} in the target is still taken; starting anyway")
+            self._context.log(
+                f"port {self._remote_port} in the target is still taken; starting anyway"
+            )
         return debug_command(command, self._remote_port), {**env, **self._extra_env}
 
     async def stopping(self) -> None:
@@ -358,23 +412,28 @@ class Debugger:
         try:
             self._released = await self._port_script("release", 5.0) == 0
         except TargetUnavailable as error:
-            self._log(f"cannot stop the debug adapter: {error}")
+            self._context.log(f"cannot stop the debug adapter: {error}")
 
     async def _prepare(self) -> None:
         """Make debugpy importable by the app; once per connection to the target."""
-        transport = self._transport()
+        transport = self._context.transport()
         if transport is not None and transport is self._prepared_for:
             return
         self._extra_env = await make_debugpy_importable(
-            self._target, transport, self._app.command, self._app.env, self._app.cwd, self._log
+            self._context.target,
+            transport,
+            self._app.command,
+            self._app.env,
+            self._app.cwd,
+            self._context.log,
         )
         self._prepared_for = transport
 
     def _pick_remote_port(self) -> int:
         """debug.port; on the local target, whose loopback is this machine's, the first free
         port from there."""
-        wanted = self._config.debug.port
-        if not self._shares_loopback:
+        wanted = self._context.config.debug.port
+        if not self._context.shares_loopback:
             return wanted
         for port in range(wanted, min(wanted + 100, 65536)):
             with socket.socket() as probe:
@@ -404,45 +463,34 @@ class Debugger:
         try:
             while not waiting.done():
                 if self._app.state not in ("running", "restarting"):
-                    self._log("the debug server did not start: the app's output says why")
+                    self._context.log("the debug server did not start: the app's output says why")
                     return False
                 await asyncio.wait({waiting}, timeout=READY_POLL_SECONDS)
             code = waiting.result()
         except TargetUnavailable as error:
-            self._log(f"cannot tell whether the debug server is ready: {error}")
+            self._context.log(f"cannot tell whether the debug server is ready: {error}")
             return False
         finally:
             waiting.cancel()
         local = self.forward.local_port if self.forward is not None else None
         if code == 0:
-            self._log(
+            self._context.log(
                 f"debug server ready: attach to 127.0.0.1:{local} "
                 f"(debugpy listens on 127.0.0.1:{self._remote_port} in the target)"
             )
             return True
         if code == 2:
-            self._log(
+            self._context.log(
                 "cannot tell when the debug server is ready (the target has no /proc); "
                 f"attach to 127.0.0.1:{local} once the app runs"
             )
             return True
-        self._log(f"the debug server did not start within {READY_TIMEOUT_SECONDS:.0f} s")
+        self._context.log(f"the debug server did not start within {READY_TIMEOUT_SECONDS:.0f} s")
         return False
 
-    async def _port_script(self, mode: str, seconds: float) -> int:
+    async def _port_script(self, mode: Literal["wait", "release"], seconds: float) -> int:
         assert self._remote_port is not None
-        argv = (self._target.python, "-c", PORT_SOURCE, mode, str(self._remote_port), str(seconds))
-        code, _, _ = await self._run(argv)
-        return code
-
-    async def _run(
-        self,
-        argv: Sequence[str],
-        *,
-        env: Mapping[str, str] | None = None,
-        cwd: str | None = None,
-    ) -> tuple[int, bytes, bytes]:
-        return await run_in_target(self._target, argv, env=env, cwd=cwd)
+        return await self._context.port_script(mode, self._remote_port, seconds)
 
 
 async def make_debugpy_importable(
@@ -485,10 +533,10 @@ async def _probe(
     argv = (interpreter, "-c", PROBE_SOURCE, marker)
     code, output, errors = await run_in_target(target, argv, env=env, cwd=cwd)
     if code != 0:
-        detail = errors.decode(errors="replace").strip().splitlines()
+        said = last_line(errors)
         raise TargetUnavailable(
             f"cannot run {interpreter!r} in the target (exit code {code})"
-            + (f": {detail[-1]}" if detail else "")
+            + (f": {said}" if said else "")
         )
     return msgspec.json.decode(output, type=_Facts)
 

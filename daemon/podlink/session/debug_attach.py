@@ -17,26 +17,23 @@ target, then carries on as by port.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 from pathlib import PurePosixPath
 from typing import Any
 
 import msgspec
 
-from podlink.agent.transport import FileTransport
-from podlink.config import Config
 from podlink.session.debug import (
-    PORT_SOURCE,
     PYTHON_NAME,
     READY_TIMEOUT_SECONDS,
+    DebugContext,
     DebugNotPossible,
     attach_configuration,
+    last_line,
     make_debugpy_importable,
     run_in_target,
 )
-from podlink.session.debug_tests import FREE_PORT_SOURCE
-from podlink.session.ports import LOOPBACK, Forward, PortForwards
-from podlink.targets.base import Target, TargetUnavailable
+from podlink.session.ports import LOOPBACK, Forward
+from podlink.targets.base import TargetUnavailable
 
 LISTEN_CHECK_SECONDS = 2.0
 # Linux's capability bit for CAP_SYS_PTRACE.
@@ -122,22 +119,8 @@ def pid_refusal(pid: int, facts: PtraceFacts) -> str | None:
 class RunningProcessDebugger:
     """Forwards to debug servers that processes in the target already run, one per port."""
 
-    def __init__(
-        self,
-        *,
-        config: Config,
-        target: Target,
-        transport: Callable[[], FileTransport | None],
-        forwards: PortForwards,
-        shares_loopback: bool,
-        log: Callable[[str], None],
-    ) -> None:
-        self._config = config
-        self._target = target
-        self._transport = transport
-        self._forwards = forwards
-        self._shares_loopback = shares_loopback
-        self._log = log
+    def __init__(self, context: DebugContext) -> None:
+        self._context = context
         self._by_port: dict[int, Forward] = {}
         self._by_pid: dict[int, int] = {}  # pid: the port debugpy was injected to listen on
 
@@ -148,15 +131,9 @@ class RunningProcessDebugger:
         """
         if not 1 <= remote_port <= 65535:
             raise DebugNotPossible(f"port {remote_port} is out of range 1-65535")
-        argv = (
-            self._target.python,
-            "-c",
-            PORT_SOURCE,
-            "wait",
-            str(remote_port),
-            str(LISTEN_CHECK_SECONDS),
+        code, said = await self._context.port_script_outcome(
+            "wait", remote_port, LISTEN_CHECK_SECONDS
         )
-        code, _, errors = await run_in_target(self._target, argv)
         if code == 1:
             raise DebugNotPossible(
                 f"nothing listens on port {remote_port} in the target; start the process "
@@ -164,20 +141,23 @@ class RunningProcessDebugger:
                 "installed in the target), or set debug.attach.port to the port it uses"
             )
         if code not in (0, 2):  # 2: no /proc to tell; the attach itself will say
-            detail = errors.decode(errors="replace").strip().splitlines()
             raise TargetUnavailable(
                 f"cannot check port {remote_port} in the target (exit code {code})"
-                + (f": {detail[-1]}" if detail else "")
+                + (f": {said}" if said else "")
             )
         forward = self._by_port.get(remote_port)
         if forward is None or forward.closed:
-            forward = await self._forwards.add(remote_port, shares_loopback=self._shares_loopback)
+            forward = await self._context.forwards.add(
+                remote_port, shares_loopback=self._context.shares_loopback
+            )
             self._by_port[remote_port] = forward
-        self._log(
+        self._context.log(
             f"attaching to the debug server on port {remote_port} in the target "
             f"through 127.0.0.1:{forward.local_port}"
         )
-        return attach_configuration(self._config, self._target.target_path, forward.local_port)
+        return attach_configuration(
+            self._context.config, self._context.target.target_path, forward.local_port
+        )
 
     async def attach_pid(self, pid: int) -> dict[str, Any]:
         """Inject debugpy into process ``pid`` in the target; the attach configuration.
@@ -193,29 +173,26 @@ class RunningProcessDebugger:
         refusal = pid_refusal(pid, facts)
         if refusal is not None:
             raise DebugNotPossible(refusal)
-        interpreter = facts.exe or self._target.python
+        interpreter = facts.exe or self._context.target.python
         env = await make_debugpy_importable(
-            self._target, self._transport(), (interpreter,), None, None, self._log
+            self._context.target,
+            self._context.transport(),
+            (interpreter,),
+            None,
+            None,
+            self._context.log,
         )
-        port = await self._free_port()
-        self._log(f"injecting debugpy into process {pid} in the target (port {port})")
+        port = await self._context.free_port()
+        self._context.log(f"injecting debugpy into process {pid} in the target (port {port})")
         argv = (interpreter, "-m", "debugpy", "--listen", f"{LOOPBACK}:{port}", "--pid", str(pid))
-        code, output, errors = await run_in_target(self._target, argv, env=env)
+        code, output, errors = await run_in_target(self._context.target, argv, env=env)
         if code != 0:
-            said = (errors or output).decode(errors="replace").strip().splitlines()
+            said = last_line(errors or output)
             raise TargetUnavailable(
                 f"debugpy could not attach to process {pid} (exit code {code})"
-                + (f": {said[-1]}" if said else "")
+                + (f": {said}" if said else "")
             )
-        wait = (
-            self._target.python,
-            "-c",
-            PORT_SOURCE,
-            "wait",
-            str(port),
-            str(READY_TIMEOUT_SECONDS),
-        )
-        if (await run_in_target(self._target, wait))[0] == 1:
+        if await self._context.port_script("wait", port, READY_TIMEOUT_SECONDS) == 1:
             raise TargetUnavailable(
                 f"debugpy was injected into process {pid} but did not listen on port {port} "
                 f"within {READY_TIMEOUT_SECONDS:.0f} s; the process may be blocked in native "
@@ -225,20 +202,12 @@ class RunningProcessDebugger:
         return await self.attach(port)
 
     async def _ptrace_facts(self, pid: int) -> PtraceFacts:
-        argv = (self._target.python, "-c", PTRACE_FACTS_SOURCE, str(pid))
-        code, output, errors = await run_in_target(self._target, argv)
+        argv = (self._context.target.python, "-c", PTRACE_FACTS_SOURCE, str(pid))
+        code, output, errors = await run_in_target(self._context.target, argv)
         if code != 0:
-            detail = errors.decode(errors="replace").strip().splitlines()
+            said = last_line(errors)
             raise TargetUnavailable(
                 f"cannot check process {pid} in the target (exit code {code})"
-                + (f": {detail[-1]}" if detail else "")
+                + (f": {said}" if said else "")
             )
         return msgspec.json.decode(output, type=PtraceFacts)
-
-    async def _free_port(self) -> int:
-        code, output, _ = await run_in_target(
-            self._target, (self._target.python, "-c", FREE_PORT_SOURCE)
-        )
-        if code != 0 or not output.strip().isdigit():
-            raise TargetUnavailable(f"cannot find a free port in the target (exit code {code})")
-        return int(output)

@@ -11,30 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Literal
 
-from podlink.agent.transport import FileTransport
-from podlink.config import Config
 from podlink.session.debug import (
-    PORT_SOURCE,
     READY_TIMEOUT_SECONDS,
+    DebugContext,
     attach_configuration,
     debug_command,
     make_debugpy_importable,
     run_in_target,
 )
-from podlink.session.ports import Forward, PortForwards
-from podlink.targets.base import Target, TargetUnavailable
-
-# Bound and let go at once: a port the target's kernel considers free right now.
-FREE_PORT_SOURCE = r"""
-import socket, sys
-probe = socket.socket()
-probe.bind(("127.0.0.1", 0))
-sys.stdout.write(str(probe.getsockname()[1]))
-"""
-
+from podlink.session.ports import Forward
+from podlink.targets.base import TargetUnavailable
 
 # How long pytest may take from the end of its session to its exit (session-scoped
 # fixtures are torn down in between) before its debug adapter is stopped anyway.
@@ -74,22 +63,8 @@ class TestDebugging:
 
     __test__ = False
 
-    def __init__(
-        self,
-        *,
-        config: Config,
-        target: Target,
-        transport: FileTransport | None,
-        forwards: PortForwards,
-        shares_loopback: bool,
-        log: Callable[[str], None],
-    ) -> None:
-        self._config = config
-        self._target = target
-        self._transport = transport
-        self._forwards = forwards
-        self._shares_loopback = shares_loopback
-        self._log = log
+    def __init__(self, context: DebugContext) -> None:
+        self._context = context
         self._remote_port: int | None = None
         self._forward: Forward | None = None
         self._launched = asyncio.get_running_loop().create_future()
@@ -101,11 +76,11 @@ class TestDebugging:
         """pytest's command, under debugpy waiting for a client."""
         debug_command(argv, 0, setting="test.command")  # refuse a non-Python command first
         extra = await make_debugpy_importable(
-            self._target, self._transport, argv, env, cwd, self._log
+            self._context.target, self._context.transport(), argv, env, cwd, self._context.log
         )
-        self._remote_port = await self._free_port()
-        self._forward = await self._forwards.add(
-            self._remote_port, shares_loopback=self._shares_loopback
+        self._remote_port = await self._context.free_port()
+        self._forward = await self._context.forwards.add(
+            self._remote_port, shares_loopback=self._context.shares_loopback
         )
         command = debug_command(
             argv, self._remote_port, setting="test.command", wait_for_client=True
@@ -128,9 +103,11 @@ class TestDebugging:
                 f"pytest's debug server did not listen on port {self._remote_port} in the "
                 f"target within {READY_TIMEOUT_SECONDS:.0f} s; the test log says why"
             )
-        self._log(f"pytest waits for a debugger: attach to 127.0.0.1:{self._forward.local_port}")
+        self._context.log(
+            f"pytest waits for a debugger: attach to 127.0.0.1:{self._forward.local_port}"
+        )
         return attach_configuration(
-            self._config, self._target.target_path, self._forward.local_port
+            self._context.config, self._context.target.target_path, self._forward.local_port
         )
 
     async def finishing(self) -> None:
@@ -140,14 +117,14 @@ class TestDebugging:
         if self._remote_port is None:
             return
         argv = (
-            self._target.python,
+            self._context.target.python,
             "-c",
             RELEASE_AFTER_EXIT_SOURCE,
             str(self._remote_port),
             str(EXIT_WAIT_SECONDS),
         )
         with contextlib.suppress(TargetUnavailable):
-            await run_in_target(self._target, argv)
+            await run_in_target(self._context.target, argv)
 
     async def close(self) -> None:
         """Stop the debug adapter the run left behind and remove its forward."""
@@ -157,26 +134,12 @@ class TestDebugging:
             with contextlib.suppress(TargetUnavailable):
                 await self._port_script("release", 2.0)
         if self._forward is not None:
-            await self._forwards.remove(self._forward.local_port)
+            await self._context.forwards.remove(self._forward.local_port)
 
     async def _wait_listening(self) -> bool:
         # 2: the target has no /proc to tell; the attach itself will say.
         return await self._port_script("wait", READY_TIMEOUT_SECONDS) in (0, 2)
 
-    async def _free_port(self) -> int:
-        code, output, errors = await run_in_target(
-            self._target, (self._target.python, "-c", FREE_PORT_SOURCE)
-        )
-        if code != 0 or not output.strip().isdigit():
-            detail = errors.decode(errors="replace").strip().splitlines()
-            raise TargetUnavailable(
-                f"cannot find a free port in the target (exit code {code})"
-                + (f": {detail[-1]}" if detail else "")
-            )
-        return int(output)
-
-    async def _port_script(self, mode: str, seconds: float) -> int:
+    async def _port_script(self, mode: Literal["wait", "release"], seconds: float) -> int:
         assert self._remote_port is not None
-        argv = (self._target.python, "-c", PORT_SOURCE, mode, str(self._remote_port), str(seconds))
-        code, _, _ = await run_in_target(self._target, argv)
-        return code
+        return await self._context.port_script(mode, self._remote_port, seconds)
