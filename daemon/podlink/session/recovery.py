@@ -9,13 +9,11 @@ import time
 from typing import TYPE_CHECKING
 
 from podlink.agent.client import AgentError, AgentGone
-from podlink.agent.transport import start_transport
 from podlink.session.state import (
     PartChanged,
     Reconnected,
     Rescanning,
     StillReconnecting,
-    SyncCounted,
     TargetLost,
 )
 from podlink.targets.base import Target, TargetEventKind, TargetUnavailable
@@ -98,26 +96,14 @@ class Recovery:
         assert target is not None
         if session.app is not None:
             await session.app.stop()
-        if session.agent is not None:
-            await session.agent.close()
         before = target.describe().name
         started = time.monotonic()
         await target.connect()
-        agent = await start_transport(target, lambda text: session.log("sync", text))
-        session.agent = agent
+        for engine in session.engines:
+            await engine.close()  # its follower and lane belong to the target that went
+        await session.sync.replace_agent(target)
         session.store.dispatch(Rescanning())
-        for engine in session.engines:
-            await engine.close()
-            engine.agent = agent
-        await session.sync.watch_target_sides()
-        written = 0
-        for engine in session.engines:
-            result = await engine.initial_sync()
-            written += result.files_written
-            session.store.dispatch(
-                SyncCounted(files=result.files_written, bytes=result.bytes_written)
-            )
-            session.sync.note_outcome(result)
+        written = await session.sync.initial_sync(target)
         seconds = time.monotonic() - started
         session.store.dispatch(Reconnected(sync_state=session.sync.settled_state()))
         if session.app is not None:

@@ -103,17 +103,22 @@ class SessionSync:
     async def initial_sync(
         self,
         target: Target,
-        progress: ProgressCallback | None,
-        local_scans: Sequence[asyncio.Future[LocalScan]],
-    ) -> None:
-        """Sync every entry; an agent lost on the way is started again, a few times.
+        progress: ProgressCallback | None = None,
+        local_scans: Sequence[asyncio.Future[LocalScan]] = (),
+    ) -> int:
+        """Sync every entry; an agent lost on the way is started again, a few times. How
+        many files went into the target.
 
         Each try reconciles both sides afresh, so what the lost agent had finished counts and
         a file it was writing (only ever a temporary file in the target) is sent again.
+        ``local_scans``: one per entry, already under way (else each entry scans).
         """
         session = self._session
-        scans: list[asyncio.Future[LocalScan] | None] = list(local_scans)
+        scans: list[asyncio.Future[LocalScan] | None] = list(local_scans) or [None] * len(
+            session.engines
+        )
         for attempt in range(1, INITIAL_SYNC_ATTEMPTS + 1):
+            written = 0
             try:
                 # Watch before the first scan: a change made while it runs is queued, not lost.
                 await self.watch_target_sides()
@@ -122,6 +127,7 @@ class SessionSync:
                 ):
                     result = await engine.initial_sync(progress, scans[index])
                     scans[index] = None  # a retry scans again: the tree may have changed
+                    written += result.files_written
                     session.store.dispatch(
                         SyncCounted(files=result.files_written, bytes=result.bytes_written)
                     )
@@ -130,18 +136,22 @@ class SessionSync:
                         "sync", f"initial sync of {entry.local} -> {entry.remote}: {summary}"
                     )
                     self.note_outcome(result)
-                return
+                return written
             except AgentGone as error:
                 if attempt == INITIAL_SYNC_ATTEMPTS:
                     raise
                 session.log("sync", f"{error}; starting the agent again")
-                if session.agent is not None:
-                    await session.agent.close()
-                session.agent = await start_transport(
-                    target, lambda text: session.log("sync", text)
-                )
-                for engine in session.engines:
-                    engine.agent = session.agent
+                await self.replace_agent(target)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def replace_agent(self, target: Target) -> None:
+        """Close the session's transport, if any, and start a new one for every engine."""
+        session = self._session
+        if session.agent is not None:
+            await session.agent.close()
+        session.agent = await start_transport(target, lambda text: session.log("sync", text))
+        for engine in session.engines:
+            engine.agent = session.agent
 
     async def watch_target_sides(self) -> None:
         for engine in self._session.engines:
