@@ -19,7 +19,6 @@ import asyncio
 import functools
 import hashlib
 import importlib.resources
-import os
 import stat
 from collections.abc import AsyncGenerator, Callable, Sequence
 from pathlib import Path
@@ -37,13 +36,14 @@ from podlink.agent.channel import (
 )
 from podlink.agent.local_files import (
     CHUNK_SIZE,
+    INLINE_READ_LIMIT,
     SentFile,
     WriteManyResult,
+    changed_since_opened,
     load_files,
+    open_source,
     slices,
     slices_of,
-    stat_or_none,
-    version_of,
 )
 from podlink.agent.two_way import (
     NO_CHECK,
@@ -117,7 +117,6 @@ PYTHON_OPTIONS = ("-I",)
 STARTUP_TIMEOUT = 30.0
 HASH_BATCH = 1000
 # Files up to this size are read on the event loop (see ``Agent.write_file``).
-INLINE_READ_LIMIT = 64 * 1024
 
 
 class ScanResult(msgspec.Struct, frozen=True):
@@ -266,9 +265,9 @@ class Agent(AgentChannel):
         inline = expected_size is not None and expected_size <= INLINE_READ_LIMIT
         try:
             if inline:
-                handle, before, first = _open_source(source)
+                handle, before, first = open_source(source, CHUNK_SIZE)
             else:
-                handle, before, first = await asyncio.to_thread(_open_source, source)
+                handle, before, first = await asyncio.to_thread(open_source, source, CHUNK_SIZE)
         except FileNotFoundError as error:
             message = f"{source} vanished before it could be sent"
             raise AgentError(ErrorCode.CHANGED, message, path) from error
@@ -285,8 +284,7 @@ class Agent(AgentChannel):
             raise AgentError(ErrorCode.CHANGED, message, path) from error
         finally:
             handle.close()
-        after = stat_or_none(source) if inline else await asyncio.to_thread(stat_or_none, source)
-        if after is None or version_of(after) != version_of(before):
+        if await changed_since_opened(source, before, inline=inline):
             message = f"{source} changed while it was being sent"
             raise AgentError(ErrorCode.CHANGED, message, path)
         return digest
@@ -489,18 +487,6 @@ class Agent(AgentChannel):
 def _local_write_error(error: OSError, destination: Path, path: str) -> AgentError:
     code = ErrorCode.EXISTS if isinstance(error, FileExistsError) else ErrorCode.IO
     return AgentError(code, f"cannot write {destination}: {error.strerror or error}", path)
-
-
-def _open_source(source: Path) -> tuple[BinaryIO, os.stat_result, bytes]:
-    """Open the local file, its metadata, and its first chunk (all of a small file)."""
-    handle = source.open("rb")
-    try:
-        before = os.fstat(handle.fileno())
-        first = handle.read(min(CHUNK_SIZE, before.st_size))
-    except BaseException:
-        handle.close()
-        raise
-    return handle, before, first
 
 
 async def _read_chunks(

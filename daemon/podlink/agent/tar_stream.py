@@ -18,17 +18,18 @@ from typing import Any, BinaryIO, Generic, TypeVar
 
 from podlink.agent.agent import split_relative_path
 from podlink.agent.client import AgentError
-from podlink.agent.local_files import stat_or_none, version_of
+from podlink.agent.local_files import (
+    CHUNK_SIZE,
+    INLINE_READ_LIMIT,
+    changed_since_opened,
+    open_source,
+)
 from podlink.agent.tar_scripts import NANOSECONDS
 from podlink.agent.wire import ErrorCode
 from podlink.targets.base import ExecStream
 
 logger = logging.getLogger("podlink.agent.tar")
 
-# Files up to this size are read before their tar header goes out (and, when the caller
-# expects them to be this small, on the event loop, as the agent's client does).
-INLINE_READ_LIMIT = 64 * 1024
-CHUNK_SIZE = 1024 * 1024
 # Bytes collected before they are written to the exec's input.
 SEND_SIZE = 256 * 1024
 TAR_BLOCK = tarfile.BLOCKSIZE
@@ -203,8 +204,10 @@ async def _send_file(sender: _Sender, member: WriteRequest) -> None:
     """Add one file to the archive. Problems with the local file are kept on ``member``."""
     inline = member.expected_size is not None and member.expected_size <= INLINE_READ_LIMIT
     try:
-        handle, before = (
-            _open(member.source) if inline else await asyncio.to_thread(_open, member.source)
+        handle, before, _ = (
+            open_source(member.source)
+            if inline
+            else await asyncio.to_thread(open_source, member.source)
         )
     except FileNotFoundError:
         message = f"{member.source} vanished before it could be sent"
@@ -217,12 +220,8 @@ async def _send_file(sender: _Sender, member: WriteRequest) -> None:
         await _send_content(sender, member, handle, before, inline)
     finally:
         handle.close()
-    after = (
-        stat_or_none(member.source)
-        if inline
-        else await asyncio.to_thread(stat_or_none, member.source)
-    )
-    if member.error is None and (after is None or version_of(after) != version_of(before)):
+    changed = await changed_since_opened(member.source, before, inline=inline)
+    if member.error is None and changed:
         message = f"{member.source} changed while it was being sent"
         member.error = AgentError(ErrorCode.CHANGED, message, member.path)
 
@@ -242,7 +241,8 @@ async def _send_content(
 
     sent = 0
     if size <= INLINE_READ_LIMIT:
-        # Read before the header goes out: a read error then leaves nothing half-sent.
+        # A small file is read before its header goes out: a read error then leaves nothing
+        # half-sent.
         try:
             data = await read(size)
         except OSError as error:
@@ -293,12 +293,3 @@ def _header(
         # GNU tar restores a pax mtime to the nanosecond; plain tar headers hold seconds.
         info.pax_headers = {"mtime": f"{seconds}.{fraction:09d}"}
     return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "strict")
-
-
-def _open(source: Path) -> tuple[BinaryIO, os.stat_result]:
-    handle = source.open("rb")
-    try:
-        return handle, os.fstat(handle.fileno())
-    except BaseException:
-        handle.close()
-        raise
