@@ -201,9 +201,8 @@ describe("breakpoints in real VS Code on a Docker target", { timeout: 20 * 60_00
     await frame.locator(".line-number", { hasText: new RegExp(`^${String(line)}:`) }).waitFor({ state: "visible" });
     // The frame's source is the local file, mapped back from /app in the container: its
     // hover says where.
-    await frame.locator(".file").hover();
     const hover = page.locator(".workbench-hover, .monaco-hover", { hasText: "greeting.py" }).first();
-    await hover.waitFor({ state: "visible" });
+    await workbench.hoverUntilShown(frame.locator(".file"), hover, UI_MS);
     const title = (await hover.textContent()) ?? "";
     assert.ok(title.includes(path.join("hello", "app", "greeting.py")), `the frame's source is ${JSON.stringify(title)}`);
     assert.ok(!title.trim().startsWith("/app/"), `the frame's source is the container's path ${title}`);
@@ -283,8 +282,9 @@ describe("breakpoints in real VS Code on a Docker target", { timeout: 20 * 60_00
       .locator(".monaco-list-row")
       .filter({ has: page.getByText("test_greets_by_name", { exact: true }) })
       .first();
-    await testRow.hover();
-    await testRow.getByRole("button", { name: /^Debug Test/ }).click();
+    const debugButton = testRow.getByRole("button", { name: /^Debug Test/ });
+    await workbench.hoverUntilShown(testRow, debugButton, UI_MS);
+    await debugButton.click();
 
     // Stopped in the test, in the local test file, at the line of the breakpoint.
     await page.locator(".debug-toolbar .codicon-debug-continue").waitFor({ state: "visible", timeout: STOP_MS });

@@ -212,6 +212,22 @@ export class Workbench {
     return file;
   }
 
+  /**
+   * Rests the mouse on `target` until `shown` appears. A hover opens on the mouse entering an
+   * element: when a view re-renders the row under a still mouse, no hover comes, so the mouse
+   * leaves and enters again until one does.
+   */
+  async hoverUntilShown(target: Locator, shown: Locator, timeoutMs: number): Promise<void> {
+    await waitUntil("a hover to show", async () => {
+      await this.page.mouse.move(0, 0);
+      await target.hover();
+      return shown.waitFor({ state: "visible", timeout: 3_000 }).then(
+        () => true,
+        () => false,
+      );
+    }, timeoutMs);
+  }
+
   /** Runs a command by its title from the command palette; `title` must match a row exactly. */
   async runCommand(title: string): Promise<void> {
     const input = this.page.locator(".quick-input-widget .quick-input-box input");
