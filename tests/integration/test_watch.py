@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
@@ -102,6 +103,51 @@ async def test_a_barrier_returns_after_every_earlier_change_was_handed_over(
         assert {f"saved{index}.txt" for index in range(50)} <= seen
         assert not [path for path in seen if "barrier" in path]
         assert not list(tmp_path.glob(".podlink-tmp-*"))
+    finally:
+        await watcher.stop()
+
+
+async def test_a_slow_burst_of_deletions_is_handed_over_as_one_batch(tmp_path: Path) -> None:
+    # A save goes after 4 ms of quiet; deletions a little further apart than that (an rm -rf
+    # on a busy machine) must still reach the safety halt together, or the first of them
+    # would be applied before the share they add up to is seen.
+    names = {f"generated{index}.txt" for index in range(30)}
+    for name in names:
+        (tmp_path / name).write_text("x")
+    batches = Batches()
+    watcher = TreeWatcher(tmp_path, lambda path: False, batches)
+    watcher.start()
+    try:
+        for name in sorted(names):
+            (tmp_path / name).unlink()
+            await asyncio.sleep(0.01)  # the pace of the deleting program, not a wait
+        first = await asyncio.wait_for(batches.queue.get(), 10)
+        assert first == names
+    finally:
+        await watcher.stop()
+
+
+async def test_a_deletion_holds_its_batch_longer_than_a_save_waits(tmp_path: Path) -> None:
+    batches = Batches()
+    watcher = TreeWatcher(
+        tmp_path,
+        lambda path: False,
+        batches,
+        removal_quiet_seconds=30.0,
+        removal_max_delay_seconds=30.0,
+    )
+    watcher.start()
+    try:
+        (tmp_path / "saved.txt").write_text("x")
+        assert await asyncio.wait_for(batches.queue.get(), 10) == {"saved.txt"}
+        (tmp_path / "saved.txt").unlink()
+        (tmp_path / "after.txt").write_text("y")
+        # Held behind the deletion's long quiet period: only a drain hands them over now.
+        with contextlib.suppress(TimeoutError):
+            early = await asyncio.wait_for(batches.queue.get(), 0.5)
+            raise AssertionError(f"handed over before the deletion's quiet period: {early}")
+        await watcher.drain()
+        assert await asyncio.wait_for(batches.queue.get(), 10) == {"saved.txt", "after.txt"}
     finally:
         await watcher.stop()
 

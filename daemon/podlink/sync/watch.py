@@ -1,7 +1,9 @@
 """Local change watching: watchdog events become debounced batches of relative paths.
 
 Editors save in bursts (temp file, rename, chmod); a short quiet period merges a burst into
-one batch, and a cap keeps a continuous stream of changes from starving the sync.
+one batch, and a cap keeps a continuous stream of changes from starving the sync. A batch
+holding a deletion waits longer, so that an ``rm -rf`` reaches the safety halt whole rather
+than a first slice of it being applied before the rest shows the share it deletes.
 
 Changes are never missed silently: when the kernel's event queue overflows the watcher
 asks for a whole-tree rescan (the path ""), and when inotify runs out of watches it says
@@ -191,7 +193,11 @@ class _Forwarder(FileSystemEventHandler):
         paths = [os.fsdecode(event.src_path)]
         if event.dest_path:
             paths.append(os.fsdecode(event.dest_path))
-        self._watcher.notice_from_thread(paths, finished=event.event_type == "closed")
+        self._watcher.notice_from_thread(
+            paths,
+            finished=event.event_type == "closed",
+            removed=event.event_type == "deleted",
+        )
 
 
 class TreeWatcher:
@@ -213,6 +219,8 @@ class TreeWatcher:
         quiet_seconds: float = 0.004,
         after_close_seconds: float = 0.001,
         max_delay_seconds: float = 0.05,
+        removal_quiet_seconds: float = 0.05,
+        removal_max_delay_seconds: float = 1.0,
         on_warning: Callable[[str], None] | None = None,
         is_unwatched: FolderFilter = lambda folder: False,
         observer_factory: Callable[[], BaseObserver] | None = None,
@@ -221,7 +229,10 @@ class TreeWatcher:
         """``is_unwatched``: folders (relative) never synced, so never watched, whatever
         happens inside them; it must not change while the watcher runs.
         ``observer_factory``: the watchdog observer to try first (polling is the fallback).
-        ``may_go_first``: whether a few changes may be handed over while a batch runs."""
+        ``may_go_first``: whether a few changes may be handed over while a batch runs.
+        ``removal_quiet_seconds``, ``removal_max_delay_seconds``: the quiet period and the cap
+        while a deletion waits: a burst of deletions is judged whole by the safety halt, and
+        a user deleting files waits for nothing the way a save is waited for."""
         self.root = root
         self._on_warning = on_warning or (lambda text: log.warning("%s", text))
         self._observer_factory = observer_factory or functools.partial(
@@ -237,6 +248,9 @@ class TreeWatcher:
         self._quiet = quiet_seconds
         self._after_close = after_close_seconds
         self._max_delay = max_delay_seconds
+        self._removal_quiet = removal_quiet_seconds
+        self._removal_max_delay = removal_max_delay_seconds
+        self._removal_pending = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._observer: BaseObserver | None = None
         # Each waiting path with the loop time it was first noticed, oldest notice first.
@@ -323,13 +337,16 @@ class TreeWatcher:
     def pending_count(self) -> int:
         return len(self._pending)
 
-    def notice_from_thread(self, absolute_paths: list[str], *, finished: bool = False) -> None:
-        """Called from watchdog's thread. ``finished``: a writer closed the file."""
+    def notice_from_thread(
+        self, absolute_paths: list[str], *, finished: bool = False, removed: bool = False
+    ) -> None:
+        """Called from watchdog's thread. ``finished``: a writer closed the file.
+        ``removed``: the path was deleted."""
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._notice, absolute_paths, finished)
+            loop.call_soon_threadsafe(self._notice, absolute_paths, finished, removed)
 
-    def _notice(self, absolute_paths: list[str], finished: bool) -> None:
+    def _notice(self, absolute_paths: list[str], finished: bool, removed: bool) -> None:
         if self._barriers:
             for path in absolute_paths:
                 seen = self._barriers.get(os.path.basename(path))
@@ -346,10 +363,18 @@ class TreeWatcher:
         self._idle.clear()
         if self._first_change_at is None:
             self._first_change_at = now
-        # A closed file is a finished save: wait only long enough to merge a rename that
-        # follows it. Anything else may be the middle of a burst.
-        quiet = self._after_close if finished else self._quiet
-        fire_at = min(now + quiet, self._first_change_at + self._max_delay)
+        self._removal_pending = self._removal_pending or removed
+        if self._removal_pending:
+            # A deletion may be the first of many (rm -rf, a branch switch): the safety halt
+            # must see them together, and nobody waits on a deletion as on a save.
+            fire_at = min(
+                now + self._removal_quiet, self._first_change_at + self._removal_max_delay
+            )
+        else:
+            # A closed file is a finished save: wait only long enough to merge a rename that
+            # follows it. Anything else may be the middle of a burst.
+            quiet = self._after_close if finished else self._quiet
+            fire_at = min(now + quiet, self._first_change_at + self._max_delay)
         if self._timer is not None:
             self._timer.cancel()
         self._timer = loop.call_at(fire_at, self._on_quiet)
@@ -390,6 +415,7 @@ class TreeWatcher:
                 self._timer.cancel()
                 self._timer = None
             self._first_change_at = None
+            self._removal_pending = False
         task = asyncio.ensure_future(self._run(batch, first_seen, priority=priority))
         if priority:
             self._priority_batch = task
