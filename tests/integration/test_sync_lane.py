@@ -184,7 +184,7 @@ class BlockedWatcher:
             await self.first_finish.wait()
 
     async def start(self, root: Path) -> None:
-        self.watcher.start()
+        await self.watcher.start()
         (root / "first.txt").write_text("a batch that takes long")
         assert "first.txt" in await asyncio.wait_for(self.batches.get(), WAIT_SECONDS)
 

@@ -38,7 +38,7 @@ class OutOfWatches(InotifyObserver):
 async def test_saves_arrive_as_relative_paths(tmp_path: Path) -> None:
     batches = Batches()
     watcher = TreeWatcher(tmp_path, lambda path: path.startswith("skip"), batches)
-    watcher.start()
+    await watcher.start()
     try:
         (tmp_path / "skip.txt").write_text("ignored")
         (tmp_path / "src").mkdir()
@@ -59,7 +59,7 @@ async def test_running_out_of_watches_names_the_sysctl_and_polls(tmp_path: Path)
         on_warning=warnings.append,
         observer_factory=OutOfWatches,
     )
-    watcher.start()
+    await watcher.start()
     try:
         assert watcher.polling
         assert len(warnings) == 1
@@ -74,7 +74,7 @@ async def test_running_out_of_watches_names_the_sysctl_and_polls(tmp_path: Path)
 async def test_an_overflowed_event_queue_asks_for_a_whole_tree_rescan(tmp_path: Path) -> None:
     batches = Batches()
     watcher = TreeWatcher(tmp_path, lambda path: False, batches)
-    watcher.start()
+    await watcher.start()
     try:
         # The kernel's IN_Q_OVERFLOW reaches us only as watchdog's warning, from its thread.
         await asyncio.to_thread(
@@ -91,7 +91,7 @@ async def test_a_barrier_returns_after_every_earlier_change_was_handed_over(
 ) -> None:
     batches = Batches()
     watcher = TreeWatcher(tmp_path, lambda path: path.startswith(".podlink-tmp-"), batches)
-    watcher.start()
+    await watcher.start()
     try:
         for index in range(50):
             (tmp_path / f"saved{index}.txt").write_text("x")
@@ -116,7 +116,7 @@ async def test_a_slow_burst_of_deletions_is_handed_over_as_one_batch(tmp_path: P
         (tmp_path / name).write_text("x")
     batches = Batches()
     watcher = TreeWatcher(tmp_path, lambda path: False, batches)
-    watcher.start()
+    await watcher.start()
     try:
         for name in sorted(names):
             (tmp_path / name).unlink()
@@ -136,7 +136,7 @@ async def test_a_deletion_holds_its_batch_longer_than_a_save_waits(tmp_path: Pat
         removal_quiet_seconds=30.0,
         removal_max_delay_seconds=30.0,
     )
-    watcher.start()
+    await watcher.start()
     try:
         (tmp_path / "saved.txt").write_text("x")
         assert await asyncio.wait_for(batches.queue.get(), 10) == {"saved.txt"}
@@ -160,7 +160,7 @@ async def test_a_polling_watcher_cannot_vouch_for_a_barrier(tmp_path: Path) -> N
         on_warning=lambda text: None,
         observer_factory=OutOfWatches,
     )
-    watcher.start()
+    await watcher.start()
     try:
         assert not await watcher.barrier()
     finally:
@@ -195,7 +195,7 @@ async def test_a_folder_never_synced_is_not_watched(tmp_path: Path) -> None:
         batches,
         is_unwatched=lambda folder: folder == ".podlink",
     )
-    watcher.start()
+    await watcher.start()
     try:
         (target / "later" / "deeper").mkdir(parents=True)
         (tmp_path / "src" / "new").mkdir()

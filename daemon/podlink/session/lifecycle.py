@@ -104,10 +104,10 @@ class Lifecycle:
             asyncio.ensure_future(asyncio.to_thread(scan_tree, config.local_root(e), rules))
             for e, rules in zip(config.sync, prepared, strict=True)
         ]
-        try:
-            # Watch before the first scan: a save made while it runs is queued, not lost.
-            for index, entry in enumerate(config.sync):
-                watcher = TreeWatcher(
+        # Watch before the first pass: a save made while the scans run is queued, not lost.
+        for index, entry in enumerate(config.sync):
+            session.watchers.append(
+                TreeWatcher(
                     config.local_root(entry),
                     functools.partial(sync.is_ignored, index, prepared[index]),
                     functools.partial(sync.on_batch, index),
@@ -115,14 +115,18 @@ class Lifecycle:
                     is_unwatched=functools.partial(_never_synced, prepared[index]),
                     may_go_first=functools.partial(sync.may_go_first, index),
                 )
-                watcher.start()
-                session.watchers.append(watcher)
+            )
+        starting = [asyncio.ensure_future(watcher.start()) for watcher in session.watchers]
+        try:
             await target.connect()
             session.recovery.follow(target)
             session.agent = await start_transport(target, lambda text: session.log("sync", text))
+            await asyncio.gather(*starting)
         except BaseException:
             for scan in local_scans:
                 scan.cancel()
+            # Started watchers are stopped with the session; one still starting must be done.
+            await asyncio.gather(*starting, return_exceptions=True)
             raise
         session.store.dispatch(Connected())
         for entry, rules, watcher in zip(config.sync, prepared, session.watchers, strict=True):

@@ -262,20 +262,30 @@ class TreeWatcher:
         self._idle = asyncio.Event()
         self._idle.set()
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Watch from now on. Setting the watches up walks the tree (one inotify watch per
+        folder: tens of milliseconds for a big one) on a worker thread, so the event loop
+        can reach the target meanwhile; changes noticed already are kept."""
         self._loop = asyncio.get_running_loop()
-        try:
-            self._observer = self._start_observer(self._observer_factory())
-        except OSError as error:
-            if error.errno not in (errno.ENOSPC, errno.EMFILE):
-                raise
-            self._on_warning(watch_limit_message(error, self.root))
-            self.polling = True
-            self._observer = self._start_observer(PollingObserver(timeout=POLL_INTERVAL_SECONDS))
+        observer, warning = await asyncio.to_thread(self._open_observer)
+        if warning is not None:
+            self._on_warning(warning)
+        self._observer = observer
         overflow_logger = logging.getLogger(OVERFLOW_LOGGER)
         if _overflow_listener not in overflow_logger.handlers:
             overflow_logger.addHandler(_overflow_listener)
         _running_watchers.add(self)
+
+    def _open_observer(self) -> tuple[BaseObserver, str | None]:
+        """The started observer, and a warning when it had to be a polling one."""
+        try:
+            return self._start_observer(self._observer_factory()), None
+        except OSError as error:
+            if error.errno not in (errno.ENOSPC, errno.EMFILE):
+                raise
+            self.polling = True
+            polling = self._start_observer(PollingObserver(timeout=POLL_INTERVAL_SECONDS))
+            return polling, watch_limit_message(error, self.root)
 
     def _start_observer(self, observer: BaseObserver) -> BaseObserver:
         observer.schedule(
