@@ -25,11 +25,14 @@ KeptFilter = Callable[[dict[str, Entry]], dict[str, Entry]]
 
 
 class AgreedState:
-    def __init__(self, store: AncestorStore | None, kept: KeptFilter) -> None:
-        """``kept``: drops what the ignore rules do not sync (the store may predate them)."""
+    def __init__(self, store: AncestorStore | None) -> None:
+        """The entries are as stored until the first ``refilter``: the store may predate
+        the ignore rules, and the engine filters them once a walk of the local tree has
+        answered most of the rules' questions."""
         self._store = store
         stored = store.load() if store is not None else None
-        self.entries: dict[str, Entry] = kept(stored.entries if stored else {})
+        self.entries: dict[str, Entry] = stored.entries if stored else {}
+        self.filtered = False
         # Whether the sides ever agreed: without that a first sync lets the workspace win.
         self.ever_agreed = stored is not None
         # What the target held before the first sync and podlink never wrote (upload mode):
@@ -49,9 +52,10 @@ class AgreedState:
         return self._file_count
 
     def refilter(self, kept: KeptFilter) -> None:
-        """The ignore rules changed: keep only what they sync."""
+        """Keep only what the ignore rules sync (they are new, or the entries were loaded)."""
         self.entries = kept(self.entries)
         self._file_count = None
+        self.filtered = True
 
     async def forget(self) -> None:
         """Sync as for the first time (a reset): no agreed entries, none stored."""

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -114,8 +115,9 @@ class SyncEngine:
         # Keyed by the copy's path: one file can be in conflict again before its copy is gone.
         self.conflicts: dict[str, Conflict] = {}
         self.halt: Halt | None = None
-        # Kept to what the rules sync, like everything else here (refiltered when they change).
-        self.agreed = AgreedState(store, self._kept)
+        # Kept to what the rules sync, like everything else here: filtered by the first pass
+        # (see _exclusive), and again when the rules change.
+        self.agreed = AgreedState(store)
         report = report or (lambda text: log.warning("%s", text))
         self._passes = PassRunner(
             agent,
@@ -164,12 +166,21 @@ class SyncEngine:
         a path failed (it is retried then) or the sync is paused."""
         return bool(self.problems) or self.halt is not None or self._failed_since_rescan
 
-    def _kept(self, entries: dict[str, Entry]) -> dict[str, Entry]:
-        return {
-            path: entry
-            for path, entry in entries.items()
-            if not self.rules.is_ignored(path, is_dir=entry.kind is Kind.DIRECTORY)
-        }
+    def _kept(
+        self, entries: dict[str, Entry], walked: Mapping[str, Entry] | None = None
+    ) -> dict[str, Entry]:
+        """What of ``entries`` the rules sync. ``walked``: a walk of the local tree made with
+        the same rules; a path it holds (a folder there if a folder here) is synced without
+        asking the rules again, which is most paths of a tree that did not change."""
+        local = walked or {}
+        kept = {}
+        for path, entry in entries.items():
+            is_dir = entry.kind is Kind.DIRECTORY
+            seen = local.get(path)
+            known = seen is not None and (seen.kind is Kind.DIRECTORY) == is_dir
+            if known or not self.rules.is_ignored(path, is_dir=is_dir):
+                kept[path] = entry
+        return kept
 
     def _noted(self, result: BatchResult) -> BatchResult:
         """Take in what a pass means for the engine: a halt, or paths to retry."""
@@ -198,7 +209,7 @@ class SyncEngine:
         ``local_scan``: a scan of the local tree already under way (made with ``rules``),
         so it could overlap with reaching the target.
         """
-        async with self._exclusive():
+        async with self._exclusive(filter_agreed=False):
             started = time.monotonic()
             # The agent answers requests in order, so the scan can be sent right behind the
             # request that makes the root: one round trip to a far target instead of two.
@@ -210,15 +221,15 @@ class SyncEngine:
                 scanning.cancel()
                 await asyncio.gather(scanning, return_exceptions=True)
                 raise
-            local, remote = await asyncio.gather(
-                local_scan or asyncio.to_thread(scan_tree, self.local_root, self.rules),
-                scanning,
-            )
+            local = await (local_scan or asyncio.to_thread(scan_tree, self.local_root, self.rules))
+            # While the target's scan is still on its way (the filter needs the walk's rules).
+            self.agreed.refilter(functools.partial(self._kept, walked=local.entries))
+            remote = await scanning
             self.ignored = local.ignored
             self._forget_special_files(local)
             for path, message in remote.problems:
                 self.problems[path] = f"in the target: {message}"
-            self._set_view(self._kept(remote.entries))
+            self._set_view(self._kept(remote.entries, local.entries))
             self.agreed.forget_left(self.agreed.left - self.remote_view.keys())
             result = await self._pass(
                 local,
@@ -277,13 +288,16 @@ class SyncEngine:
     # -- the lane ----------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def _exclusive(self) -> AsyncIterator[None]:
-        """The engine's lock, once no lane pass is running any more."""
+    async def _exclusive(self, *, filter_agreed: bool = True) -> AsyncIterator[None]:
+        """The engine's lock, once no lane pass is running any more, with the agreed state
+        kept to what the rules sync (``filter_agreed=False``: the holder filters it)."""
         async with self._lock:
             # A lane pass only starts while a bulk pass applies, which needs this lock: once
             # the running one is done, none follows until this holder plans a bulk pass.
             async with self._lane_lock:
                 pass
+            if filter_agreed and not self.agreed.filtered:
+                self.agreed.refilter(self._kept)
             yield
 
     def _planned(self, plan: PassPlan) -> None:
