@@ -1,11 +1,15 @@
-"""Fixtures shared by the tests that run the `podlink` command as a real process."""
+"""Fixtures shared by the integration tests: the environment of a `podlink` process, and a
+local target (a module that tests another target kind defines its own ``target``)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+
+from podlink.targets.local import LocalTarget
 
 
 @pytest.fixture
@@ -17,3 +21,12 @@ def env(tmp_path: Path) -> dict[str, str]:
         "COLUMNS": "200",
         "TERM": "xterm",
     }
+
+
+@pytest.fixture
+async def target(tmp_path: Path) -> AsyncIterator[LocalTarget]:
+    """A local target rooted in the test's own folder, connected."""
+    local = LocalTarget(tmp_path / "target")
+    await local.connect()
+    yield local
+    await local.close()

@@ -69,14 +69,6 @@ def temp_files(folder: Path) -> list[str]:
 
 
 @pytest.fixture
-async def target(tmp_path: Path) -> AsyncIterator[LocalTarget]:
-    local = LocalTarget(tmp_path / "target")
-    await local.connect()
-    yield local
-    await local.close()
-
-
-@pytest.fixture
 async def agent(target: LocalTarget) -> AsyncIterator[Agent]:
     started = await Agent.start(target)
     yield started

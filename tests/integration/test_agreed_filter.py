@@ -20,14 +20,6 @@ from podlink.sync.ignore import IgnoreRules
 from podlink.targets.local import LocalTarget
 
 
-@pytest.fixture
-async def target(tmp_path: Path) -> AsyncIterator[LocalTarget]:
-    started = LocalTarget(tmp_path / "target")
-    await started.connect()
-    yield started
-    await started.close()
-
-
 @contextlib.asynccontextmanager
 async def engine_for(
     target: LocalTarget, workspace: Path, store: Path

@@ -8,7 +8,7 @@ state the test controls instead of a race with the clock.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,14 +44,6 @@ class HeldAgent:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._agent, name)
-
-
-@pytest.fixture
-async def target(tmp_path: Path) -> AsyncIterator[LocalTarget]:
-    started = LocalTarget(tmp_path / "target")
-    await started.connect()
-    yield started
-    await started.close()
 
 
 @pytest.fixture
