@@ -9,9 +9,9 @@ when purge returns. Every call blocks: run it in a worker thread.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from kubernetes import dynamic
 from kubernetes.dynamic.exceptions import DynamicApiError, ResourceNotFoundError
@@ -20,6 +20,7 @@ from podlink.targets.kubernetes import ledger as kubernetes_ledger
 from podlink.targets.kubernetes.delivery import delete_pushed, remove_imported
 from podlink.targets.kubernetes.ledger import (
     AppliedObject,
+    Entry,
     ImportedImage,
     Ledger,
     LocalImage,
@@ -31,6 +32,8 @@ _dynamic_module: Any = dynamic
 GONE_SECONDS = 120.0
 POLL_SECONDS = 0.25
 REQUEST_TIMEOUT = (10, 30)
+
+Listed = TypeVar("Listed", bound=Entry)
 
 
 def ledger_lines(ledger: Ledger) -> list[str]:
@@ -47,28 +50,16 @@ def remove_ledger(
     folder: Path, ledger: Ledger, api: Any, on_removed: Callable[[str], None]
 ) -> list[str]:
     """Delete what ``ledger`` lists (objects in reverse order of creation); the failures."""
-    failures: list[str] = []
     client = _dynamic_module.DynamicClient(api) if ledger.objects else None
-    for entry in reversed(ledger.objects):
-        try:
-            if _delete_object(client, entry):
-                on_removed(f"deleted {entry}")
-        except RuntimeError as error:
-            failures.append(str(error))
-            continue
-        kubernetes_ledger.forget(folder, entry)
+    failures = _remove_each(
+        folder,
+        reversed(ledger.objects),
+        lambda entry: _delete_object(client, entry),
+        "deleted",
+        on_removed,
+    )
     images: list[PushedTag | ImportedImage] = [*ledger.pushed, *ledger.imported]
-    for each in images:
-        try:
-            if isinstance(each, PushedTag):
-                delete_pushed(each)
-            else:
-                remove_imported(each)
-        except RuntimeError as error:
-            failures.append(str(error))
-            continue
-        on_removed(f"deleted {each}")
-        kubernetes_ledger.forget(folder, each)
+    failures += _remove_each(folder, images, _delete_delivered, "deleted", on_removed)
     if ledger.built:
         failures += _remove_built_images(folder, ledger.built, on_removed)
     return failures
@@ -84,19 +75,41 @@ def _remove_built_images(
         _, engine = open_engine()
     except EngineUnavailable as error:
         return [f"{entry} was not removed: {error}" for entry in built]
-    failures: list[str] = []
     try:
-        for local in built:
-            try:
-                if _remove_local_image(engine, local):
-                    on_removed(f"removed {local}")
-            except RuntimeError as error:
-                failures.append(str(error))
-                continue
-            kubernetes_ledger.forget(folder, local)
+        return _remove_each(
+            folder, built, lambda local: _remove_local_image(engine, local), "removed", on_removed
+        )
     finally:
         engine.close()
+
+
+def _remove_each(
+    folder: Path,
+    entries: Iterable[Listed],
+    remove: Callable[[Listed], bool],
+    verb: str,
+    on_removed: Callable[[str], None],
+) -> list[str]:
+    """Remove each entry and strike it from the ledger; the failures, which stay listed.
+    ``remove`` says False when the thing was no longer podlink's (struck, not reported)."""
+    failures: list[str] = []
+    for entry in entries:
+        try:
+            if remove(entry):
+                on_removed(f"{verb} {entry}")
+        except RuntimeError as error:
+            failures.append(str(error))
+            continue
+        kubernetes_ledger.forget(folder, entry)
     return failures
+
+
+def _delete_delivered(image: PushedTag | ImportedImage) -> bool:
+    if isinstance(image, PushedTag):
+        delete_pushed(image)
+    else:
+        remove_imported(image)
+    return True
 
 
 def _remove_local_image(engine: Any, entry: LocalImage) -> bool:
