@@ -208,3 +208,21 @@ async def test_a_folder_never_synced_is_not_watched(tmp_path: Path) -> None:
         assert [path for path in never if path.stat().st_ino in watched] == []
     finally:
         await watcher.stop()
+
+
+async def test_a_folder_made_where_one_was_moved_away_is_watched(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "src").mkdir(parents=True)
+    batches = Batches()
+    watcher = TreeWatcher(root, lambda path: False, batches)
+    await watcher.start()
+    try:
+        (root / "src" / "old").mkdir()
+        await batches.until("src/old")
+        (root / "src" / "old").rename(tmp_path / "moved-away")
+        (root / "src" / "old").mkdir()
+        (root / "src" / "old" / "new.txt").write_text("x")
+        await batches.until("src/old/new.txt")
+        assert (root / "src" / "old").stat().st_ino in watched_inodes()
+    finally:
+        await watcher.stop()

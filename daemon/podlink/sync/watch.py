@@ -45,6 +45,8 @@ from watchdog.events import (
 )
 from watchdog.observers.api import DEFAULT_OBSERVER_TIMEOUT, BaseObserver
 from watchdog.observers.inotify import InotifyEmitter, InotifyWatchGroup
+from watchdog.observers.inotify_c import InotifyEvent
+from watchdog.observers.inotify_move_event_grouper import PathedInotifyEvent
 from watchdog.observers.polling import PollingObserver
 
 from podlink.sync.core.plan import folders_above
@@ -158,6 +160,35 @@ class _PrunedWatchGroup(InotifyWatchGroup):
                 if self.follow_symlink or not os.path.islink(full_path):
                     self._add_callback(full_path)
             dirnames[:] = kept
+
+    def on_event(self, event: InotifyEvent) -> None:
+        # watchdog walks a created folder's subtree twice (to watch it, then to report what
+        # is in it already) for every folder's own "created" event, even when the walk of a
+        # folder above already watched and reported this one: `mkdir -p` of 200 levels cost
+        # 200 walks of up to 200 levels, seconds under load before a change made after it
+        # was seen. A folder still watched as the same inode was walked when its watch was
+        # added, and what appeared in it since has its own event: report it alone.
+        with self._lock:
+            src_path = self._build_event_source_path(event) if self.is_active else None
+            if (
+                src_path is not None
+                and event.is_create
+                and event.is_directory
+                and self.is_recursive
+                and self._still_watched(src_path)
+            ):
+                self._move_event_grouper.put_event(PathedInotifyEvent(event, src_path))
+                return
+        super().on_event(event)
+
+    def _still_watched(self, path: bytes) -> bool:
+        """Whether ``path`` has a watch on the inode it names now (not on one moved away)."""
+        known = self._active_callbacks_by_path.get(path)
+        if known is None:
+            return False
+        # inotify hands back the existing watch for an inode it watches already.
+        self._add_callback(path)
+        return self._active_callbacks_by_path.get(path) == known
 
 
 class _PrunedInotifyEmitter(InotifyEmitter):
