@@ -18,7 +18,7 @@ class Kind(enum.Enum):
 KIND_OF_VALUE = {kind.value: kind for kind in Kind}
 
 
-class Entry(msgspec.Struct, frozen=True):
+class Entry(msgspec.Struct, frozen=True, gc=False):
     """One file system object, as scanned. ``digest`` is filled only where it was needed.
 
     ``mode`` holds the permission bits only (``st_mode & 0o7777``). ``link_target`` is set for
