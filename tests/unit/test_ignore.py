@@ -3,8 +3,11 @@
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pathspec import GitIgnoreSpec
 
-from podlink.sync.ignore import IgnoreRules, Rule, Verdict
+from podlink.sync.ignore import IgnoreRules, Rule, Verdict, spec_matcher
 
 
 @pytest.fixture
@@ -123,3 +126,32 @@ def test_loading_a_folder_twice_adds_nothing(tree: Path) -> None:
     assert rules.load_folder(tree, "sub") is True
     assert rules.load_folder(tree, "sub") is False
     assert rules.loaded_files == {".gitignore", ".podlinkignore", "sub/.gitignore"}
+
+
+NAME_PARTS = st.sampled_from(["a", "b", "build", ".git", "x.log", "*", "**", "?", "[ab]", "c d"])
+PATTERNS = st.builds(
+    lambda negated, anchored, parts, folder: (
+        ("!" if negated else "")
+        + ("/" if anchored else "")
+        + "/".join(parts)
+        + ("/" if folder else "")
+    ),
+    st.booleans(),
+    st.booleans(),
+    st.lists(NAME_PARTS, min_size=1, max_size=3),
+    st.booleans(),
+)
+PATHS = st.builds(
+    lambda parts, folder: "/".join(parts) + ("/" if folder else ""),
+    st.lists(
+        st.sampled_from(["a", "b", "build", ".git", "x.log", "c d", "ab"]), min_size=1, max_size=4
+    ),
+    st.booleans(),
+)
+
+
+@given(st.lists(PATTERNS, max_size=6), st.lists(PATHS, min_size=1, max_size=10))
+def test_the_merged_matcher_answers_as_pathspec_does(lines: list[str], paths: list[str]) -> None:
+    spec = GitIgnoreSpec.from_lines(lines)
+    match = spec_matcher(spec)
+    assert [match(path) for path in paths] == [bool(spec.match_file(path)) for path in paths]

@@ -9,11 +9,12 @@ alone in the target: a mirror never deletes what it was told not to look at
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pathspec import GitIgnoreSpec
+from pathspec import GitIgnoreSpec, RegexPattern
 
 from podlink.sync.core.names import CONFLICT_MARKER, TEMP_PREFIX
 
@@ -85,6 +86,7 @@ class IgnoreRules:
         ]
         self._built_in = len(always)
         self._spec = GitIgnoreSpec.from_lines(self._lines)
+        self._match = spec_matcher(self._spec)
         self._loaded_files: set[str] = set()
         self._verdicts: dict[str, bool] = {}
 
@@ -125,6 +127,7 @@ class IgnoreRules:
         # watcher asks on the event loop, and a verdict made with the old spec must land in
         # the old cache, never in the new one.
         self._spec = GitIgnoreSpec.from_lines(self._lines)
+        self._match = spec_matcher(self._spec)
         self._verdicts = {}
 
     @property
@@ -161,32 +164,54 @@ class IgnoreRules:
         Verdicts are kept until the rules change: a rescan of a big tree asks about the same
         paths again, and matching each against every pattern is most of a scan's cost.
         """
-        spec, verdicts = self._spec, self._verdicts
+        match, verdicts = self._match, self._verdicts
         key = path + "/" if is_dir else path
         verdict = verdicts.get(key)
         if verdict is None:
             parent = path.rpartition("/")[0]
-            verdict = bool(parent and _folder_ignored(spec, verdicts, parent)) or _matches(
-                spec, path, is_dir
-            )
+            verdict = bool(parent and _folder_ignored(match, verdicts, parent)) or match(key)
             verdicts[key] = verdict
         return verdict
 
 
-def _folder_ignored(spec: GitIgnoreSpec, verdicts: dict[str, bool], folder: str) -> bool:
+Matcher = Callable[[str], bool]
+
+# A named group may appear only once in a regular expression: the merged pattern keeps the
+# groups' bracketing and drops their names (a match's groups are never read).
+_NAMED_GROUP = re.compile(r"\(\?P<\w+>")
+
+
+def spec_matcher(spec: GitIgnoreSpec) -> Matcher:
+    """``spec.match_file`` for a relative POSIX path, as one regular expression where the
+    answer allows it.
+
+    A walk asks once per path; pathspec tries each pattern in turn from Python, which was
+    half of a 100,000-file scan with only the built-in rules. Without a negated (``!``)
+    pattern a path is ignored when any pattern matches, whatever the order: one search
+    over all of them gives the same answer. With one, pathspec's ordered check decides.
+    """
+    patterns = [pattern for pattern in spec.patterns if pattern.include is not None]
+    if not patterns:
+        return lambda path: False
+    regexes = [
+        pattern.regex.pattern
+        for pattern in patterns
+        if pattern.include and isinstance(pattern, RegexPattern) and pattern.regex is not None
+    ]
+    if len(regexes) != len(patterns) or not all(isinstance(text, str) for text in regexes):
+        return lambda path: bool(spec.match_file(path))
+    search = re.compile("|".join(f"(?:{_NAMED_GROUP.sub('(?:', text)})" for text in regexes)).search
+    return lambda path: search(path) is not None
+
+
+def _folder_ignored(match: Matcher, verdicts: dict[str, bool], folder: str) -> bool:
     key = folder + "/"
     verdict = verdicts.get(key)
     if verdict is None:
         parent = folder.rpartition("/")[0]
-        verdict = (bool(parent) and _folder_ignored(spec, verdicts, parent)) or _matches(
-            spec, folder, True
-        )
+        verdict = (bool(parent) and _folder_ignored(match, verdicts, parent)) or match(key)
         verdicts[key] = verdict
     return verdict
-
-
-def _matches(spec: GitIgnoreSpec, path: str, is_dir: bool) -> bool:
-    return spec.match_file(path + "/" if is_dir else path)
 
 
 def is_ignore_file(path: str) -> bool:
