@@ -93,6 +93,28 @@ def test_what_the_target_refuses_names_the_key_the_path_and_what_to_do(
     assert readme.read_text() == "already there\n"
 
 
+def test_a_two_way_root_the_target_refuses_names_the_key(
+    workspace: Path, env: dict[str, str]
+) -> None:
+    # Two-way follows the target before it scans it: the root is made then, ahead of the
+    # initial sync, and its refusal must read the same.
+    readme = workspace / ".podlink" / "target" / "app" / "README.md"
+    readme.parent.mkdir(parents=True, exist_ok=True)
+    readme.write_text("already there\n")
+    config = workspace / "podlink.yaml"
+    config.write_text(
+        config.read_text()
+        .replace("mode: upload", "mode: two-way")
+        .replace("remote: /app", "remote: /app/README.md/x")
+    )
+    assert "mode: two-way" in config.read_text()
+    result = podlink("up", str(workspace), cwd=workspace, env=env)
+    assert result.returncode == 2
+    assert "podlink.yaml: sync[0].remote: the target refused '/app/README.md/x'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert readme.read_text() == "already there\n"
+
+
 def test_status_without_sessions(workspace: Path, env: dict[str, str]) -> None:
     result = podlink("status", cwd=workspace, env=env)
     assert result.returncode == 0

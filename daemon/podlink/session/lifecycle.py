@@ -121,6 +121,12 @@ class Lifecycle:
             await target.connect()
             session.recovery.follow(target)
             session.agent = await start_transport(target, lambda text: session.log("sync", text))
+            for entry, rules, watcher in zip(config.sync, prepared, session.watchers, strict=True):
+                engine = sync.make_engine(target, entry, rules)
+                engine.on_bulk_applying = watcher.offer_priority
+                session.engines.append(engine)
+            # The target scans while the watches are set up (a walk of the local tree).
+            begun = await self._begin_initial_sync()
             await asyncio.gather(*starting)
         except BaseException:
             for scan in local_scans:
@@ -129,13 +135,9 @@ class Lifecycle:
             await asyncio.gather(*starting, return_exceptions=True)
             raise
         session.store.dispatch(Connected())
-        for entry, rules, watcher in zip(config.sync, prepared, session.watchers, strict=True):
-            engine = sync.make_engine(target, entry, rules)
-            engine.on_bulk_applying = watcher.offer_priority
-            session.engines.append(engine)
         sync.engines_ready.set()
         try:
-            await sync.initial_sync(target, progress, local_scans)
+            await sync.initial_sync(target, progress, local_scans, begun=begun)
         except SyncRootRefused as refused:
             raise sync.refused_setting(refused) from refused
         session.store.dispatch(SyncSettled(sync.settled_state()))
@@ -152,6 +154,18 @@ class Lifecycle:
             await session.app.start()
         await session.open_configured_ports()
         session.store.dispatch(Ready())
+
+    async def _begin_initial_sync(self) -> bool:
+        """Whether the initial sync's first requests went out; not when the agent was lost
+        meanwhile (the initial sync starts it again)."""
+        sync = self._session.sync
+        try:
+            await sync.begin_initial_sync()
+        except AgentGone:
+            return False
+        except SyncRootRefused as refused:
+            raise sync.refused_setting(refused) from refused
+        return True
 
     async def _tear_down(self) -> None:
         session = self._session

@@ -105,6 +105,8 @@ class SessionSync:
         target: Target,
         progress: ProgressCallback | None = None,
         local_scans: Sequence[asyncio.Future[LocalScan]] = (),
+        *,
+        begun: bool = False,
     ) -> int:
         """Sync every entry; an agent lost on the way is started again, a few times. How
         many files went into the target.
@@ -112,6 +114,7 @@ class SessionSync:
         Each try reconciles both sides afresh, so what the lost agent had finished counts and
         a file it was writing (only ever a temporary file in the target) is sent again.
         ``local_scans``: one per entry, already under way (else each entry scans).
+        ``begun``: ``begin_initial_sync`` was called for the first try.
         """
         session = self._session
         scans: list[asyncio.Future[LocalScan] | None] = list(local_scans) or [None] * len(
@@ -120,8 +123,9 @@ class SessionSync:
         for attempt in range(1, INITIAL_SYNC_ATTEMPTS + 1):
             written = 0
             try:
-                # Watch before the first scan: a change made while it runs is queued, not lost.
-                await self.watch_target_sides()
+                if not begun:
+                    await self.begin_initial_sync()
+                begun = False
                 for index, (entry, engine) in enumerate(
                     zip(session.config.sync, session.engines, strict=True)
                 ):
@@ -152,6 +156,14 @@ class SessionSync:
         session.agent = await start_transport(target, lambda text: session.log("sync", text))
         for engine in session.engines:
             engine.agent = session.agent
+
+    async def begin_initial_sync(self) -> None:
+        """What the initial sync asks of the target, asked now: the target scans while the
+        local side gets ready."""
+        # Follow the target before its scan: a change made while it runs is queued, not lost.
+        await self.watch_target_sides()
+        for engine in self._session.engines:
+            engine.begin_remote_scan()
 
     async def watch_target_sides(self) -> None:
         for engine in self._session.engines:

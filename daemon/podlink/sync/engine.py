@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from pathlib import Path
 from typing import Any
 
-from podlink.agent.client import AgentError, AgentGone, RemoteChanges
+from podlink.agent.client import AgentError, AgentGone, RemoteChanges, ScanResult
 from podlink.agent.transport import FileTransport
 from podlink.sync.agreed import AgreedState
 from podlink.sync.ancestor import AncestorStore
@@ -51,6 +51,14 @@ from podlink.sync.scan import (
 from podlink.sync.watch import PRIORITY_MAX_PATHS
 
 log = logging.getLogger(__name__)
+
+RemoteScan = tuple["asyncio.Future[None]", "asyncio.Future[ScanResult]"]
+
+
+def _read_outcome(request: asyncio.Future[Any]) -> None:
+    if not request.cancelled():
+        request.exception()
+
 
 INLINE_SCAN_LIMIT = 8
 # A pass with at least this many operations is bulk: small changes need not wait for it.
@@ -145,6 +153,8 @@ class SyncEngine:
         self._closing_lanes: set[asyncio.Future[None]] = set()
         # Told when a bulk pass starts applying: changes held back may take the lane now.
         self.on_bulk_applying: Callable[[], None] | None = None
+        # The target's root made and scanned ahead of the initial sync, which takes them.
+        self._remote_scan: RemoteScan | None = None
 
     @property
     def agent(self) -> FileTransport:
@@ -156,6 +166,7 @@ class SyncEngine:
         self._agent = transport
         self._passes.agent = transport
         self._drop_lane()
+        self._drop_remote_scan()
 
     def is_ignored(self, path: str) -> bool:
         return self.rules.is_ignored(path)
@@ -172,15 +183,19 @@ class SyncEngine:
         """What of ``entries`` the rules sync. ``walked``: a walk of the local tree made with
         the same rules; a path it holds (a folder there if a folder here) is synced without
         asking the rules again, which is most paths of a tree that did not change."""
-        local = walked or {}
-        kept = {}
-        for path, entry in entries.items():
-            is_dir = entry.kind is Kind.DIRECTORY
-            seen = local.get(path)
-            known = seen is not None and (seen.kind is Kind.DIRECTORY) == is_dir
-            if known or not self.rules.is_ignored(path, is_dir=is_dir):
-                kept[path] = entry
-        return kept
+        walked_get = (walked or {}).get
+        is_ignored = self.rules.is_ignored
+        folder = Kind.DIRECTORY
+        # One comprehension: this runs over every entry of both sides at each fresh start.
+        return {
+            path: entry
+            for path, entry in entries.items()
+            if (
+                (seen := walked_get(path)) is not None
+                and (seen.kind is folder) is (entry.kind is folder)
+            )
+            or not is_ignored(path, is_dir=entry.kind is folder)
+        }
 
     def _noted(self, result: BatchResult) -> BatchResult:
         """Take in what a pass means for the engine: a halt, or paths to retry."""
@@ -211,10 +226,8 @@ class SyncEngine:
         """
         async with self._exclusive(filter_agreed=False):
             started = time.monotonic()
-            # The agent answers requests in order, so the scan can be sent right behind the
-            # request that makes the root: one round trip to a far target instead of two.
-            ensuring = asyncio.ensure_future(self._ensure_root())
-            scanning = asyncio.ensure_future(self.agent.scan(self.remote_root))
+            ensuring, scanning = self._remote_scan or self._ask_for_root_and_scan()
+            self._remote_scan = None
             try:
                 await ensuring
             except BaseException:
@@ -243,6 +256,29 @@ class SyncEngine:
             )
             result.seconds = time.monotonic() - started
             return result
+
+    def begin_remote_scan(self) -> None:
+        """Make the target's root and scan it now, for the initial sync to take: the target
+        scans while the daemon is still getting its own side ready. After ``watch_target``
+        (two-way): a change in the target made after the scan must be followed."""
+        if self._remote_scan is None:
+            self._remote_scan = self._ask_for_root_and_scan()
+
+    def _ask_for_root_and_scan(self) -> RemoteScan:
+        # The agent answers requests in order, so the scan can be sent right behind the
+        # request that makes the root: one round trip to a far target instead of two.
+        return (
+            asyncio.ensure_future(self._ensure_root()),
+            asyncio.ensure_future(self.agent.scan(self.remote_root)),
+        )
+
+    def _drop_remote_scan(self) -> None:
+        """Cancel a scan begun and not taken (its answer, or its failure, would go unread)."""
+        begun, self._remote_scan = self._remote_scan, None
+        for request in begun or ():
+            request.cancel()
+            # A request already answered keeps its answer or error: read it here.
+            request.add_done_callback(_read_outcome)
 
     async def sync_paths(self, paths: Iterable[str]) -> BatchResult:
         """Reconcile the given workspace paths (and what lies below them)."""
@@ -499,6 +535,7 @@ class SyncEngine:
 
     async def close(self) -> None:
         """Stop following the target, close the lane and write the agreed state now."""
+        self._drop_remote_scan()
         await self._follower.stop()
         lane, self._lane = self._lane, None
         if lane is not None:
