@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 class _Stream:
     chunks: Iterable[bytes]
     task: asyncio.Task[None] | None = None
+    # podlink/stopLogs asked for the end: a read that fails now failed because of it.
+    stopping: bool = False
 
 
 class LogStreams:
@@ -55,7 +57,10 @@ class LogStreams:
         except asyncio.CancelledError:
             pass  # podlink/stopLogs: the last message still goes out
         except Exception as failure:  # the client's and the connection's errors alike
-            error = f"lost the log: {failure}"
+            # Closing a response under a blocked read can make the read fail (a Kubernetes
+            # log does) before the task is cancelled: that is the stop, not a lost log.
+            if not stream.stopping:
+                error = f"lost the log: {failure}"
         finally:
             self._streams.pop(stream_id, None)
             rest = decoder.decode(b"", final=True)
@@ -82,18 +87,24 @@ class LogStreams:
             every_pod=bool(params.every_pod),
         )
         chunks = await asyncio.to_thread(target.container_logs, request)
+        return protocol.FollowLogsResult(stream_id=self.open(session.id, chunks))
+
+    def open(self, session_id: str, chunks: Iterable[bytes]) -> str:
+        """Stream ``chunks`` (a blocking iterable; ``close()``, if it has one, ends a read
+        that waits) as the session's log; the stream's id."""
         stream_id = f"logs-{uuid.uuid4().hex[:12]}"
         stream = _Stream(chunks)
         self._streams[stream_id] = stream
         # Begun on the next turn of the loop: the result, with the id, goes out first.
         loop = asyncio.get_running_loop()
-        loop.call_soon(_start, stream, self._pump(stream_id, session.id, stream))
-        return protocol.FollowLogsResult(stream_id=stream_id)
+        loop.call_soon(_start, stream, self._pump(stream_id, session_id, stream))
+        return stream_id
 
     async def stop(self, params: protocol.StopLogsParams) -> None:
         stream = self._streams.get(params.stream_id)
         if stream is None:
             return  # ended already: its last message said so
+        stream.stopping = True
         close = getattr(stream.chunks, "close", None)
         if close is not None:
             # Closing the response ends the blocking read of the thread that iterates it.
