@@ -10,6 +10,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from podlink.agent.transport import FileTransport
+from podlink.sync.ancestor import AncestorStore
+from podlink.sync.engine import SyncEngine
+from podlink.sync.ignore import IgnoreRules
+from podlink.targets.local import LocalTarget
+
 
 def tree_listing(root: Path) -> dict[str, Any]:
     """Every path under ``root`` with its kind, permission bits, and content digest or link."""
@@ -95,4 +101,17 @@ def start_podlink(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.Pope
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+    )
+
+
+def engine_on(
+    transport: FileTransport, target: LocalTarget, workspace: Path, store: Path | None = None
+) -> SyncEngine:
+    """An engine syncing ``workspace`` to /app of the local target, its state in ``store``."""
+    return SyncEngine(
+        transport,
+        workspace,
+        target.target_path("/app"),
+        lambda: IgnoreRules.for_tree(workspace),
+        store=AncestorStore(store) if store is not None else None,
     )

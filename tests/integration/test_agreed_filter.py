@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 
 from podlink.agent.client import Agent
-from podlink.sync.ancestor import AncestorStore
 from podlink.sync.engine import SyncEngine
-from podlink.sync.ignore import IgnoreRules
 from podlink.targets.local import LocalTarget
+from tests.helpers import engine_on
 
 
 @contextlib.asynccontextmanager
@@ -25,13 +24,7 @@ async def engine_for(
     target: LocalTarget, workspace: Path, store: Path
 ) -> AsyncIterator[SyncEngine]:
     agent = await Agent.start(target)
-    engine = SyncEngine(
-        agent,
-        workspace,
-        target.target_path("/app"),
-        lambda: IgnoreRules.for_tree(workspace),
-        store=AncestorStore(store),
-    )
+    engine = engine_on(agent, target, workspace, store)
     try:
         yield engine
     finally:

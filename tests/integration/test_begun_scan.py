@@ -9,15 +9,8 @@ from pathlib import Path
 import pytest
 
 from podlink.agent.client import Agent
-from podlink.sync.engine import SyncEngine
-from podlink.sync.ignore import IgnoreRules
 from podlink.targets.local import LocalTarget
-
-
-def make_engine(agent: Agent, target: LocalTarget, workspace: Path) -> SyncEngine:
-    return SyncEngine(
-        agent, workspace, target.target_path("/app"), lambda: IgnoreRules.for_tree(workspace)
-    )
+from tests.helpers import engine_on
 
 
 async def test_the_initial_sync_takes_the_scan_begun_before_it(
@@ -28,7 +21,7 @@ async def test_the_initial_sync_takes_the_scan_begun_before_it(
     (workspace / "src" / "app.py").write_text("print('here')\n")
     remote = Path(target.target_path("/app"))
     agent = await Agent.start(target)
-    engine = make_engine(agent, target, workspace)
+    engine = engine_on(agent, target, workspace)
     try:
         engine.begin_remote_scan()
         result = await engine.initial_sync()
@@ -49,7 +42,7 @@ async def test_closing_before_the_initial_sync_leaves_no_request_unread(
     workspace.mkdir()
     agent = await Agent.start(target)
     try:
-        engine = make_engine(agent, target, workspace)
+        engine = engine_on(agent, target, workspace)
         before = asyncio.all_tasks()
         engine.begin_remote_scan()
         begun = asyncio.all_tasks() - before

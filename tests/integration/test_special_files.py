@@ -14,9 +14,8 @@ from pathlib import Path
 import pytest
 
 from podlink.agent.client import Agent
-from podlink.sync.engine import SyncEngine
-from podlink.sync.ignore import IgnoreRules
 from podlink.targets.local import LocalTarget
+from tests.helpers import engine_on
 
 SPARSE_SIZE = 200 * 1024 * 1024
 
@@ -31,11 +30,6 @@ async def agent(tmp_path: Path) -> AsyncIterator[tuple[Agent, LocalTarget]]:
     await target.close()
 
 
-def engine_for(agent: Agent, target: LocalTarget, workspace: Path) -> SyncEngine:
-    remote = target.target_path("/app")
-    return SyncEngine(agent, workspace, remote, lambda: IgnoreRules.for_tree(workspace))
-
-
 async def test_pipes_and_sockets_are_listed_as_not_synced_until_they_are_gone(
     tmp_path: Path, agent: tuple[Agent, LocalTarget]
 ) -> None:
@@ -46,7 +40,7 @@ async def test_pipes_and_sockets_are_listed_as_not_synced_until_they_are_gone(
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(str(workspace / "run" / "app.sock"))
     try:
-        engine = engine_for(*agent, workspace)
+        engine = engine_on(*agent, workspace)
         await engine.initial_sync()
         assert engine.problems == {
             "run/pipe": "special file, not synced: a named pipe (FIFO)",
@@ -87,7 +81,7 @@ async def test_a_sparse_file_keeps_its_holes_in_the_target(
     if sparse.stat().st_blocks * 512 > 1024 * 1024:
         pytest.skip("this file system does not keep holes")
 
-    engine = engine_for(*agent, workspace)
+    engine = engine_on(*agent, workspace)
     result = await engine.initial_sync()
     assert result.files_written == 1, engine.problems
     copy = Path(agent[1].target_path("/app")) / "disk.img"
